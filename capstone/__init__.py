@@ -1,0 +1,1 @@
+"""The capstone: a QQ-style group chat built from the lessons."""

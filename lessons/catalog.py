@@ -1,0 +1,101 @@
+"""The one list of lessons: the CLI, the docs check and the tests all read it.
+
+A lesson is declared once here. Everything else is derived by convention:
+its code is `lessons/<module>.py` with a `main` function (its `learn run` options),
+its page is `docs/lessons/<id>.md`.
+"""
+
+from __future__ import annotations
+
+import difflib
+from dataclasses import dataclass
+from pathlib import Path
+
+LINUX = "linux"
+MACOS = "macos"
+WINDOWS = "windows"
+POSIX = (LINUX, MACOS)
+
+
+@dataclass(frozen=True)
+class Lesson:
+    id: str
+    title: str
+    topic: str
+    summary: str
+    module: str
+    platforms: tuple[str, ...] = POSIX
+    exercise: str | None = None
+
+    @property
+    def entry_point(self) -> str:
+        return f"lessons.{self.module}:main"
+
+    @property
+    def doc_name(self) -> str:
+        return f"lessons/{self.id}.md"
+
+    def source_path(self) -> Path:
+        return Path(__file__).with_name(f"{self.module}.py")
+
+
+LESSONS: tuple[Lesson, ...] = (
+    Lesson("poll-server", "A poll() echo server", "I/O multiplexing",
+           "One thread serves many clients: register sockets, wait with poll(), "
+           "handle POLLIN/POLLHUP/POLLERR.", "poll_server"),
+    Lesson("epoll-server", "An epoll echo server", "I/O multiplexing",
+           "The same server on epoll, level- and edge-triggered (--edge): why ET must "
+           "drain until EAGAIN.", "epoll_server", platforms=(LINUX,)),
+    Lesson("select-server", "A select() echo server", "I/O multiplexing",
+           "The oldest multiplexer: three fd lists, and the FD_SETSIZE=1024 wall.",
+           "select_server", platforms=(LINUX, MACOS, WINDOWS)),
+    Lesson("selectors-server", "A portable selectors server", "I/O multiplexing",
+           "The standard library picks epoll, kqueue or poll for you.",
+           "selectors_server", platforms=(LINUX, MACOS, WINDOWS)),
+    Lesson("tcp-client", "A line-based TCP client", "I/O multiplexing",
+           "Talk to any of the servers by hand, or script it (--send TEXT --count N).",
+           "tcp_client", platforms=(LINUX, MACOS, WINDOWS)),
+    Lesson("struct-send", "Sending binary records with struct", "Binary data",
+           "Pack the notes' i5sf record and send it, merged or split, to struct-recv.",
+           "struct_send", platforms=(LINUX, MACOS, WINDOWS)),
+    Lesson("struct-recv", "Receiving binary records with struct", "Binary data",
+           "Alignment padding, NUL padding, float rounding, and why one recv() is "
+           "not one record.", "struct_recv", platforms=(LINUX, MACOS, WINDOWS)),
+    Lesson("unix-send", "Sending over a Unix domain socket", "Local sockets",
+           "Connect to a socket file instead of an IP address and port.", "unix_send"),
+    Lesson("unix-recv", "Receiving on a Unix domain socket", "Local sockets",
+           "Bind a socket file safely: private directory, mode 0600, stale files, "
+           "peer credentials.", "unix_recv"),
+    Lesson("process-states", "Process states and priorities", "Processes",
+           "Watch children in R, S, T and Z from /proc, a process tree, and nice at work.",
+           "process_states", platforms=(LINUX,)),
+    Lesson("fork-demo", "os.fork() step by step", "Processes",
+           "Return values, copied memory, shared files, zombies, and duplicated output.",
+           "fork", platforms=POSIX),
+)
+
+# Pages in docs/ that are not lessons but that `learn show` renders too.
+EXTRA_PAGES = ("capstone", "protocol", "exercises", "benchmarks")
+
+
+def find(lesson_id: str) -> Lesson | None:
+    return next((lesson for lesson in LESSONS if lesson.id == lesson_id), None)
+
+
+def closest_ids(wrong: str, choices: tuple[str, ...] | None = None) -> list[str]:
+    candidates = choices if choices is not None else tuple(lesson.id for lesson in LESSONS)
+    return difflib.get_close_matches(wrong, candidates, n=3, cutoff=0.5)
+
+
+def docs_root() -> Path:
+    """docs/ ships inside the wheel as lessons/_docs; in a source checkout it is ../docs."""
+    packaged = Path(__file__).with_name("_docs")
+    if packaged.is_dir():
+        return packaged
+    return Path(__file__).resolve().parent.parent / "docs"
+
+
+def doc_path(name: str) -> Path:
+    lesson = find(name)
+    relative = lesson.doc_name if lesson else f"{name}.md"
+    return docs_root() / relative

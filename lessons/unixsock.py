@@ -1,0 +1,132 @@
+"""Unix domain socket files done safely; shared by the unix lessons and the chat's admin socket.
+
+The notes bind `./sock` in the current directory and crash when the file is left over
+from an earlier run. Here:
+- the default place is a private per-user directory (0700, refused if someone else
+  could have planted it);
+- a leftover ("stale") file nobody listens on is removed, a live one is never stolen;
+- the file is created with mode 0600 (umask set around bind, so there is no window);
+- the peer's pid/uid/gid come from SO_PEERCRED (Linux).
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import socket
+import stat
+import struct
+import tempfile
+from pathlib import Path
+
+from lessons.common import UserError
+
+# sizeof(sun_path) is 108 on Linux, including the final NUL.
+MAX_PATH_BYTES = 107
+PEERCRED = struct.Struct("3i")  # struct ucred { pid_t pid; uid_t uid; gid_t gid; }
+
+
+def private_dir() -> Path:
+    """`<tmp>/learn-<uid>`, created 0700; refused unless it is ours and closed to others."""
+    path = Path(tempfile.gettempdir()) / f"learn-{os.geteuid()}"
+    try:
+        path.mkdir(mode=0o700)
+    except FileExistsError:
+        pass
+    info = os.lstat(path)
+    if not stat.S_ISDIR(info.st_mode) or info.st_uid != os.geteuid() or info.st_mode & 0o077:
+        raise UserError(
+            f"{path} exists but is not a private directory of yours (it must be a directory "
+            f"you own with mode 0700); another user may have planted it, so it is not used."
+        )
+    return path
+
+
+def check_path_length(path: str | Path) -> None:
+    if len(os.fsencode(str(path))) > MAX_PATH_BYTES:
+        raise UserError(
+            f"the socket path {str(path)!r} is {len(os.fsencode(str(path)))} bytes; Unix socket "
+            f"paths are limited to {MAX_PATH_BYTES}, choose a shorter one."
+        )
+
+
+def is_live(path: str | Path) -> bool:
+    """True if something accepts connections on the socket file at `path`."""
+    probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        probe.connect(str(path))
+        return True
+    except (ConnectionRefusedError, FileNotFoundError):
+        return False
+    finally:
+        probe.close()
+
+
+def clear_stale(path: Path) -> bool:
+    """Remove a leftover socket file nobody listens on. Returns True if one was removed."""
+    try:
+        info = os.lstat(path)
+    except FileNotFoundError:
+        return False
+    if not stat.S_ISSOCK(info.st_mode):
+        raise UserError(f"{path} exists and is not a socket file; it is not removed, choose another path.")
+    if is_live(path):
+        raise UserError(f"another server is already listening on {path}; stop it or choose another path.")
+    path.unlink(missing_ok=True)
+    return True
+
+
+def bind_unix(path: str | Path, *, mode: int = 0o600, backlog: int = 128) -> socket.socket:
+    """Listen on a socket file with `mode`, replacing a stale file, refusing a live one."""
+    path = Path(path)
+    check_path_length(path)
+    clear_stale(path)
+    server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    old_umask = os.umask(0o777 & ~mode)
+    try:
+        server.bind(str(path))
+    except FileNotFoundError:
+        server.close()
+        raise UserError(f"the directory of {path} does not exist.") from None
+    except OSError as err:
+        server.close()
+        if err.errno in (errno.EACCES, errno.EPERM):
+            raise UserError(f"not allowed to create {path}.") from None
+        raise
+    finally:
+        os.umask(old_umask)
+    os.chmod(path, mode)
+    server.listen(backlog)
+    return server
+
+
+def bind_abstract(name: str, backlog: int = 128) -> socket.socket:
+    """Listen in Linux's abstract namespace: no file at all, gone when the socket closes."""
+    address = b"\0" + name.encode()
+    if len(address) > MAX_PATH_BYTES + 1:
+        raise UserError(f"the abstract name {name!r} is too long; keep it under {MAX_PATH_BYTES} bytes.")
+    server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        server.bind(address)
+    except OSError as err:
+        server.close()
+        if err.errno == errno.EADDRINUSE:
+            raise UserError(f"the abstract name @{name} is already in use.") from None
+        raise
+    server.listen(backlog)
+    return server
+
+
+def remove_socket_file(path: str | Path) -> None:
+    try:
+        if stat.S_ISSOCK(os.lstat(path).st_mode):
+            os.unlink(path)
+    except FileNotFoundError:
+        pass
+
+
+def peer_credentials(sock: socket.socket) -> tuple[int, int, int]:
+    """(pid, uid, gid) of the process at the other end of a Unix socket (Linux SO_PEERCRED)."""
+    raw = sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, PEERCRED.size)
+    pid, uid, gid = PEERCRED.unpack(raw)
+    return pid, uid, gid
