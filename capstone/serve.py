@@ -1,0 +1,92 @@
+"""`learn chat serve`: pick the engine, open the listeners, print where, run the loop."""
+
+from __future__ import annotations
+
+import os
+import sys
+from dataclasses import dataclass
+
+from capstone import multiplexers
+from capstone.room import Limits
+from capstone.server import ChatServer, Listeners, plain_log, rich_log
+from lessons.common import DEFAULT_HOST, DEFAULT_PORT, UserError, address_text, open_listener
+from lessons.unixsock import bind_unix
+
+ENGINES = ("epoll", "poll", "select", "selectors", "fork")
+CHAT_BACKLOG = 1024
+
+
+@dataclass
+class ServeOptions:
+    host: str = DEFAULT_HOST
+    port: int = DEFAULT_PORT
+    unix: str | None = None
+    engine: str = "epoll"
+    limits: Limits = Limits()
+    admin_socket: str | None = None
+    trace: bool = False
+
+
+def pick_engine(engine: str):  # noqa: ANN201 - (server class, backend class)
+    """The server class and multiplexer for an engine name, or one sentence why not here."""
+    if engine not in ENGINES:
+        raise UserError(f"there is no engine {engine!r}; choose one of {', '.join(ENGINES)}.")
+    backends = multiplexers.available()
+    if engine == "fork":
+        if not hasattr(os, "fork"):
+            raise UserError("the fork engine needs os.fork(), which this platform lacks; use --engine selectors.")
+        from capstone.fork_engine import ForkingChatServer
+
+        return ForkingChatServer, backends.get("epoll") or backends["poll"]
+    if engine not in backends:
+        raise UserError(f"the {engine} engine is not available on this platform; use --engine selectors.")
+    return ChatServer, backends[engine]
+
+
+def check_limits(limits: Limits) -> None:
+    if limits.max_payload < 1 or limits.max_payload > 0xFFFFFFFF:
+        raise UserError("--max-payload must be between 1 and 4294967295 bytes.")
+    if limits.join_timeout < 0 or limits.rate_limit < 0 or limits.max_queue < 1:
+        raise UserError("--join-timeout and --rate-limit cannot be negative, and --max-queue must be positive.")
+
+
+def open_listeners(options: ServeOptions) -> tuple[Listeners, str]:
+    """The chat listener and the admin socket; returns them and the 'listening on' text."""
+    from capstone.paths import default_admin_socket
+
+    if options.unix:
+        chat = bind_unix(options.unix, mode=0o666 & ~_umask())
+        where, port, chat_path = options.unix, None, options.unix
+    else:
+        chat = open_listener(options.host, options.port, backlog=CHAT_BACKLOG)
+        where, port, chat_path = address_text(chat.getsockname()), chat.getsockname()[1], None
+    admin_path = options.admin_socket or str(default_admin_socket(port=port, unix_path=options.unix))
+    try:
+        admin = bind_unix(admin_path, mode=0o600)
+    except BaseException:
+        chat.close()
+        raise
+    return Listeners(chat, admin, chat_path, admin_path), where
+
+
+def _umask() -> int:
+    current = os.umask(0)
+    os.umask(current)
+    return current
+
+
+def serve(options: ServeOptions) -> None:
+    check_limits(options.limits)
+    server_class, backend_class = pick_engine(options.engine)
+    listeners, where = open_listeners(options)
+    print(f"listening on {where}", flush=True)
+    print(f"admin socket {listeners.admin_path}", flush=True)
+    interactive = sys.stdout.isatty()
+    log = rich_log() if interactive else plain_log()
+    trace = (lambda text: log("trace", text)) if options.trace else None
+    console = sys.stdin.fileno() if sys.stdin.isatty() else None
+    if console is not None:
+        log("admin", "type a line here to announce it to everyone; Ctrl-C stops the server")
+    server = server_class(listeners, backend_class(trace), options.limits, log, console)
+    server.serve_forever()
+    log("stop", "stopped")
