@@ -176,7 +176,7 @@ class Room:
         if key in self.by_key:
             return self._error(conn, ErrorCode.NAME_TAKEN, f"the name {name} is taken")
         welcome = Send(conn, codec.encode_text(Kind.WELCOME, name))
-        joined = Broadcast(codec.encode_text(Kind.JOINED, name))  # sent before the joiner is a member
+        joined = Broadcast(codec.encode_text(Kind.JOINED, name), exclude=conn)
         connection.name = name
         connection.tokens = 2 * self.limits.rate_limit
         connection.refilled_at = now

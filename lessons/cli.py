@@ -14,10 +14,10 @@ import typer
 from lessons import __version__, catalog
 from lessons.common import RunFailure, UserError
 
-try:  # typer >= 0.20 vendors its click
-    from typer import _click as click
-except ImportError:  # pragma: no cover - older typer
-    import click  # type: ignore[no-redef]
+try:  # recent typer vendors its own click
+    from typer._click.exceptions import UsageError
+except ImportError:  # pragma: no cover - older typer depends on click
+    from click import UsageError  # type: ignore[no-redef]
 
 
 def print_error(message: str) -> None:
@@ -55,13 +55,8 @@ class LessonGroup(typer.core.TyperGroup):
         if catalog.find(name) is None and not name.startswith("-"):
             close = catalog.closest_ids(name)
             hint = f" Did you mean {' or '.join(close)}?" if close else " See `learn list`."
-            raise click.UsageError(f"There is no lesson called {name!r}.{hint}", ctx)
+            raise UsageError(f"There is no lesson called {name!r}.{hint}", ctx)
         return super().resolve_command(ctx, args)
-
-    def format_commands(self, ctx: Any, formatter: Any) -> None:
-        rows = [(lesson.id, lesson.title) for lesson in catalog.LESSONS]
-        with formatter.section("Lessons"):
-            formatter.write_dl(rows)
 
 
 def lesson_command(lesson: catalog.Lesson) -> Any:

@@ -1,0 +1,103 @@
+"""The `learn` command itself: catalog walk, list, show, run dispatch, exit codes."""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+import socket
+import subprocess
+import sys
+
+import pytest
+from typer.testing import CliRunner
+
+from lessons import __version__, catalog
+from lessons.cli import app
+
+runner = CliRunner()
+
+
+def invoke(*args: str):
+    return runner.invoke(app, list(args), prog_name="learn")
+
+
+@pytest.mark.parametrize("lesson", catalog.LESSONS, ids=lambda lesson: lesson.id)
+def test_every_lesson_has_a_page_and_an_entry_point(lesson: catalog.Lesson) -> None:
+    page = catalog.doc_path(lesson.id)
+    assert page.is_file(), f"{lesson.id} has no page at {page}"
+    text = page.read_text(encoding="utf-8")
+    assert text.startswith("# "), f"{page} should open with a title"
+    module_name, function_name = lesson.entry_point.split(":")
+    main = getattr(importlib.import_module(module_name), function_name)
+    assert callable(main) and inspect.signature(main).parameters is not None
+    assert lesson.source_path().is_file()
+
+
+def test_lesson_ids_are_unique_and_modules_distinct() -> None:
+    ids = [lesson.id for lesson in catalog.LESSONS]
+    assert len(ids) == len(set(ids))
+    assert len({lesson.module for lesson in catalog.LESSONS}) == len(ids)
+
+
+def test_list_shows_every_lesson() -> None:
+    result = invoke("list")
+    assert result.exit_code == 0, result.output
+    for lesson in catalog.LESSONS:
+        assert lesson.id in result.output
+
+
+@pytest.mark.parametrize("lesson", catalog.LESSONS, ids=lambda lesson: lesson.id)
+def test_show_renders_the_page_and_the_source(lesson: catalog.Lesson) -> None:
+    page = invoke("show", lesson.id)
+    assert page.exit_code == 0, page.output
+    title = catalog.doc_path(lesson.id).read_text(encoding="utf-8").splitlines()[0].lstrip("# ").strip()
+    assert title.split()[0] in page.output
+    source = invoke("show", lesson.id, "--source")
+    assert source.exit_code == 0, source.output
+    assert "def main" in source.output
+
+
+@pytest.mark.parametrize("lesson", catalog.LESSONS, ids=lambda lesson: lesson.id)
+def test_run_help_shows_the_lessons_own_options(lesson: catalog.Lesson) -> None:
+    result = invoke("run", lesson.id, "--help")
+    assert result.exit_code == 0, result.output
+    assert "Usage" in result.output and "--help" in result.output
+
+
+def test_unknown_lesson_suggests_the_closest_and_exits_2() -> None:
+    result = invoke("run", "pol-server")
+    assert result.exit_code == 2
+    assert "poll-server" in result.output and "Traceback" not in result.output
+    shown = invoke("show", "fork")
+    assert shown.exit_code == 2 and "fork-demo" in shown.output
+
+
+def test_version() -> None:
+    result = invoke("--version")
+    assert result.exit_code == 0 and __version__ in result.output
+
+
+@pytest.mark.timeout(30)
+def test_port_in_use_is_one_sentence_and_exit_2() -> None:
+    holder = socket.socket()
+    holder.bind(("127.0.0.1", 0))
+    holder.listen()
+    port = holder.getsockname()[1]
+    try:
+        done = subprocess.run(
+            [sys.executable, "-m", "lessons", "run", "poll-server", "--port", str(port)],
+            capture_output=True, text=True, timeout=25,
+        )
+    finally:
+        holder.close()
+    assert done.returncode == 2, done.stderr
+    assert "already in use" in done.stderr
+    assert "Traceback" not in done.stderr + done.stdout
+
+
+@pytest.mark.timeout(30)
+def test_python_dash_m_lessons_is_the_learn_command() -> None:
+    done = subprocess.run([sys.executable, "-m", "lessons", "--help"], capture_output=True, text=True, timeout=25)
+    assert done.returncode == 0
+    for group in ("list", "show", "run", "chat"):
+        assert group in done.stdout
