@@ -94,6 +94,8 @@ class Room:
 
     def too_large(self, conn: int, length: int) -> list[Effect]:
         """A header announced more than max_payload: error, then close."""
+        if conn not in self.connections:  # already closing: its error was the last frame
+            return []
         return self._close_with_error(
             conn, ErrorCode.TOO_LARGE,
             f"a frame of {length} bytes is over the limit of {self.limits.max_payload}")
