@@ -211,7 +211,7 @@ class Room:
         capacity = 2 * rate
         connection.tokens = min(capacity, connection.tokens + (now - connection.refilled_at) * rate)
         connection.refilled_at = now
-        if connection.tokens < 1:
+        if connection.tokens < 1 - 1e-9:  # float refill: 0.05 s at 20/s may come out as 0.99999...
             return False
         connection.tokens -= 1
         return True
