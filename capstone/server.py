@@ -51,7 +51,6 @@ class Peer:
     decoder: FrameDecoder
     admin: bool = False
     out: list = field(default_factory=list)  # bytes waiting to be sent, in order
-    queued: int = 0
     writing: bool = False  # registered for POLLOUT because the kernel buffer was full
     closing: bool = False  # flush, then shut down the sending side; input is discarded
     draining: bool = False  # sending side shut down: waiting (briefly) for the peer's EOF
@@ -75,7 +74,8 @@ class ChatServer:
         self.log = log
         self.console = console  # fd of a terminal whose lines are announcements
         self.peers: dict[int, Peer] = {}
-        self.dirty: dict[int, Peer] = {}  # peers with output queued during this wake-up
+        self.dirty: dict[int, Peer] = {}  # peers sent something (or closed) during this wake-up
+        self.broadcast_pending = False  # a broadcast was queued: every member has output
         self.draining: dict[int, float] = {}  # fd -> deadline, oldest first
         self.stopping_at: float | None = None
         self._console_buffer = b""
@@ -292,20 +292,16 @@ class ChatServer:
         peers, dirty = self.peers, self.dirty
         for effect in effects:
             kind = type(effect)
-            if kind is Broadcast:
+            if kind is Broadcast:  # the hot loop: one list append per reader, nothing more
                 data, exclude = effect.data, effect.exclude
-                size = len(data)
                 for conn in self.room.members:
                     if conn != exclude:
-                        peer = peers[conn]
-                        peer.out.append(data)
-                        peer.queued += size
-                        dirty[conn] = peer
+                        peers[conn].out.append(data)
+                self.broadcast_pending = True
             elif kind is Send:
                 peer = peers.get(effect.conn)
                 if peer is not None:
                     peer.out.append(effect.data)
-                    peer.queued += len(effect.data)
                     dirty[effect.conn] = peer
             elif kind is Close:
                 peer = peers.get(effect.conn)
@@ -318,10 +314,21 @@ class ChatServer:
     # ----- writing -----------------------------------------------------------------------
 
     def _flush_dirty(self) -> None:
-        """One coalesced send per connection per wake-up."""
-        while self.dirty:
+        """One coalesced send per connection per wake-up.
+
+        Peers waiting for POLLOUT are tried too: a failed send is how a reader that never
+        reads is found to be over its queue bound.
+        """
+        while self.broadcast_pending or self.dirty:
+            if self.broadcast_pending:
+                self.broadcast_pending = False
+                self.dirty.clear()
+                for fd, peer in list(self.peers.items()):
+                    if (peer.out or peer.closing) and fd in self.peers:
+                        self._flush(fd, peer)
+                continue
             fd, peer = self.dirty.popitem()
-            if fd in self.peers:  # even when waiting for POLLOUT: the queue bound is checked here
+            if fd in self.peers:
                 self._flush(fd, peer)
 
     def _flush(self, fd: int, peer: Peer) -> None:
@@ -334,9 +341,9 @@ class ChatServer:
             except OSError:
                 self._gone(fd, peer, "lost the connection")
                 return
-            peer.queued -= sent
-            peer.out = [memoryview(data)[sent:]] if sent < len(data) else []
-            if peer.queued > self.limits.max_queue:
+            left = len(data) - sent
+            peer.out = [memoryview(data)[sent:]] if left else []
+            if left > self.limits.max_queue:
                 self._gone(fd, peer, f"was too slow to read (over {self.limits.max_queue} bytes queued)")
                 return
         self._want_write(fd, peer, bool(peer.out))
