@@ -1,0 +1,287 @@
+"""`learn bench multiplexers|chat|scale`: measurements a learner can rerun on their machine.
+
+Only typer is imported here; the measuring and the rich rendering load when a command runs.
+Every command prints a table (and a chart where it helps), or with --json exactly one
+JSON document on stdout and nothing else.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Optional
+
+import typer
+
+app = typer.Typer(help="Measure the multiplexers and the chat server; rerun them on your machine.",
+                  no_args_is_help=True)
+
+MAX_FORK_MEMBERS = 1000  # 5,000 relay processes would need several GiB
+MULTIPLEXER_COLOURS = {"select": "red", "poll": "yellow", "epoll": "green", "selectors": "cyan"}
+
+
+@app.command()
+def multiplexers(
+    max_fds: Annotated[int, typer.Option(help="The largest number of watched descriptors.", min=10)] = 10_000,
+    repeat: Annotated[int, typer.Option(help="Timed wait calls per multiplexer and N (the median is shown).", min=5)] = 1000,
+    json: Annotated[bool, typer.Option("--json", help="Print one JSON document instead of the table.")] = False,
+) -> None:
+    """Cost of one wait call with N watched descriptors, one of them ready: select, poll, epoll, selectors."""
+    from capstone.bench.multiplexers import run
+
+    if json:
+        report = run(max_fds, repeat)
+    else:
+        from rich.console import Console
+
+        with Console(stderr=True).status("timing wait calls...") as status:
+            report = run(max_fds, repeat, on_progress=lambda text: status.update(f"timing {text}..."))
+    if json:
+        print_json({**report.as_json(), "machine": _machine()})
+        return
+    show_multiplexers(report)
+
+
+@app.command()
+def chat(
+    clients: Annotated[int, typer.Option(help="Members who join.", min=2)] = 100,
+    senders: Annotated[int, typer.Option(help="How many of them send.", min=1)] = 20,
+    messages: Annotated[int, typer.Option(help="Messages each sender sends.", min=1)] = 200,
+    size: Annotated[int, typer.Option(help="Bytes of text per message (at least 34: the stamp).")] = 64,
+    engine: Annotated[str, typer.Option(help="Our engine to measure when --against is not given.")] = "epoll",
+    against: Annotated[Optional[str], typer.Option(
+        help="Comma-separated servers, or all: asyncio,uvloop,epoll,poll,select,selectors,fork.")] = None,
+    rate: Annotated[float, typer.Option(
+        help="Messages per second per sender; 0 = as fast as the server takes them.", min=0)] = 0.0,
+    repeat: Annotated[int, typer.Option(help="Runs per server, each on a fresh server; the median is shown.", min=1)] = 3,
+    workers: Annotated[int, typer.Option(help="Load-generator processes.", min=1)] = 2,
+    timeout: Annotated[float, typer.Option(
+        help="Seconds to join, and seconds to deliver; what has not arrived by then counts as lost.", min=1)] = 120.0,
+    json: Annotated[bool, typer.Option("--json", help="Print one JSON document instead of the table.")] = False,
+) -> None:
+    """Load the chat server: members join, senders send, every member counts, times and orders what arrives."""
+    from capstone.bench.load import Load, compare
+    from capstone.bench.servers import parse_targets
+    from lessons.common import UserError
+
+    load = Load(clients, senders, messages, size, rate, workers, timeout)
+    problem = load.check()
+    if problem:
+        raise UserError(problem)
+    targets = parse_targets(against if against else engine)
+    if json:
+        comparison = compare(targets, load, repeat)
+    else:
+        comparison = compare_with_progress(targets, load, repeat)
+    if not comparison.results:
+        raise UserError("nothing was measured: " + "; ".join(comparison.skipped.values()) + ".")
+    if json:
+        print_json(chat_json(comparison))
+        return
+    show_chat(comparison)
+
+
+@app.command()
+def scale(
+    members: Annotated[int, typer.Option(help="Members who join and stay idle.", min=2)] = 5000,
+    repeat: Annotated[int, typer.Option(help="Broadcasts timed, one after another.", min=1)] = 20,
+    engine: Annotated[str, typer.Option(help="The server: one of our engines, or asyncio/uvloop.")] = "epoll",
+    workers: Annotated[int, typer.Option(help="Load-generator processes.", min=1)] = 2,
+    timeout: Annotated[float, typer.Option(help="Seconds joining or one broadcast may take.", min=1)] = 120.0,
+    json: Annotated[bool, typer.Option("--json", help="Print one JSON document instead of the table.")] = False,
+) -> None:
+    """Many idle members, one message at a time: how long until the last one has it, and memory per member."""
+    from capstone.bench.scale import run_scale
+    from capstone.bench.servers import parse_targets
+    from lessons.common import UserError
+
+    targets = parse_targets(engine)
+    if len(targets) != 1:
+        raise UserError("scale measures one server at a time; give one --engine.")
+    if targets[0] == "fork" and members > MAX_FORK_MEMBERS:
+        raise UserError(f"the fork engine runs a process per member (about 1.5 MiB each); "
+                        f"use at most {MAX_FORK_MEMBERS} --members with it.")
+    if json:
+        report = run_scale(targets[0], members, repeat, workers, timeout)
+        print_json({**report.as_json(), "machine": _machine()})
+        return
+    from rich.console import Console
+
+    with Console(stderr=True).status(f"joining {members} members to {targets[0]}..."):
+        report = run_scale(targets[0], members, repeat, workers, timeout)
+    show_scale(report)
+
+
+# -- output ------------------------------------------------------------------------------
+def _machine() -> dict:
+    from capstone.bench import machine_info
+
+    return machine_info()
+
+
+def print_json(document: dict) -> None:
+    import json as json_module
+
+    print(json_module.dumps(document, indent=2, ensure_ascii=False))
+
+
+def show_multiplexers(report) -> None:  # noqa: ANN001 - multiplexers.Report
+    from rich.console import Console
+    from rich.table import Table
+
+    from capstone.bench.multiplexers import MULTIPLEXERS
+
+    console = Console()
+    table = Table(title=f"us per wait call, 1 fd ready (median of {report.repeat})", title_justify="left")
+    table.add_column("N watched", justify="right")
+    for name in MULTIPLEXERS:
+        table.add_column(name, justify="right", style=MULTIPLEXER_COLOURS[name])
+    for row in report.rows:
+        cells = [f"{row.micros[name]:.2f}" if row.micros[name] is not None else "-" for name in MULTIPLEXERS]
+        table.add_row(f"{row.n:,}", *cells)
+    console.print(table)
+    console.print(log_bars(report))
+    for note in report.notes:
+        console.print(f"[dim]note:[/] {note}")
+    console.print("[dim]select and poll hand the kernel the whole list on every call, so they grow with N; "
+                  "epoll keeps the list in the kernel and returns only what is ready, so it stays flat.[/]")
+
+
+def log_bars(report) -> object:  # noqa: ANN001
+    """A bar per multiplexer and N, its length on a log scale (0.1 us to 10 ms across)."""
+    import math
+
+    from rich.text import Text
+
+    from capstone.bench.multiplexers import MULTIPLEXERS
+
+    width, low, high = 50, math.log10(0.1), math.log10(10_000)
+    text = Text("wait-call cost, log scale: 0.1 us ... 10 ms\n", style="bold")
+    for row in report.rows:
+        for name in MULTIPLEXERS:
+            micros = row.micros[name]
+            label = f"{row.n:>7,} {name:<9} "
+            if micros is None:
+                text.append(label + "(cannot watch fds >= 1024)\n", style="dim")
+                continue
+            fraction = (math.log10(max(micros, 0.1)) - low) / (high - low)
+            text.append(label)
+            text.append("█" * max(1, round(fraction * width)), style=MULTIPLEXER_COLOURS[name])
+            text.append(f" {micros:.1f} us\n")
+    return text
+
+
+def compare_with_progress(targets: list[str], load, repeat: int):  # noqa: ANN001, ANN201
+    """compare() with a rich progress bar per run, on stderr so stdout stays the report."""
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from capstone.bench.load import compare
+
+    columns = (TextColumn("{task.description:<14}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+    with Progress(*columns, console=Console(stderr=True), transient=False) as progress:
+        def finish_last_run() -> None:
+            if progress.tasks:  # a run's last progress report may precede its final count
+                last = progress.tasks[-1]
+                progress.update(last.id, completed=last.total)
+                progress.stop_task(last.id)
+
+        def on_run(target: str, number: int):  # noqa: ANN202
+            finish_last_run()
+            label = target if repeat == 1 else f"{target} #{number + 1}"
+            task = progress.add_task(label, total=load.expected_deliveries)
+            return lambda done: progress.update(task, completed=done)
+
+        comparison = compare(targets, load, repeat, on_run=on_run)
+        finish_last_run()
+    return comparison
+
+
+def chat_json(comparison) -> dict:  # noqa: ANN001
+    from dataclasses import asdict
+
+    results = []
+    for measurement in comparison.results:
+        entry = asdict(measurement)
+        entry["ratio_to_baseline"] = comparison.ratio(measurement)
+        entry["runs_deliveries_per_second"] = comparison.runs[measurement.target]
+        results.append(entry)
+    return {
+        "benchmark": "chat",
+        "machine": _machine(),
+        "load": {**asdict(comparison.load), "expected_deliveries": comparison.load.expected_deliveries},
+        "baseline": comparison.baseline,
+        "results": results,
+        "skipped": comparison.skipped,
+    }
+
+
+def show_chat(comparison) -> None:  # noqa: ANN001
+    from rich.markup import escape
+    from rich.table import Table
+
+    load = comparison.load
+    console = wide_console()
+    title = (f"{load.clients} members, {load.senders} senders x {load.messages} messages of {load.size} bytes "
+             f"= {load.expected_deliveries:,} deliveries")
+    table = Table(title=title, title_justify="left")
+    for column in ("server", "deliveries/s", f"x {comparison.baseline}", "us/delivery",
+                   "p50 ms", "p99 ms", "max ms", "lost", "order", "MiB", "gen busy"):
+        table.add_column(column, justify="left" if column == "server" else "right", no_wrap=True)
+    for m in comparison.results:
+        ratio = comparison.ratio(m)
+        memory = f"{m.server_pss_kib / 1024:.1f}" + ("*" if m.server_processes > 1 else "")
+        table.add_row(
+            m.target, f"{m.deliveries_per_second:,.0f}", "-" if ratio is None else f"{ratio:.2f}",
+            f"{m.server_cpu_us_per_delivery:.2f}", f"{m.latency_ms['p50']:.1f}", f"{m.latency_ms['p99']:.1f}",
+            f"{m.latency_ms['max']:.1f}", style_count(m.lost), style_count(m.order_violations), memory,
+            f"{m.generator_busy:.0%}",
+        )
+    console.print(table)
+    for target, why in comparison.skipped.items():
+        console.print(f"[yellow]skipped {target}:[/] {escape(why)}")
+    for m in comparison.results:
+        for error in m.errors[:3]:
+            console.print(f"[red]{m.target}:[/] {escape(error)}")
+    console.print(
+        "[dim]x epoll: deliveries/s relative to our default engine. us/delivery: the server's CPU "
+        "time per delivery, children included (fair even when the generator is the limit). "
+        "MiB: PSS of the server (* and its child processes) with every member connected. "
+        "gen busy: the load generator's CPU over its wall time per worker; near 100% the "
+        "generator, not the server, set the rate (they share this machine's cores). "
+        "Latency with --rate 0 is mostly queueing: use --rate to measure it unloaded.[/]"
+    )
+
+
+def wide_console():  # noqa: ANN201
+    """A console that does not squeeze the table to 80 columns when the output is a file."""
+    from rich.console import Console
+
+    console = Console()
+    return console if console.is_terminal else Console(width=140)
+
+
+def style_count(count: int) -> str:
+    return f"[green]{count}[/]" if count == 0 else f"[bold red]{count}[/]"
+
+
+def show_scale(report) -> None:  # noqa: ANN001 - scale.ScaleReport
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console()
+    table = Table(title=f"{report.members:,} idle members on {report.target}: one broadcast at a time",
+                  title_justify="left")
+    table.add_column("measure")
+    table.add_column("value", justify="right")
+    table.add_row("time to join everyone", f"{report.join_seconds:.2f} s")
+    for key in ("p50", "p99", "max"):
+        table.add_row(f"broadcast reaches all members, {key} of {report.repeat}", f"{report.broadcast_ms[key]:.1f} ms")
+    table.add_row("server CPU for one broadcast (median)", f"{report.server_cpu_ms_per_broadcast:.1f} ms")
+    table.add_row("receivers' CPU for one broadcast (median, all workers)", f"{report.receivers_cpu_ms_per_broadcast:.1f} ms")
+    if report.send_floor_ms is not None:
+        table.add_row(f"floor: a bare loop of {report.members:,} send() calls", f"{report.send_floor_ms:.1f} ms")
+    table.add_row("server memory before joining (RSS)", f"{report.rss_before_kib / 1024:.1f} MiB")
+    table.add_row("server memory with everyone joined (RSS)", f"{report.rss_after_kib / 1024:.1f} MiB")
+    table.add_row("server memory per member", f"{report.kib_per_member:.2f} KiB")
+    console.print(table)
+    for note in report.notes:
+        console.print(f"[dim]note:[/] {note}")

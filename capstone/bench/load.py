@@ -1,0 +1,625 @@
+"""The chat load generator: N members join, S of them say M messages of B bytes, all count.
+
+Every SAY text carries who sent it, its sequence number and the send time
+(`time.monotonic_ns()`, one clock for every process on the machine), in fixed-width
+fields so that a receiver can slice them out without splitting:
+
+    "0003 0000042 0000001234567890123 xxxxxxxx..."   (sender, seq, send ns; padded to B bytes)
+
+so each receiving member can measure latency (receipt - send), notice a lost message
+(fewer than expected), a sender's messages out of sequence, and record the order it saw
+everything in; afterwards the orders of all members are compared, because the protocol
+promises one single order for every member.
+
+The generator must not be what limits the measurement, so the members are spread over
+several worker processes (forked), each driving its share of the sockets from one epoll
+loop with no per-frame objects on the hot path. Each worker reports the CPU it used, and
+the report says how busy the generator was next to the server.
+
+Phases, steered by the parent over a pipe per worker:
+    join  -> every member sends JOIN and waits for WELCOME      -> "joined"
+    go    -> senders send; everyone reads until all expected    -> "done" + results
+    close -> the sockets are closed, the worker exits
+"""
+
+from __future__ import annotations
+
+import resource
+import select
+import signal
+import socket
+import struct
+import time
+from array import array
+from collections import defaultdict
+from dataclasses import dataclass, field
+from functools import partial
+from itertools import islice
+from multiprocessing.connection import Connection
+from typing import Callable, Iterator
+
+from capstone.codec import HEADER, Kind, encode
+from lessons.common import RunFailure
+
+JOIN_WINDOW = 64  # JOINs in flight per worker: never overflow the server's listen backlog
+SEND_CHUNK = 64 * 1024  # a sender queues at most this much before the socket takes it
+RECV_SIZE = 256 * 1024
+PROGRESS_EVERY_NS = 100_000_000  # a progress report to the parent every 0.1 s
+# Batched reading (when senders go flat out): the kernel wakes a member only once LOWAT
+# bytes wait (SO_RCVLOWAT), and a sweep every SWEEP_EVERY_NS picks up the remainders.
+# Fewer, larger recv() calls keep the generator cheaper than the server it measures.
+LOWAT = 16 * 1024
+SWEEP_EVERY_NS = 20_000_000
+MESSAGE, WELCOME, ERROR = int(Kind.MESSAGE), int(Kind.WELCOME), int(Kind.ERROR)  # plain ints: faster compares
+
+
+@dataclass(frozen=True)
+class Load:
+    """What to send: the options of `learn bench chat`."""
+
+    clients: int = 100
+    senders: int = 20
+    messages: int = 200
+    size: int = 64
+    rate: float = 0.0  # messages per second per sender; 0 = as fast as the server takes them
+    workers: int = 2
+    timeout: float = 120.0
+
+    @property
+    def expected_deliveries(self) -> int:
+        """A MESSAGE goes to every member but its sender."""
+        return self.senders * self.messages * (self.clients - 1)
+
+    def check(self) -> str | None:
+        """None if the load makes sense, else the reason in one sentence."""
+        if self.clients < 2:
+            return "--clients must be at least 2 (someone has to listen)."
+        if not 1 <= self.senders <= self.clients:
+            return "--senders must be between 1 and --clients."
+        if self.messages < 1 or self.workers < 1:
+            return "--messages and --workers must be at least 1."
+        if not MIN_SIZE <= self.size <= 4096:
+            return f"--size must be between {MIN_SIZE} bytes (room for the stamp) and 4096 (the payload limit)."
+        if self.senders > 9999 or self.messages > 9_999_999:
+            return "at most 9999 senders and 9,999,999 messages each fit the stamp."
+        if self.rate < 0:
+            return "--rate cannot be negative."
+        return None
+
+
+STAMP = struct.Struct("4s x 7s x 19s x")  # the fixed-width head of a text: sender, seq, ns
+MIN_SIZE = STAMP.size + 1
+
+
+def message_text(sender: int, seq: int, size: int) -> bytes:
+    """One SAY text of exactly `size` bytes, stamped with the time it is made."""
+    head = b"%04d %07d %019d " % (sender, seq, time.monotonic_ns())
+    return head + b"x" * (size - len(head))
+
+
+def connect_and_join(address: tuple[str, int], name: bytes) -> socket.socket:
+    """A non-blocking member connection whose JOIN is already sent (WELCOME comes later)."""
+    sock = socket.create_connection(address)
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    sock.sendall(encode(Kind.JOIN, name))
+    sock.setblocking(False)
+    return sock
+
+
+class Member:
+    """One chat connection and what it has seen (slots: thousands of these per worker)."""
+
+    __slots__ = ("index", "sock", "inbox", "outbox", "welcomed", "sender", "next_seq",
+                 "expected", "received", "order", "last_seq", "closed")
+
+    def __init__(self, index: int, load: Load) -> None:
+        self.index = index
+        self.sock: socket.socket | None = None
+        self.inbox = bytearray()
+        self.outbox = bytearray()
+        self.welcomed = False
+        self.sender = index if index < load.senders else -1
+        self.next_seq = 0
+        own = load.messages if self.sender >= 0 else 0
+        self.expected = load.senders * load.messages - own
+        self.received = 0
+        self.order = array("l")  # global ids (sender * messages + seq) in arrival order
+        self.last_seq = [-1] * load.senders
+        self.closed = False
+
+    @property
+    def name(self) -> bytes:
+        return b"m%d" % self.index
+
+
+@dataclass
+class WorkerResult:
+    """What one worker measured, sent to the parent once (arrays travel as bytes)."""
+
+    received: int = 0
+    expected: int = 0
+    sequence_violations: int = 0
+    first_send: int = 0  # monotonic ns
+    last_receipt: int = 0
+    cpu_seconds: float = 0.0
+    latencies: bytes = b""  # array("q") of ns
+    orders: dict[int, bytes] = field(default_factory=dict)
+    errors: list[str] = field(default_factory=list)
+
+
+class Worker:
+    """Drives its share of the members from one epoll loop, in the phases the parent calls."""
+
+    def __init__(self, control: Connection, address: tuple[str, int], load: Load, indexes: list[int]) -> None:
+        self.control = control
+        self.address = address
+        self.load = load
+        self.members = [Member(index, load) for index in indexes]
+        self.by_fd: dict[int, Member] = {}
+        self.epoll = select.epoll()
+        self.latencies = array("q")
+        self.result = WorkerResult(expected=sum(member.expected for member in self.members))
+        self.phase = "join"
+        self.go_time = 0
+        self.cpu_at_go = 0.0
+        self.sequence_violations = 0
+        self.settled = 0  # members welcomed, or dropped before their WELCOME
+
+    # -- the loop --------------------------------------------------------------------
+    def run(self) -> None:
+        self.epoll.register(self.control.fileno(), select.EPOLLIN)
+        waiting = iter(self.members)
+        in_flight = self.start_joins(waiting, JOIN_WINDOW)
+        next_progress = next_sweep = time.monotonic_ns() + PROGRESS_EVERY_NS
+        while self.phase != "closed":
+            events = self.epoll.poll(self.poll_timeout())
+            for fd, mask in events:
+                if fd == self.control.fileno():
+                    self.on_control(self.control.recv())
+                    continue
+                member = self.by_fd[fd]
+                if mask & (select.EPOLLIN | select.EPOLLERR | select.EPOLLHUP):
+                    settled = self.on_readable(member)
+                    in_flight -= settled
+                    self.settled += settled
+                if mask & select.EPOLLOUT and not member.closed:
+                    self.send_more(member)
+            if self.phase == "join":
+                in_flight += self.start_joins(waiting, JOIN_WINDOW - in_flight)
+                if self.settled == len(self.members):
+                    self.phase = "joined"
+                    self.control.send(("joined", None))
+            elif self.phase == "go":
+                if self.load.rate > 0:
+                    self.send_due()
+                elif not events or time.monotonic_ns() >= next_sweep:
+                    next_sweep = time.monotonic_ns() + SWEEP_EVERY_NS
+                    self.sweep()
+                tick = time.monotonic_ns() >= next_progress
+                if tick:
+                    next_progress = time.monotonic_ns() + PROGRESS_EVERY_NS
+                    self.control.send(("progress", self.result.received))
+                if (tick or self.result.received >= self.result.expected) and self.finished():
+                    self.report()
+
+    def poll_timeout(self) -> float:
+        if self.phase != "go":
+            return 0.1
+        if self.load.rate <= 0:
+            return 0.005  # then a sweep
+        due = min((self.due_time(member) for member in self.senders_left()), default=None)
+        if due is None:
+            return 0.1
+        return max(0.0, min(0.1, (due - time.monotonic_ns()) / 1e9))
+
+    def on_control(self, message: tuple[str, object]) -> None:
+        command = message[0]
+        if command == "go":
+            self.phase = "go"
+            self.go_time = time.monotonic_ns()
+            self.cpu_at_go = cpu_seconds()
+            if self.load.rate <= 0:
+                for member in self.members:
+                    if not member.closed:
+                        member.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVLOWAT, LOWAT)
+            self.send_due()
+        elif command == "stop" and self.phase == "go":
+            self.report()
+        elif command == "close":
+            self.close_all()
+
+    # -- joining ---------------------------------------------------------------------
+    def start_joins(self, waiting: Iterator[Member], count: int) -> int:
+        """Connect `count` more members and send their JOIN; returns how many started."""
+        started = 0
+        for member in islice(waiting, max(count, 0)):
+            sock = member.sock = connect_and_join(self.address, member.name)
+            self.by_fd[sock.fileno()] = member
+            self.epoll.register(sock.fileno(), select.EPOLLIN)
+            started += 1
+        return started
+
+    # -- receiving -------------------------------------------------------------------
+    def on_readable(self, member: Member) -> int:
+        """Read and parse what arrived; returns 1 if this read brought the WELCOME."""
+        was_welcomed = member.welcomed
+        try:
+            data = member.sock.recv(RECV_SIZE)
+        except (BlockingIOError, InterruptedError):
+            return 0
+        except OSError as err:
+            data = b""
+            self.note(f"m{member.index}: {err.strerror}")
+        if not data:
+            self.drop(member, "the server closed the connection")
+            return int(not was_welcomed)
+        self.parse(member, data)
+        return int(member.welcomed and not was_welcomed)
+
+    def parse(self, member: Member, data: bytes) -> None:
+        """Walk the frames in place: only MESSAGE frames are decoded, the rest skipped."""
+        now = time.monotonic_ns()
+        inbox = member.inbox
+        inbox += data
+        unpack, stamp_unpack = HEADER.unpack_from, STAMP.unpack_from
+        size, end, pos = HEADER.size, len(inbox), 0
+        before = member.received
+        while end - pos >= size:
+            length, kind = unpack(inbox, pos)
+            stop = pos + size + length
+            if stop > end:
+                break
+            if kind == MESSAGE:
+                sender, seq, stamp = stamp_unpack(inbox, pos + size + 1 + inbox[pos + size])
+                self.on_message(member, int(sender), int(seq), now - int(stamp))
+            elif kind == WELCOME:
+                member.welcomed = True
+            elif kind == ERROR:
+                code = inbox[pos + size] if length else 0
+                self.note(f"m{member.index} got ERROR {code}: {bytes(inbox[pos + size + 1:stop]).decode(errors='replace')}")
+            pos = stop
+        del inbox[:pos]
+        if member.received > before:
+            self.result.received += member.received - before
+            self.result.last_receipt = now
+
+    def on_message(self, member: Member, sender: int, seq: int, latency: int) -> None:
+        self.latencies.append(latency)
+        member.order.append(sender * self.load.messages + seq)
+        if seq <= member.last_seq[sender]:
+            self.sequence_violations += 1  # a repeat, or an older message after a newer one
+        else:
+            member.last_seq[sender] = seq
+        member.received += 1
+
+    def sweep(self) -> None:
+        """Read what waits below the low-water mark on every member still expecting messages."""
+        for member in self.members:
+            if member.received < member.expected and not member.closed:
+                self.on_readable(member)
+
+    # -- sending ---------------------------------------------------------------------
+    def senders_left(self) -> list[Member]:
+        return [m for m in self.members if m.sender >= 0 and not m.closed and m.next_seq < self.load.messages]
+
+    def due_time(self, member: Member) -> int:
+        return self.go_time + int(member.next_seq * 1e9 / self.load.rate)
+
+    def send_due(self) -> None:
+        for member in self.senders_left():
+            if not member.outbox:
+                self.send_more(member)
+
+    def send_more(self, member: Member) -> None:
+        """Top up the member's outbox with the messages now due, write what the socket takes."""
+        now = time.monotonic_ns()
+        load = self.load
+        while member.next_seq < load.messages and len(member.outbox) < SEND_CHUNK:
+            if load.rate > 0 and self.due_time(member) > now:
+                break
+            member.outbox += encode(Kind.SAY, message_text(member.sender, member.next_seq, load.size))
+            member.next_seq += 1
+            if not self.result.first_send:
+                self.result.first_send = time.monotonic_ns()
+        try:
+            sent = member.sock.send(member.outbox) if member.outbox else 0
+        except (BlockingIOError, InterruptedError):
+            sent = 0
+        except OSError as err:
+            self.drop(member, err.strerror or "send failed")
+            return
+        del member.outbox[:sent]
+        more_now = load.rate == 0 and member.next_seq < load.messages
+        wanted = select.EPOLLIN | (select.EPOLLOUT if member.outbox or more_now else 0)
+        self.epoll.modify(member.sock.fileno(), wanted)
+
+    # -- ending ----------------------------------------------------------------------
+    def finished(self) -> bool:
+        everyone_has_all = all(m.received >= m.expected or m.closed for m in self.members)
+        return everyone_has_all and not self.senders_left() and not any(m.outbox for m in self.members)
+
+    def report(self) -> None:
+        result = self.result
+        result.cpu_seconds = cpu_seconds() - self.cpu_at_go
+        result.sequence_violations = self.sequence_violations
+        result.latencies = self.latencies.tobytes()
+        result.orders = {m.index: m.order.tobytes() for m in self.members}
+        self.control.send(("done", result))
+        self.phase = "reported"
+
+    def drop(self, member: Member, why: str) -> None:
+        if member.closed:
+            return
+        self.note(f"m{member.index}: {why}")
+        member.closed = True
+        self.epoll.unregister(member.sock.fileno())
+        member.sock.close()
+
+    def note(self, error: str) -> None:
+        if len(self.result.errors) < 20:  # enough to explain, not enough to flood the pipe
+            self.result.errors.append(error)
+
+    def close_all(self) -> None:
+        for member in self.members:
+            if member.sock is not None and not member.closed:
+                member.sock.close()
+        self.phase = "closed"
+
+
+def cpu_seconds() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+def worker_main(control: Connection, indexes: list[int], address: tuple[str, int], load: Load) -> None:
+    """The body of one forked worker: any failure becomes one line for the parent."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
+    try:
+        Worker(control, address, load, indexes).run()
+    except Exception as err:  # the parent prints it as one sentence
+        tell_parent_failed(control, err)
+    finally:
+        control.close()
+
+
+def tell_parent_failed(control: Connection, err: Exception) -> None:
+    try:
+        control.send(("error", f"{type(err).__name__}: {err}"))
+    except OSError:
+        pass  # the parent is gone: nobody to tell
+
+
+# -- the parent side ---------------------------------------------------------------------
+@dataclass
+class Measurement:
+    """What the parent computes from the workers' results for one server."""
+
+    target: str
+    deliveries: int
+    expected: int
+    lost: int
+    order_violations: int
+    wall_seconds: float
+    deliveries_per_second: float
+    latency_ms: dict[str, float]
+    server_peak_rss_kib: int  # VmHWM of the server process
+    server_pss_kib: int  # PSS of the server and its children, members still connected
+    server_processes: int
+    server_cpu_seconds: float  # from the first send to the last receipt, children included
+    server_cpu_us_per_delivery: float  # fair even when the generator is the limit
+    generator_cpu_seconds: float
+    generator_workers: int
+    generator_busy: float  # its CPU / (wall time x workers): near 1.0 means it was the limit
+    errors: list[str]
+
+
+class Workers:
+    """Forked worker processes, each given a share of the members, and a pipe to each one."""
+
+    def __init__(self, members: int, count: int, body: Callable[[Connection, list[int]], None]) -> None:
+        import multiprocessing
+
+        context = multiprocessing.get_context("fork")
+        count = min(count, members)
+        self.pipes: list[Connection] = []
+        self.processes = []
+        for number in range(count):
+            ours, theirs = context.Pipe()
+            indexes = list(range(number, members, count))  # round robin: senders spread out
+            process = context.Process(target=body, args=(theirs, indexes), daemon=True)
+            process.start()
+            theirs.close()
+            self.pipes.append(ours)
+            self.processes.append(process)
+
+    def tell(self, command: str) -> None:
+        for pipe in self.pipes:
+            try:
+                pipe.send((command, None))
+            except OSError:
+                pass  # that worker already ended; its error was reported
+
+    def collect(self, wanted: str, deadline: float, on_progress: Callable[[int], None] | None = None) -> list:
+        """Wait until every worker has said `wanted` (or failed); returns their payloads."""
+        from multiprocessing.connection import wait
+
+        answers: dict[int, object] = {}
+        progress = [0] * len(self.pipes)
+        while len(answers) < len(self.pipes):
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise TimeoutError(f"the workers did not finish {wanted!r} in time")
+            for pipe in wait([p for i, p in enumerate(self.pipes) if i not in answers], timeout=min(left, 0.2)):
+                number = self.pipes.index(pipe)
+                try:
+                    kind, payload = pipe.recv()
+                except EOFError:
+                    raise RuntimeError("a load worker died without a word") from None
+                if kind == "error":
+                    raise RuntimeError(f"a load worker failed: {payload}")
+                if kind == "progress":
+                    progress[number] = payload
+                    if on_progress:
+                        on_progress(sum(progress))
+                elif kind == wanted:
+                    answers[number] = payload
+        return [answers[number] for number in range(len(self.pipes))]
+
+    def close(self) -> None:
+        self.tell("close")
+        for process in self.processes:
+            process.join(timeout=5)
+            if process.is_alive():
+                process.kill()
+                process.join()
+        for pipe in self.pipes:
+            pipe.close()
+
+
+def run_load(address: tuple[str, int], load: Load, server_pid: int, target: str = "",
+             on_progress: Callable[[int], None] | None = None) -> Measurement:
+    """Join, send, count and analyse one run against a server that is already listening."""
+    from capstone.bench.servers import cpu_seconds as server_cpu
+    from capstone.bench.servers import memory_of
+
+    workers = Workers(load.clients, load.workers, partial(worker_main, address=address, load=load))
+    try:
+        try:
+            workers.collect("joined", time.monotonic() + load.timeout)
+        except TimeoutError:
+            raise RunFailure(f"the {load.clients} members did not all join {target} within {load.timeout:g} s.") from None
+        cpu_before = server_cpu(server_pid)
+        workers.tell("go")
+        try:
+            results = workers.collect("done", time.monotonic() + load.timeout, on_progress)
+        except TimeoutError:
+            workers.tell("stop")  # report what arrived: the rest counts as lost
+            results = workers.collect("done", time.monotonic() + 30, on_progress)
+        server_cpu_used = server_cpu(server_pid) - cpu_before
+        memory = memory_of(server_pid)  # while every member is still connected
+    except (RuntimeError, TimeoutError) as err:  # a worker failed, or did not even report
+        raise RunFailure(f"the load against {target} failed: {err}.") from None
+    finally:
+        workers.close()
+    return analyse(target, load, results, memory, server_cpu_used)
+
+
+def analyse(target: str, load: Load, results: list[WorkerResult], memory, server_cpu: float) -> Measurement:
+    """Merge the workers' results: rates, latency percentiles, losses, order checks."""
+    latencies = array("q")
+    orders: dict[int, array] = {}
+    for result in results:
+        latencies.frombytes(result.latencies)
+        for index, raw in result.orders.items():
+            orders[index] = array("l", raw)
+    received = sum(result.received for result in results)
+    first = min((r.first_send for r in results if r.first_send), default=0)
+    last = max((r.last_receipt for r in results), default=0)
+    wall = max(last - first, 1) / 1e9
+    generator_cpu = sum(r.cpu_seconds for r in results)
+    violations = sum(r.sequence_violations for r in results) + total_order_violations(orders)
+    return Measurement(
+        target=target,
+        deliveries=received,
+        expected=load.expected_deliveries,
+        lost=load.expected_deliveries - received,
+        order_violations=violations,
+        wall_seconds=round(wall, 4),
+        deliveries_per_second=round(received / wall, 1),
+        latency_ms=latency_summary(latencies),
+        server_peak_rss_kib=memory.peak_rss_kib,
+        server_pss_kib=memory.pss_kib,
+        server_processes=memory.processes,
+        server_cpu_seconds=round(server_cpu, 3),
+        server_cpu_us_per_delivery=round(server_cpu * 1e6 / max(received, 1), 3),
+        generator_cpu_seconds=round(generator_cpu, 3),
+        generator_workers=len(results),
+        generator_busy=round(generator_cpu / (wall * len(results)), 2),
+        errors=[error for r in results for error in r.errors][:10],
+    )
+
+
+def latency_summary(latencies: array) -> dict[str, float]:
+    if not latencies:
+        return {"p50": 0.0, "p99": 0.0, "max": 0.0}
+    ordered = sorted(latencies)
+
+    def at(fraction: float) -> float:
+        return round(ordered[min(len(ordered) - 1, int(fraction * len(ordered)))] / 1e6, 3)
+
+    return {"p50": at(0.50), "p99": at(0.99), "max": round(ordered[-1] / 1e6, 3)}
+
+
+def total_order_violations(orders: dict[int, array]) -> int:
+    """How many messages no single order can place: 0 when one total order explains every member.
+
+    Each member's arrival order says "x came before y" for each neighbouring pair. If the
+    server kept one order, all those statements fit together (the graph they draw has no
+    cycle), even though a sender never sees its own messages. A topological sort (Kahn's
+    algorithm) places every message it can; the ones it cannot are caught in a
+    contradiction (two members saw two messages in opposite orders) or come after one.
+    """
+    successors: dict[int, list[int]] = defaultdict(list)
+    waiting_for: dict[int, int] = defaultdict(int)  # message -> predecessors not yet placed
+    for before, after in {pair for order in orders.values() for pair in zip(order, order[1:], strict=False)}:
+        successors[before].append(after)
+        waiting_for[after] += 1
+    messages = set().union(*orders.values())
+    ready = [message for message in messages if not waiting_for[message]]
+    placed = 0
+    while ready:
+        placed += 1
+        for after in successors[ready.pop()]:
+            waiting_for[after] -= 1
+            if not waiting_for[after]:
+                ready.append(after)
+    return len(messages) - placed
+
+
+# -- several servers, the same load ------------------------------------------------------
+@dataclass
+class Comparison:
+    """Every target's median run, each run's rate, and the targets that could not run."""
+
+    load: Load
+    baseline: str
+    results: list[Measurement] = field(default_factory=list)
+    runs: dict[str, list[float]] = field(default_factory=dict)
+    skipped: dict[str, str] = field(default_factory=dict)
+
+    def ratio(self, measurement: Measurement) -> float | None:
+        """deliveries/s relative to the baseline engine (None when it was not run)."""
+        base = next((m for m in self.results if m.target == self.baseline), None)
+        if base is None or not base.deliveries_per_second:
+            return None
+        return round(measurement.deliveries_per_second / base.deliveries_per_second, 2)
+
+
+def run_target(target: str, load: Load, on_progress: Callable[[int], None] | None = None) -> Measurement:
+    """Start `target` on a fresh port, run the load once, stop it."""
+    from capstone.bench.servers import start_server
+
+    server = start_server(target)
+    try:
+        return run_load((server.host, server.port), load, server.pid, target, on_progress)
+    finally:
+        server.stop()
+
+
+def compare(targets: list[str], load: Load, repeat: int = 1, baseline: str = "epoll",
+            on_run: Callable[[str, int], Callable[[int], None] | None] | None = None) -> Comparison:
+    """Run the same load against every target `repeat` times; keep each one's median run."""
+    from capstone.bench.servers import uvloop_missing
+
+    comparison = Comparison(load, baseline)
+    for target in targets:
+        if target == "uvloop" and uvloop_missing():
+            comparison.skipped[target] = "uvloop is not installed (pip install 'learn-netprog[fast]')"
+            continue
+        runs = []
+        for number in range(repeat):
+            runs.append(run_target(target, load, on_run(target, number) if on_run else None))
+        runs.sort(key=lambda m: m.deliveries_per_second)
+        comparison.results.append(runs[len(runs) // 2])
+        comparison.runs[target] = [m.deliveries_per_second for m in runs]
+    return comparison

@@ -1,0 +1,290 @@
+"""Many idle members, one broadcast at a time: fan-out latency and memory per member.
+
+`learn bench scale --members 5000`: the members join (spread over forked workers, each
+driving its share from one epoll loop) and then stay idle. One more connection, the
+speaker, says one message, stamped with `time.monotonic_ns()`; every worker notes when
+the last of its members has it. The time until the last member of all has it is one
+sample; the speaker repeats that `--repeat` times, one broadcast after another.
+
+A first, untimed broadcast proves that every member has drained the JOINED flood (one
+JOINED per later joiner: about members^2 / 2 frames), because every member sees the
+server's broadcasts in one order. The server's memory is sampled before anyone joins
+and after that first broadcast: their difference divided by the members is the memory
+one idle member costs the server (its socket object, buffers, queue, entry in the room).
+"""
+
+from __future__ import annotations
+
+import resource
+import select
+import signal
+import socket
+import time
+from dataclasses import asdict, dataclass, field
+from functools import partial
+from itertools import islice
+from multiprocessing.connection import Connection
+
+from capstone.bench.load import (
+    JOIN_WINDOW, RECV_SIZE, Workers, connect_and_join, cpu_seconds, latency_summary, tell_parent_failed,
+)
+from capstone.codec import HEADER, Kind, encode
+from lessons.common import RunFailure, UserError
+
+SPEAKER = b"speaker"
+MESSAGE, WELCOME = int(Kind.MESSAGE), int(Kind.WELCOME)
+
+
+@dataclass
+class ScaleReport:
+    target: str
+    members: int
+    repeat: int
+    join_seconds: float
+    broadcast_ms: dict[str, float]
+    samples_ms: list[float]
+    server_cpu_ms_per_broadcast: float  # median: the server's own share of one fan-out
+    receivers_cpu_ms_per_broadcast: float  # median: the generator's workers reading it
+    send_floor_ms: float | None  # a bare loop of one send() per member: no server does less
+    rss_before_kib: int
+    rss_after_kib: int
+    kib_per_member: float
+    fd_limit: int
+    notes: list[str] = field(default_factory=list)
+
+    def as_json(self) -> dict:
+        return {"benchmark": "scale", **asdict(self)}
+
+
+def send_floor_ms(count: int, repeat: int = 5) -> float:
+    """Median ms of a bare Python loop sending one small frame to `count` loopback sockets.
+
+    A broadcast to `count` TCP members needs at least this: one send() per socket, and on
+    loopback each send also runs the receiving side's TCP work. No chat server written in
+    Python on this machine can fan out faster than this loop.
+    """
+    frame = encode(Kind.MESSAGE, b"\x07speaker" + b"x" * 64)
+    listener = socket.create_server(("127.0.0.1", 0), backlog=128)
+    senders: list[socket.socket] = []
+    receivers: list[socket.socket] = []
+    try:
+        for _ in range(count):
+            receivers.append(socket.create_connection(listener.getsockname()))
+            senders.append(listener.accept()[0])
+        samples = []
+        for _ in range(repeat):
+            start = time.perf_counter()
+            for sock in senders:
+                sock.send(frame)
+            samples.append((time.perf_counter() - start) * 1000)
+            for sock in receivers:
+                sock.recv(RECV_SIZE)
+        return round(sorted(samples)[len(samples) // 2], 3)
+    finally:
+        for sock in [listener, *senders, *receivers]:
+            sock.close()
+
+
+def raise_fd_limit(needed: int) -> int:
+    """Raise the soft open-file limit to the hard one; the server inherits it from us."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < hard:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    if hard != resource.RLIM_INFINITY and hard < needed:
+        raise UserError(f"{needed} descriptors are needed but the hard open-file limit is {hard}; "
+                        f"use fewer --members or raise the limit (ulimit -Hn).")
+    return hard
+
+
+class ScaleWorker:
+    """Joins its members, then reports each broadcast round once all its members have it."""
+
+    def __init__(self, control: Connection, indexes: list[int], address: tuple[str, int]) -> None:
+        self.control = control
+        self.address = address
+        self.indexes = indexes
+        self.epoll = select.epoll()
+        self.socks: dict[int, socket.socket] = {}
+        self.inboxes: dict[int, bytearray] = {}
+        self.welcomed = 0
+        self.have_round: dict[int, int] = {}  # round -> how many of our members have it
+
+    def run(self) -> None:
+        self.join_all()
+        self.control.send(("joined", None))
+        while True:
+            for fd, _ in self.epoll.poll(1.0):
+                if fd == self.control.fileno():
+                    self.close_all()
+                    return
+                self.on_readable(fd)
+
+    def join_all(self) -> None:
+        """Connect with at most JOIN_WINDOW JOINs in flight, until every member is welcome."""
+        waiting = iter(self.indexes)
+        in_flight = 0
+        while self.welcomed < len(self.indexes):
+            for index in islice(waiting, JOIN_WINDOW - in_flight):
+                self.add(connect_and_join(self.address, b"m%d" % index))
+                in_flight += 1
+            before = self.welcomed
+            for fd, _ in self.epoll.poll(1.0):
+                self.on_readable(fd)
+            in_flight -= self.welcomed - before
+        self.epoll.register(self.control.fileno(), select.EPOLLIN)
+
+    def add(self, sock: socket.socket) -> None:
+        fd = sock.fileno()
+        self.socks[fd] = sock
+        self.inboxes[fd] = bytearray()
+        self.epoll.register(fd, select.EPOLLIN)
+
+    def on_readable(self, fd: int) -> None:
+        data = self.socks[fd].recv(RECV_SIZE)
+        if not data:
+            raise RuntimeError(f"the server closed a member's connection (fd {fd})")
+        now = time.monotonic_ns()
+        inbox = self.inboxes[fd]
+        inbox += data
+        unpack, size, end, pos = HEADER.unpack_from, HEADER.size, len(inbox), 0
+        while end - pos >= size:
+            length, kind = unpack(inbox, pos)
+            stop = pos + size + length
+            if stop > end:
+                break
+            if kind == MESSAGE:
+                text = bytes(inbox[pos + size + 1 + inbox[pos + size]:stop])
+                self.on_round(int(text.split()[1]), now)
+            elif kind == WELCOME:
+                self.welcomed += 1
+            pos = stop
+        del inbox[:pos]
+
+    def on_round(self, number: int, now: int) -> None:
+        """Count one member having round `number`; the last one reports it with our CPU so far."""
+        self.have_round[number] = self.have_round.get(number, 0) + 1
+        if self.have_round[number] == len(self.socks):
+            self.control.send(("round", (number, now, cpu_seconds())))
+
+    def close_all(self) -> None:
+        for sock in self.socks.values():
+            sock.close()
+
+
+def scale_worker(control: Connection, indexes: list[int], address: tuple[str, int]) -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
+    try:
+        ScaleWorker(control, indexes, address).run()
+    except Exception as err:  # the parent prints it as one sentence
+        tell_parent_failed(control, err)
+    finally:
+        control.close()
+
+
+def speaker_joins(address: tuple[str, int], deadline: float) -> socket.socket:
+    """The extra member who says the timed messages (it joins last: no JOINED flood to read)."""
+    sock = connect_and_join(address, SPEAKER)
+    sock.setblocking(True)
+    sock.settimeout(max(deadline - time.monotonic(), 1.0))
+    length, kind = HEADER.unpack(sock.recv(HEADER.size, socket.MSG_WAITALL))
+    if length:
+        sock.recv(length, socket.MSG_WAITALL)  # the accepted name
+    if kind != WELCOME:
+        raise RunFailure(f"the speaker was not welcomed (frame kind 0x{kind:02x}).")
+    return sock
+
+
+def broadcast_once(speaker: socket.socket, workers: Workers, number: int, timeout: float) -> tuple[float, list[float]]:
+    """Say round `number`: ms until the last member anywhere has it, and each worker's CPU total."""
+    sent = time.monotonic_ns()
+    speaker.sendall(encode(Kind.SAY, b"round %d %d" % (number, sent)))
+    try:
+        answers = workers.collect("round", time.monotonic() + timeout)
+    except TimeoutError:
+        raise RunFailure(f"broadcast {number} did not reach every member within {timeout:g} s.") from None
+    if any(answer[0] != number for answer in answers):
+        raise RunFailure(f"a worker reported round {answers} while {number} was expected.")
+    return (max(receipt for _, receipt, _ in answers) - sent) / 1e6, [cpu for _, _, cpu in answers]
+
+
+@dataclass
+class Rounds:
+    """Per timed broadcast: latency, and the CPU the server and the receivers spent on it (ms)."""
+
+    latency: list[float] = field(default_factory=list)
+    server_cpu: list[float] = field(default_factory=list)
+    receivers_cpu: list[float] = field(default_factory=list)
+
+
+def time_broadcasts(speaker: socket.socket, pool: Workers, server_pid: int, repeat: int, timeout: float) -> Rounds:
+    from capstone.bench.servers import cpu_seconds as server_cpu
+
+    rounds = Rounds()
+    _, receivers_before = broadcast_once(speaker, pool, 0, timeout)  # untimed: the JOINED flood is read
+    for number in range(1, repeat + 1):
+        server_before = server_cpu(server_pid)
+        latency, receivers_now = broadcast_once(speaker, pool, number, timeout)
+        rounds.latency.append(latency)
+        rounds.server_cpu.append((server_cpu(server_pid) - server_before) * 1000)
+        rounds.receivers_cpu.append((sum(receivers_now) - sum(receivers_before)) * 1000)
+        receivers_before = receivers_now
+    return rounds
+
+
+def median(values: list[float]) -> float:
+    return round(sorted(values)[len(values) // 2], 3)
+
+
+def run_scale(target: str, members: int = 5000, repeat: int = 20, workers: int = 2,
+              timeout: float = 120.0) -> ScaleReport:
+    from capstone.bench.servers import children_of, pss_kib, start_server, status_kib
+
+    fd_limit = raise_fd_limit(members + 200)
+    notes: list[str] = []
+    floor = None
+    if fd_limit == resource.RLIM_INFINITY or 2 * members + 50 < fd_limit:
+        floor = send_floor_ms(members)  # before the server starts: nothing else is running
+    else:
+        notes.append(f"the send() floor needs {2 * members} descriptors at once; the limit {fd_limit} is too low.")
+    server = start_server(target)
+    if target == "fork":
+        notes.append("the fork engine runs one process per member: its memory is the sum of their PSS.")
+
+    def server_kib() -> int:
+        return status_kib(server.pid, "VmRSS") + sum(pss_kib(child) for child in children_of(server.pid))
+
+    try:
+        address = (server.host, server.port)
+        before = server_kib()
+        started = time.monotonic()
+        pool = Workers(members, workers, partial(scale_worker, address=address))
+        try:
+            pool.collect("joined", started + timeout)
+            speaker = speaker_joins(address, started + timeout)
+            join_seconds = time.monotonic() - started
+            rounds = time_broadcasts(speaker, pool, server.pid, repeat, timeout)
+            after = server_kib()  # every member joined, the JOINED flood long delivered
+            speaker.close()
+        except TimeoutError:
+            raise RunFailure(f"the {members} members did not all join {target} within {timeout:g} s.") from None
+        except RuntimeError as err:
+            raise RunFailure(str(err)) from None
+        finally:
+            pool.close()
+    finally:
+        server.stop()
+    return ScaleReport(
+        target=target, members=members, repeat=repeat, join_seconds=round(join_seconds, 3),
+        broadcast_ms=latency_summary_ms(rounds.latency), samples_ms=[round(s, 3) for s in rounds.latency],
+        server_cpu_ms_per_broadcast=median(rounds.server_cpu), receivers_cpu_ms_per_broadcast=median(rounds.receivers_cpu),
+        send_floor_ms=floor,
+        rss_before_kib=before, rss_after_kib=after, kib_per_member=round((after - before) / members, 2),
+        fd_limit=fd_limit, notes=notes,
+    )
+
+
+def latency_summary_ms(samples_ms: list[float]) -> dict[str, float]:
+    """p50/p99/max of millisecond samples (latency_summary works in ns)."""
+    from array import array
+
+    return latency_summary(array("q", (int(sample * 1e6) for sample in samples_ms)))

@@ -1,0 +1,205 @@
+"""Start the chat servers a benchmark measures, and read their memory and CPU from /proc.
+
+The generator starts every server itself, so it knows the pid to watch: VmHWM (the peak
+resident set) and utime+stime come from /proc/<pid>/, and for the fork engine the
+children are found by walking /proc for processes whose parent is the server.
+"""
+
+from __future__ import annotations
+
+import os
+import queue
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+from collections import deque
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from lessons.common import RunFailure, UserError
+
+ENGINES = ("epoll", "poll", "select", "selectors", "fork")
+PEERS = ("asyncio", "uvloop")
+TARGETS = PEERS + ENGINES
+DEFAULT_TARGET = "epoll"
+BIG_QUEUE = 256 * 1024 * 1024  # --max-queue for benchmark runs: never the thing measured
+START_TIMEOUT = 30.0
+
+
+def parse_targets(text: str) -> list[str]:
+    """'asyncio,epoll' -> ['asyncio', 'epoll']; 'all' -> every target; unknown -> UserError."""
+    if text.strip() == "all":
+        return list(TARGETS)
+    names = [name.strip() for name in text.split(",") if name.strip()]
+    unknown = [name for name in names if name not in TARGETS]
+    if unknown or not names:
+        raise UserError(f"unknown server {', '.join(unknown) or text!r}; choose from {', '.join(TARGETS)} or all.")
+    return list(dict.fromkeys(names))  # keep the order, drop repeats
+
+
+def uvloop_missing() -> bool:
+    try:
+        import uvloop  # noqa: F401
+    except ImportError:
+        return True
+    return False
+
+
+def server_command(target: str, workdir: str) -> list[str]:
+    """The argv that starts `target` on an ephemeral loopback port, rate limit off."""
+    if target in PEERS:
+        argv = [sys.executable, "-m", "capstone.bench.peers.asyncio_chat", "--port", "0"]
+        return argv + (["--uvloop"] if target == "uvloop" else [])
+    return [
+        sys.executable, "-m", "lessons", "chat", "serve", "--host", "127.0.0.1", "--port", "0",
+        "--engine", target, "--rate-limit", "0", "--max-queue", str(BIG_QUEUE),
+        "--admin-socket", os.path.join(workdir, "admin.sock"),
+    ]
+
+
+@dataclass
+class RunningServer:
+    """A chat server child process: its pid, its address, and its last output lines."""
+
+    target: str
+    process: subprocess.Popen
+    workdir: str
+    host: str = ""
+    port: int = 0
+    tail: deque = field(default_factory=lambda: deque(maxlen=20))
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid
+
+    def stop(self) -> None:
+        """SIGTERM (the server's clean shutdown), then SIGKILL if it lingers; remove its files."""
+        self.terminate()
+        shutil.rmtree(self.workdir, ignore_errors=True)
+
+    def terminate(self) -> None:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+
+    def last_error(self) -> str:
+        """The last line the server wrote to stderr, for a one-sentence failure."""
+        try:
+            lines = Path(self.workdir, "stderr.txt").read_text(errors="replace").strip().splitlines()
+        except OSError:
+            return ""
+        return lines[-1] if lines else ""
+
+
+def drain_output(server: RunningServer, first_line: queue.Queue) -> None:
+    """Read the server's stdout to the end, so its log never fills the pipe and blocks it."""
+    stream = server.process.stdout
+    assert stream is not None
+    for number, raw in enumerate(stream):
+        line = raw.decode(errors="replace").rstrip("\n")
+        if number == 0:
+            first_line.put(line)
+        server.tail.append(line)
+    first_line.put("")  # EOF before (or after) the first line
+
+
+def start_server(target: str) -> RunningServer:
+    """Start `target` and wait (with a deadline) for its "listening on HOST:PORT" line."""
+    if target == "uvloop" and uvloop_missing():
+        raise UserError("uvloop is not installed: pip install 'learn-netprog[fast]'.")
+    workdir = tempfile.mkdtemp(prefix="learn-bench-")
+    with open(os.path.join(workdir, "stderr.txt"), "wb") as errors:
+        process = subprocess.Popen(
+            server_command(target, workdir), stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE, stderr=errors,
+        )
+    server = RunningServer(target, process, workdir)
+    first_line: queue.Queue = queue.Queue()
+    threading.Thread(target=drain_output, args=(server, first_line), daemon=True).start()
+    try:
+        line = first_line.get(timeout=START_TIMEOUT)
+    except queue.Empty:
+        line = ""
+    if not line.startswith("listening on "):
+        server.terminate()  # now its stderr file is complete
+        reason = server.last_error() or line or f"no 'listening on' line within {START_TIMEOUT:.0f} s"
+        server.stop()
+        raise RunFailure(f"the {target} server did not start: {reason}")
+    server.host, _, port = line.removeprefix("listening on ").rpartition(":")
+    server.port = int(port)
+    return server
+
+
+def children_of(pid: int) -> list[int]:
+    """Every descendant of `pid` (the fork engine's per-client processes)."""
+    parents: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        parent = int(stat.rpartition(")")[2].split()[1])
+        parents.setdefault(parent, []).append(int(entry.name))
+    found, todo = [], [pid]
+    while todo:
+        kids = parents.get(todo.pop(), [])
+        found += kids
+        todo += kids
+    return found
+
+
+def status_kib(pid: int, key: str) -> int:
+    """A `kB` field of /proc/<pid>/status (VmRSS, VmHWM), 0 if the process is gone."""
+    return _kib_field(f"/proc/{pid}/status", key)
+
+
+def pss_kib(pid: int) -> int:
+    """Proportional set size: pages shared by n processes count 1/n each, so sums are honest."""
+    return _kib_field(f"/proc/{pid}/smaps_rollup", "Pss")
+
+
+def _kib_field(path: str, key: str) -> int:
+    try:
+        for line in Path(path).read_text().splitlines():
+            if line.startswith(key + ":"):
+                return int(line.split()[1])
+    except OSError:
+        pass
+    return 0
+
+
+@dataclass
+class Memory:
+    """The server's memory: its own peak RSS, and the PSS of it plus its children now."""
+
+    peak_rss_kib: int
+    pss_kib: int
+    processes: int
+
+
+def memory_of(pid: int) -> Memory:
+    """Sampled while the members are connected. For the fork engine the children's RSS would
+    count the pages they share with the hub once per child; their PSS does not."""
+    tree = [pid, *children_of(pid)]
+    return Memory(status_kib(pid, "VmHWM"), sum(pss_kib(each) for each in tree), len(tree))
+
+
+def cpu_seconds(pid: int) -> float:
+    """CPU time of the server and its living children, from the scheduler (ns, not ticks)."""
+    total = 0
+    for each in [pid, *children_of(pid)]:
+        for task in Path(f"/proc/{each}/task").glob("*/schedstat"):
+            try:
+                total += int(task.read_text().split()[0])
+            except (OSError, ValueError, IndexError):
+                continue  # that thread just ended
+    return total / 1e9
