@@ -1,0 +1,521 @@
+"""fork-demo: the notes' fork.py, with every claim about os.fork() shown on a real process.
+
+os.fork() copies the calling process. Both copies continue from the line after the
+call: the parent sees the child's pid, the child sees 0. The parts below show the
+return values, the race between the two, copied memory, a shared file offset,
+zombies and waitpid, how a failing fork looks in Python, the duplicated-output trap,
+and Python 3.12's warning about forking with threads.
+
+`Children` at the top is the safe shape of a fork that the other lessons reuse:
+flush before forking, always os._exit in the child, always waitpid in the parent.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import select
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Annotated, Self
+
+import typer
+
+from lessons import procfs
+from lessons.common import RunFailure, UserError, wait_for
+from lessons.narrate import Narrator
+
+NOBODY = 65534  # the conventional uid/gid of "nobody": an ordinary, unprivileged user
+HANDED_OVER_SIGNALS = {getattr(signal, name) for name in ("SIGINT", "SIGTERM", "SIGHUP") if hasattr(signal, name)}
+
+
+class Children:
+    """The children a lesson forked, so every exit path (Ctrl-C too) kills and reaps them.
+
+    A child nobody waits for stays a zombie; a child left running when we exit is an orphan.
+    Use it as a context manager: leaving the block kills and reaps whatever is left.
+    """
+
+    def __init__(self) -> None:
+        self.unreaped: set[int] = set()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.kill_all()
+
+    def fork(self, body: Callable[[], int | None]) -> int:
+        """Run `body` in a new child and return its pid; the child never returns from here.
+
+        Flushing first stops output buffered before fork() being printed twice, and
+        os._exit stops the child running the parent's code (finally blocks, atexit, the CLI).
+        """
+        sys.stdout.flush()
+        sys.stderr.flush()
+        # Hold these signals across fork(): one that reaches the child before it has reset
+        # its handlers is then delivered after the reset, instead of running ours or being lost.
+        mask = signal.pthread_sigmask(signal.SIG_BLOCK, HANDED_OVER_SIGNALS)
+        pid = os.fork()
+        if pid == 0:  # the child: run the body, then leave at once
+            code = 1
+            try:
+                leave_signals_to_parent()
+                signal.pthread_sigmask(signal.SIG_SETMASK, mask)
+                code = body() or 0
+            except BaseException as err:  # noqa: BLE001 - whatever happens, the child must _exit
+                print(f"child {os.getpid()} failed: {err!r}", file=sys.stderr)
+            finally:
+                flush_quietly()
+                os._exit(code)
+        self.unreaped.add(pid)  # before unblocking: a pending Ctrl-C must find it registered
+        signal.pthread_sigmask(signal.SIG_SETMASK, mask)
+        return pid
+
+    def wait(self, pid: int) -> int:
+        """waitpid: collect the exit status, which removes the zombie. -N means killed by signal N."""
+        _, status = os.waitpid(pid, 0)
+        self.unreaped.discard(pid)
+        return os.waitstatus_to_exitcode(status)
+
+    def ask(self, question: Callable[[], str]) -> str:
+        """Run `question` in a throwaway child and return its answer, sent back through a pipe.
+
+        For experiments that must not touch this process: dropping privileges, lowering limits.
+        """
+        read_end, write_end = os.pipe()
+
+        def answer() -> None:
+            os.close(read_end)
+            os.write(write_end, question().encode())
+
+        pid = self.fork(answer)
+        os.close(write_end)
+        with os.fdopen(read_end, "rb") as pipe:
+            reply = pipe.read().decode(errors="replace")
+        code = self.wait(pid)
+        if code != 0:
+            raise RunFailure(f"a helper child process failed with exit status {code}.")
+        return reply
+
+    def kill_all(self) -> None:
+        """SIGKILL (it also ends stopped processes) and reap every child still unreaped."""
+        for pid in sorted(self.unreaped):
+            try:
+                os.kill(pid, signal.SIGKILL)
+                self.wait(pid)
+            except (ProcessLookupError, ChildProcessError):  # someone else reaped it already
+                self.unreaped.discard(pid)
+
+
+def leave_signals_to_parent() -> None:
+    """In a child: Ctrl-C reaches the whole process group, but only the parent acts on it
+    (it kills and reaps us); SIGTERM and SIGHUP get back their default effect: ending us."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    signal.signal(signal.SIGHUP, signal.SIG_DFL)
+
+
+def flush_quietly() -> None:
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):  # a closed pipe must not stop a child from exiting
+            pass
+
+
+def drop_privileges(uid: int = NOBODY, gid: int = NOBODY) -> None:
+    """Become an ordinary user if we are root; irreversible, so only in a throwaway child."""
+    if os.geteuid() != 0:
+        return
+    os.setgroups([])
+    os.setgid(gid)
+    os.setuid(uid)
+
+
+@contextmanager
+def signals_exit_cleanly() -> Iterator[None]:
+    """Turn SIGTERM and SIGHUP into SystemExit so finally blocks (which reap children) run."""
+
+    def leave(signum: int, frame: object) -> None:
+        raise SystemExit(128 + signum)
+
+    previous = {number: signal.signal(number, leave) for number in (signal.SIGTERM, signal.SIGHUP)}
+    try:
+        yield
+    finally:
+        for number, handler in previous.items():
+            signal.signal(number, handler)
+
+
+# --- 1. two return values -------------------------------------------------------------
+
+
+def show_return_values(say: Narrator) -> None:
+    say.rule("1. fork() returns twice: the child's pid in the parent, 0 in the child")
+    say("parent", f"I am pid {os.getpid()} and I call os.fork() once")
+    sys.stdout.flush()  # see part 7: unflushed output would be copied into the child
+    pid = os.fork()
+    if pid == 0:  # only the child gets here, starting on the line after fork()
+        try:
+            say("child", f"fork() returned 0 in the child; I am pid {os.getpid()}, my parent is {os.getppid()}")
+        finally:
+            flush_quietly()
+            os._exit(0)
+    os.waitpid(pid, 0)  # wait for the child first, so the two lines come in this order
+    say("parent", f"fork() returned {pid} in the parent: the child's pid")
+    say("explain", "The 'I call os.fork() once' line was printed once: the child did not run it again, "
+                   "it started on the line after fork().")
+
+
+# --- 2. no fixed order ----------------------------------------------------------------
+
+
+def race_once() -> tuple[str, int]:
+    """Fork once; both processes write '<who> <time>' into one pipe right after fork().
+
+    A pipe keeps the order the writes reached the kernel, so its first line says who won;
+    the child reports its own clock reading, so the gap needs no printing from the child.
+    """
+    read_end, write_end = os.pipe()
+    sys.stdout.flush()
+    pid = os.fork()
+    if pid == 0:
+        try:
+            os.write(write_end, f"child {time.monotonic_ns()}\n".encode())
+        finally:
+            os._exit(0)
+    try:
+        os.write(write_end, f"parent {time.monotonic_ns()}\n".encode())
+        os.close(write_end)
+        with os.fdopen(read_end, "rb") as pipe:
+            lines = pipe.read().decode().split("\n")[:2]
+    finally:
+        os.waitpid(pid, 0)
+    stamps = dict(line.split() for line in lines)
+    first = lines[0].split()[0]
+    return first, int(stamps["child"]) - int(stamps["parent"])
+
+
+def times(count: int) -> str:
+    return f"{count} time" if count == 1 else f"{count} times"
+
+
+def show_order(say: Narrator, repeat: int) -> None:
+    say.rule(f"2. Who runs first after fork()? {repeat} races")
+    results = [race_once() for _ in range(repeat)]
+    parent_first = sum(1 for first, _ in results if first == "parent")
+    gaps = sorted(gap for _, gap in results)
+    say("result", f"parent wrote first {times(parent_first)}, child wrote first {times(repeat - parent_first)} "
+                  f"(out of {repeat})")
+    say("result", f"median time from the parent's write to the child's: {gaps[len(gaps) // 2] / 1000:.0f} µs")
+    say("explain", "The scheduler decides, and the answer changes with the kernel, the number of CPUs and "
+                   "the load. Code that needs an order must make it (a pipe, waitpid, a lock).")
+
+
+# --- 3. copied memory -----------------------------------------------------------------
+
+
+def show_copied_memory(say: Narrator, children: Children) -> None:
+    say.rule("3. Memory is copied: the child changes its copy, not ours")
+    numbers = [1, 2, 3]
+
+    def change_it() -> str:
+        numbers.append(4)
+        return f"{numbers} at address {id(numbers):#x}"
+
+    say("child", f"after numbers.append(4) the child's list is {children.ask(change_it)}")
+    say("parent", f"the parent's list is unchanged: {numbers} at address {id(numbers):#x}")
+    say("explain", "Same address, different contents: each process has its own address space. Linux "
+                   "copies a page only when one side writes to it (copy-on-write), so fork() is cheap.")
+
+
+# --- 4. shared open files -------------------------------------------------------------
+
+
+def write_lines(fd: int, who: str, count: int) -> None:
+    """Equal-length lines, so overwrites line up. The short pause stands for the work a real
+    program does between writes; without it one process often ends before the other starts."""
+    for number in range(count):
+        os.write(fd, f"{who:<6} {number:05d}\n".encode())
+        time.sleep(0.0005)
+
+
+def race_into_file(children: Children, path: Path, count: int, shared: bool) -> list[str]:
+    """Parent and child each write `count` lines to `path`, at the same moment.
+
+    shared=True: the child uses the descriptor it inherited, so both move one file offset.
+    shared=False: the child opens the file again and gets its own offset, starting at 0.
+    A new child needs about a millisecond before it runs at full speed, so it says "ready"
+    and waits for "go" before writing.
+    """
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    ready_read, ready_write = os.pipe()
+    go_read, go_write = os.pipe()
+
+    def child_writes() -> None:
+        own_fd = fd if shared else os.open(path, os.O_WRONLY)
+        os.write(ready_write, b"ready")
+        os.read(go_read, 2)
+        write_lines(own_fd, "child", count)
+
+    pid = children.fork(child_writes)
+    os.read(ready_read, 5)
+    os.write(go_write, b"go")
+    write_lines(fd, "parent", count)
+    children.wait(pid)
+    for descriptor in (fd, ready_read, ready_write, go_read, go_write):
+        os.close(descriptor)
+    return path.read_text().splitlines()
+
+
+def runs_of(lines: list[str]) -> str:
+    """'parent×37 child×200 parent×163': who wrote each stretch of the file."""
+    runs: list[list[object]] = []
+    for line in lines:
+        who = line.split()[0]
+        if runs and runs[-1][0] == who:
+            runs[-1][1] = int(runs[-1][1]) + 1  # type: ignore[call-overload]
+        else:
+            runs.append([who, 1])
+    shown = " ".join(f"{who}×{count}" for who, count in runs[:8])
+    return shown + (f" ... ({len(runs)} stretches)" if len(runs) > 8 else "")
+
+
+def show_shared_file(say: Narrator, children: Children, count: int) -> None:
+    say.rule("4. Open files are shared: one descriptor, one file offset")
+    with tempfile.TemporaryDirectory(prefix="learn-fork-") as folder:
+        path = Path(folder) / "both.txt"
+        shared = race_into_file(children, path, count, shared=True)
+        say("result", f"inherited descriptor: {len(shared)} lines in the file ({count} from each), none lost")
+        say("result", f"who wrote where: {runs_of(shared)}")
+        separate = race_into_file(children, path, count, shared=False)
+        parent_lines = sum(1 for line in separate if line.startswith("parent"))
+        say("result", f"file opened again in the child: only {len(separate)} of {2 * count} lines survive "
+                      f"({parent_lines} parent, {len(separate) - parent_lines} child)")
+    say("explain", "fork() copies the descriptor table, not the open files: both descriptors point at one "
+                   "open file with one offset, so each write lands after the other's. A second open() "
+                   "has its own offset at 0, and the two overwrite each other. The terminal is shared "
+                   "the same way, which is why both can print to it.")
+
+
+# --- 5. zombies and waitpid -----------------------------------------------------------
+
+
+def state_letter(pid: int) -> str | None:
+    """The ps state letter of a process: from /proc on Linux, from `ps` where there is no /proc."""
+    if procfs.PROC.is_dir():
+        return procfs.state(pid)
+    result = subprocess.run(["ps", "-o", "stat=", "-p", str(pid)], check=False, capture_output=True, text=True)
+    return result.stdout.strip()[:1] or None
+
+
+def show_zombie(say: Narrator, children: Children) -> None:
+    say.rule("5. An exited child is a zombie until the parent waits for it")
+    pid = children.fork(lambda: 7)
+    try:
+        wait_for(lambda: state_letter(pid) == "Z", timeout=15)
+    except TimeoutError:
+        raise RunFailure(f"child {pid} did not become a zombie within 15 s; is the machine overloaded?") from None
+    say("zombie", f"child {pid} has exited with status 7, we have not waited yet: state Z "
+                  f"({procfs.describe_state('Z')})")
+    code = children.wait(pid)
+    say("reap", f"os.waitpid({pid}, 0) returned; os.waitstatus_to_exitcode(status) = {code}")
+    gone = state_letter(pid) is None
+    say("reap", f"after waitpid the zombie is {'gone' if gone else 'STILL THERE'}: no process {pid} any more")
+    sleeper = children.fork(lambda: signal.pause() or 0)
+    os.kill(sleeper, signal.SIGTERM)
+    code = children.wait(sleeper)
+    say("reap", f"a child killed with SIGTERM reads back as {code}: minus the signal number "
+                f"({signal.Signals(-code).name if code < 0 else 'not a signal'})")
+    say("explain", "The kernel keeps an exited child's pid and status until the parent collects them "
+                   "with wait. If the parent dies first, the orphan is adopted by init (or a subreaper), "
+                   "which reaps it.")
+
+
+# --- 6. a failing fork ----------------------------------------------------------------
+
+
+def fork_under_process_limit() -> str:
+    """In a throwaway child: become an ordinary user, allow one process, and try to fork."""
+    import resource
+
+    drop_privileges()
+    resource.setrlimit(resource.RLIMIT_NPROC, (1, 1))
+    try:
+        pid = os.fork()
+    except OSError as err:
+        name = errno.errorcode.get(err.errno or 0, "?")
+        return f"uid {os.getuid()}, RLIMIT_NPROC=1: os.fork() raised {type(err).__name__} [{name}] {err.strerror}"
+    if pid == 0:
+        os._exit(0)
+    os.waitpid(pid, 0)
+    return f"uid {os.getuid()}, RLIMIT_NPROC=1: os.fork() succeeded (this process is privileged)"
+
+
+def show_failure(say: Narrator, children: Children) -> None:
+    say.rule("6. When fork() fails: C returns -1, Python raises OSError")
+    say("explain", "The notes say fork returns a negative number on failure. That is the C function: it "
+                   "returns -1 and sets errno (EAGAIN: too many processes; ENOMEM). Python checks for you "
+                   "and raises OSError, so a Python program never sees a negative pid.")
+    if os.geteuid() == 0:
+        say("explain", "We run as root, and root ignores RLIMIT_NPROC, so the child first drops to uid "
+                       f"{NOBODY} (nobody).")
+    say("result", children.ask(fork_under_process_limit))
+
+
+# --- 7. output printed twice ----------------------------------------------------------
+
+BEFORE_FORK = """\
+import os, sys
+print("printed once, before fork")
+{flush}pid = os.fork()
+if pid == 0:
+    {child_ends}
+else:
+    os.waitpid(pid, 0)
+"""
+
+DUPLICATION_CASES = (
+    # (what the child Python does, flush line, how the child ends, stdout is a terminal)
+    ("no flush, child exits normally (the notes' shape)", "", "pass", False),
+    ("the same, but stdout is a terminal (a pty)", "", "pass", True),
+    ("fix 1: sys.stdout.flush() before fork", "sys.stdout.flush()\n", "pass", False),
+    ("fix 2: the child ends with os._exit(0)", "", "os._exit(0)", False),
+)
+
+
+def without_unbuffered() -> dict[str, str]:
+    """This machine may set PYTHONUNBUFFERED=1, which hides the effect: remove it for the child."""
+    return {key: value for key, value in os.environ.items() if key != "PYTHONUNBUFFERED"}
+
+
+def run_python(script: str, terminal: bool) -> str:
+    """Run `script` in a new Python whose stdout is a pipe, or a pseudo-terminal; return the output."""
+    command = [sys.executable, "-c", script]
+    if not terminal:
+        return subprocess.run(command, check=False, env=without_unbuffered(), stdin=subprocess.DEVNULL,
+                              capture_output=True, text=True, timeout=30).stdout
+    import pty
+
+    controller, terminal_end = pty.openpty()
+    with subprocess.Popen(command, env=without_unbuffered(), stdin=subprocess.DEVNULL,
+                          stdout=terminal_end, stderr=subprocess.DEVNULL) as process:
+        os.close(terminal_end)
+        output = read_until_closed(controller, timeout=30)
+        process.wait(timeout=30)
+    return output.replace("\r\n", "\n")
+
+
+def read_until_closed(fd: int, timeout: float) -> str:
+    """Read a pty until every writer has closed it (Linux reports EIO then, macOS EOF)."""
+    chunks, deadline = [], time.monotonic() + timeout
+    try:
+        while select.select([fd], [], [], max(0.0, deadline - time.monotonic()))[0]:
+            try:
+                chunk = os.read(fd, 4096)
+            except OSError as err:
+                if err.errno == errno.EIO:
+                    break
+                raise
+            if not chunk:
+                break
+            chunks.append(chunk)
+    finally:
+        os.close(fd)
+    return b"".join(chunks).decode(errors="replace")
+
+
+def show_duplicated_output(say: Narrator) -> None:
+    say.rule("7. Output printed before fork() can come out twice")
+    for label, flush, child_ends, terminal in DUPLICATION_CASES:
+        output = run_python(BEFORE_FORK.format(flush=flush, child_ends=child_ends), terminal)
+        copies = output.count("printed once, before fork")
+        say("result", f"{label}: the line appeared {times(copies)}")
+    say("explain", "print() to a pipe or file is block-buffered: the line waits in the process's memory, "
+                   "fork() copies that memory, and both processes flush it at exit. A terminal is "
+                   "line-buffered, so the line was already written. Flush before fork(), or end the child "
+                   "with os._exit() (which skips flushing: flush the child's own output first).")
+
+
+# --- 8. threads and fork --------------------------------------------------------------
+
+FORK_WITH_A_THREAD = """\
+import os, threading
+stop = threading.Event()
+helper = threading.Thread(target=stop.wait)
+helper.start()
+pid = os.fork()  # this process has two threads now
+if pid == 0:
+    os._exit(0)
+os.waitpid(pid, 0)
+stop.set()
+helper.join()
+"""
+
+
+def fork_with_a_thread(python: str = sys.executable) -> str:
+    """Run a Python that forks while a second thread runs; return the warnings it printed."""
+    result = subprocess.run([python, "-W", "default::DeprecationWarning", "-c", FORK_WITH_A_THREAD],
+                            check=False, env=without_unbuffered(), stdin=subprocess.DEVNULL,
+                            capture_output=True, text=True, timeout=30)
+    return "\n".join(line.strip() for line in result.stderr.splitlines() if "Warning" in line)
+
+
+def show_thread_warning(say: Narrator) -> None:
+    say.rule("8. Forking a process that has threads")
+    version = ".".join(map(str, sys.version_info[:3]))
+    warning = fork_with_a_thread()
+    if warning:
+        say("result", f"Python {version} warned: {warning}")
+    else:
+        say("result", f"Python {version} printed no warning when forking with a thread running "
+                      f"(the DeprecationWarning arrived in Python 3.12)")
+    say("explain", "fork() copies only the thread that called it. A lock another thread held at that "
+                   "moment stays locked forever in the child, so the child can hang in logging, malloc "
+                   "or I/O. Python 3.12+ warns; fork before starting threads, or use subprocess or "
+                   "multiprocessing's 'spawn' / 'forkserver'.")
+
+
+def check_nothing_left(say: Narrator) -> None:
+    if not procfs.PROC.is_dir():
+        return
+    left = procfs.children(os.getpid())
+    if left:
+        raise RunFailure(f"the demo left child processes behind: {left}.")
+    say("summary", "no child process left: every child exited with os._exit and was reaped")
+
+
+def main(
+    repeat: Annotated[int, typer.Option(min=1, max=1000, help="How many forks race to write first.")] = 200,
+    lines: Annotated[int, typer.Option(min=1, max=10_000, help="Lines each process writes in part 4.")] = 100,
+) -> None:
+    """os.fork() step by step: return values, order, memory, files, zombies, failure, buffers, threads."""
+    if not hasattr(os, "fork"):
+        raise UserError("os.fork() does not exist on Windows; run this lesson on Linux or macOS (or WSL).")
+    say = Narrator()
+    try:
+        with signals_exit_cleanly(), Children() as children:
+            run_parts(say, children, repeat, lines)
+    except (KeyboardInterrupt, SystemExit):
+        say("summary", "interrupted")
+        check_nothing_left(say)
+        raise
+    check_nothing_left(say)
+
+
+def run_parts(say: Narrator, children: Children, repeat: int, lines: int) -> None:
+    show_return_values(say)
+    show_order(say, repeat)
+    show_copied_memory(say, children)
+    show_shared_file(say, children, lines)
+    show_zombie(say, children)
+    show_failure(say, children)
+    show_duplicated_output(say)
+    show_thread_warning(say)

@@ -1,0 +1,388 @@
+"""process-states: children driven into R, S, T and Z, read back from /proc, and nice at work.
+
+What `ps aux` prints in its STAT column is one letter the kernel keeps per process. Here
+four children are put into four states on purpose: a busy loop (R), a sleeper (S), one
+stopped with SIGSTOP (T) and one that exits while we do not wait for it (Z). Then every
+child is reaped and the zombie disappears. Two busy children pinned to one CPU at
+different nice values show how the scheduler shares it, and a child that gave up root
+shows which priority changes need privileges. D is explained, not produced.
+
+Every state is awaited by polling /proc with a deadline: kill() returns before SIGSTOP is
+delivered, and a child is a zombie only once it has really exited.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import signal
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from lessons import procfs
+from lessons.common import RunFailure, UserError, wait_for
+from lessons.fork import NOBODY, Children, drop_privileges, signals_exit_cleanly
+from lessons.narrate import Narrator
+
+SHORT_NAMES = {"R": "running", "S": "sleeping", "D": "disk sleep", "T": "stopped",
+               "t": "traced", "Z": "zombie", "I": "idle"}
+PR_SET_PDEATHSIG = 1  # from <linux/prctl.h>
+
+
+# --- the children ---------------------------------------------------------------------
+
+
+@functools.cache
+def libc() -> Any:
+    """The C library, loaded in the parent so that a new child has nothing to load."""
+    import ctypes
+
+    return ctypes.CDLL(None, use_errno=True)
+
+
+def die_with_parent(parent: int) -> None:
+    """Ask the kernel to SIGKILL this child when its parent dies (prctl PR_SET_PDEATHSIG).
+
+    Our finally blocks reap every child, but a parent killed with SIGKILL runs no code:
+    without this, a busy loop would spin on as an orphan.
+    """
+    libc().prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    if os.getppid() != parent:  # the parent died before prctl: no signal will come
+        os._exit(1)
+
+
+def start_child(children: Children, name: str, body: Callable[[], int | None]) -> int:
+    """Fork a child named `name` (what pstree and `ps -o comm` show) that runs `body`.
+
+    Returns once the child has renamed itself, its first act: from then on its state is
+    the state of `body`, not of a process still starting up.
+    """
+    parent = os.getpid()
+    libc()
+
+    def named_body() -> int | None:
+        Path("/proc/self/comm").write_text(name)  # a process may rename itself, 15 bytes at most
+        die_with_parent(parent)
+        return body()
+
+    pid = children.fork(named_body)
+    try:
+        wait_for(functools.partial(has_name, pid, name), timeout=15)
+    except TimeoutError:
+        raise RunFailure(f"child {pid} did not start within 15 s; is the machine overloaded?") from None
+    return pid
+
+
+def has_name(pid: int, name: str) -> bool:
+    return procfs.name(pid) == name
+
+
+def busy_loop() -> None:
+    while True:  # never waits for anything, so it is always R: on a CPU or queued for one
+        pass
+
+
+def sleep_forever() -> None:
+    while True:  # waits for a timer in the kernel: S, interruptible sleep
+        time.sleep(3600)
+
+
+def exit_at_once() -> int:
+    return 3  # an exit status the parent will read back from the zombie
+
+
+def start_four(children: Children, say: Narrator) -> dict[str, int]:
+    """Put one child in each of R, S, T, Z, and return name -> pid once each is there."""
+    family = {
+        "learn-busy": start_child(children, "learn-busy", busy_loop),
+        "learn-sleeper": start_child(children, "learn-sleeper", sleep_forever),
+        "learn-stopped": start_child(children, "learn-stopped", sleep_forever),
+        "learn-zombie": start_child(children, "learn-zombie", exit_at_once),
+    }
+    reach(say, family["learn-busy"], "R", "a busy loop")
+    reach(say, family["learn-sleeper"], "S", "time.sleep()")
+    reach(say, family["learn-stopped"], "S", "time.sleep(), before the signal")
+    os.kill(family["learn-stopped"], signal.SIGSTOP)
+    reach(say, family["learn-stopped"], "T", "after kill(pid, SIGSTOP)")
+    reach(say, family["learn-zombie"], "Z", "returned at once; we have not called waitpid")
+    return family
+
+
+def reach(say: Narrator, pid: int, letter: str, why: str) -> None:
+    """Wait until /proc shows `letter` for `pid`, then say so."""
+    try:
+        info = procfs.wait_for_state(pid, letter, timeout=15)
+    except TimeoutError:
+        raise RunFailure(f"child {pid} did not reach state {letter} within 15 s "
+                         f"(it is {procfs.state(pid)}); did something else signal it?") from None
+    say("state", f"{info.name} (pid {pid}) is {letter}: {procfs.describe_state(letter)}  [{why}]")
+
+
+# --- showing them ---------------------------------------------------------------------
+
+
+def process_table(pids: list[int]) -> Any:
+    from rich.table import Table
+
+    table = Table(title="read from /proc/<pid>/stat", title_justify="left")
+    for column in ("pid", "ppid", "state", "nice", "cpu s", "name"):
+        table.add_column(column, justify="right" if column in ("pid", "ppid", "nice", "cpu s") else "left")
+    for pid in pids:
+        info = procfs.read_stat(pid)
+        if info is None:
+            table.add_row(str(pid), "", "[dim]gone: reaped[/]", "", "", "")
+            continue
+        state = f"[bold]{info.state}[/] {SHORT_NAMES.get(info.state, '?')}"
+        table.add_row(str(pid), str(info.ppid), state, str(info.nice), f"{info.cpu_seconds:.2f}", info.name)
+    return table
+
+
+def process_tree(top: int, depth: int = 3) -> Any:
+    """A pstree-like view from `top` down, built from /proc's child lists."""
+    from rich.tree import Tree
+
+    tree = Tree(tree_label(top))
+    add_branches(tree, top, depth)
+    return tree
+
+
+def add_branches(tree: Any, pid: int, depth: int) -> None:
+    if depth == 0:
+        return
+    for child in procfs.children(pid):
+        add_branches(tree.add(tree_label(child)), child, depth - 1)
+
+
+def tree_label(pid: int) -> str:
+    info = procfs.read_stat(pid)
+    if info is None:
+        return f"({pid}) gone"
+    return f"{info.name}({pid}) [bold]{info.state}[/]"
+
+
+def snapshot(pids: list[int]) -> Any:
+    from rich.console import Group
+
+    return Group(process_table(pids), process_tree(os.getppid()))
+
+
+def watch(say: Narrator, family: dict[str, int], seconds: float) -> None:
+    """Refresh the table live on a terminal; print it once at the end when piped."""
+    pids = [os.getpid(), *family.values()]
+    busy, sleeper = family["learn-busy"], family["learn-sleeper"]
+    before = {pid: procfs.read_stat(pid) for pid in (busy, sleeper)}
+    if say.console.is_terminal:
+        from rich.live import Live
+
+        with Live(snapshot(pids), console=say.console, refresh_per_second=4) as live:
+            deadline = time.monotonic() + seconds
+            while time.monotonic() < deadline:
+                time.sleep(0.25)
+                live.update(snapshot(pids))
+    else:
+        time.sleep(seconds)  # let the busy child burn some CPU, then take one snapshot
+        say.console.print(snapshot(pids))
+    used = {pid: cpu_used(before[pid], pid) for pid in (busy, sleeper)}
+    say("result", f"in {seconds:.1f} s the busy child used {used[busy]:.2f} s of CPU, "
+                  f"the sleeper {used[sleeper]:.2f} s")
+
+
+def cpu_used(before: procfs.ProcStat | None, pid: int) -> float:
+    after = procfs.read_stat(pid)
+    if before is None or after is None:
+        return 0.0
+    return after.cpu_seconds - before.cpu_seconds
+
+
+# --- continuing, killing, reaping -----------------------------------------------------
+
+
+def reap_four(say: Narrator, children: Children, family: dict[str, int]) -> None:
+    stopped = family["learn-stopped"]
+    os.kill(stopped, signal.SIGCONT)
+    reach(say, stopped, "S", "after kill(pid, SIGCONT): back to its sleep")
+    for name in ("learn-busy", "learn-sleeper", "learn-stopped"):
+        os.kill(family[name], signal.SIGKILL)
+        reach(say, family[name], "Z", "after SIGKILL, until we wait for it")
+    say.console.print(process_table(list(family.values())))
+    for name, pid in family.items():
+        code = children.wait(pid)
+        how = f"killed by {signal.Signals(-code).name}" if code < 0 else f"exit status {code}"
+        say("reap", f"waitpid({pid}) -> {how}; /proc/{pid} {'is gone' if procfs.state(pid) is None else 'STILL EXISTS'}")
+    say("result", "no zombie left: waitpid collected each exit status and the kernel freed the entries")
+
+
+# --- nice at work ---------------------------------------------------------------------
+
+
+def weight(nice_value: int) -> float:
+    """The scheduler's weight for a nice value: 1024 at 0, about 1.25 times less per step up.
+
+    The kernel's table (sched_prio_to_weight) holds these numbers rounded: 10 -> 110.
+    """
+    return 1024 / 1.25 ** nice_value
+
+
+def race(say: Narrator, children: Children, seconds: float, kinder: int) -> None:
+    """Two busy children on one CPU, at our nice and `kinder` steps above: measure their shares."""
+    cpu = min(os.sched_getaffinity(0))
+    base = os.getpriority(os.PRIO_PROCESS, 0)
+    levels = [base, min(19, base + kinder)]
+
+    def racer(level: int) -> Callable[[], None]:
+        def run() -> None:
+            os.sched_setaffinity(0, {cpu})
+            os.setpriority(os.PRIO_PROCESS, 0, level)  # raising nice needs no privilege
+            busy_loop()
+        return run
+
+    pids = [start_child(children, f"learn-nice{level}", racer(level)) for level in levels]
+    for pid, level in zip(pids, levels):
+        try:
+            wait_for(functools.partial(racer_ready, pid, level, cpu), timeout=15)
+        except (TimeoutError, ProcessLookupError):
+            raise RunFailure(f"racer {pid} was not at nice {level} on CPU {cpu} within 15 s.") from None
+    say("race", f"two busy loops pinned to CPU {cpu} at nice {levels[0]} and {levels[1]}; "
+                f"measuring utime+stime for {seconds:.1f} s")
+    before = [procfs.read_stat(pid) for pid in pids]
+    time.sleep(seconds)  # the measurement window
+    used = [cpu_used(start, pid) for start, pid in zip(before, pids)]
+    for pid in pids:
+        os.kill(pid, signal.SIGKILL)
+        children.wait(pid)
+    report_race(say, levels, used, seconds)
+
+
+def racer_ready(pid: int, level: int, cpu: int) -> bool:
+    """True once the racer has set its own nice value and CPU (it does so right after fork)."""
+    return procfs.nice(pid) == level and os.sched_getaffinity(pid) == {cpu}
+
+
+def report_race(say: Narrator, levels: list[int], used: list[float], seconds: float) -> None:
+    total = sum(used)
+    if total <= 0:
+        raise RunFailure("the two busy children got no CPU time at all; is this machine overloaded?")
+    weights = [weight(level) for level in levels]
+    for level, cpu_seconds, level_weight in zip(levels, used, weights):
+        say("result", f"nice {level:>2}: {cpu_seconds:.2f} s of CPU = {100 * cpu_seconds / total:.1f}% "
+                      f"(weight {level_weight:.0f}, expected {100 * level_weight / sum(weights):.1f}%)")
+    say("result", f"together they had {total:.2f} s of the {seconds:.1f} s window on that CPU "
+                  f"(other processes on this machine may take the rest)")
+    say("explain", "The scheduler gives runnable processes CPU time in proportion to their weights. "
+                   "Each nice step is about 1.25x less weight (roughly 10% less CPU next to a nice 0 "
+                   "competitor). Nice changes shares, not speed: alone on a CPU, nice 19 runs flat out.")
+
+
+# --- what needs privileges ------------------------------------------------------------
+
+
+def try_lowering_nice() -> str:
+    """Ask for nice -5 (a higher priority) for this process."""
+    try:
+        os.setpriority(os.PRIO_PROCESS, 0, -5)
+    except PermissionError as err:
+        return f"os.setpriority(..., -5) raised PermissionError: {err.strerror}"
+    return f"os.setpriority(..., -5) worked: nice is now {os.getpriority(os.PRIO_PROCESS, 0)}"
+
+
+def as_ordinary_user() -> str:
+    """Drop root if we have it, then go up 5 nice steps, try to come back, try nice -5."""
+    drop_privileges()
+    start = os.getpriority(os.PRIO_PROCESS, 0)
+    higher = min(19, start + 5)
+    os.setpriority(os.PRIO_PROCESS, 0, higher)  # going up is always allowed...
+    try:
+        os.setpriority(os.PRIO_PROCESS, 0, start)  # ...coming back down is not
+        back = f"and back to {start} worked"
+    except PermissionError:
+        back = f"but back to {start} raised PermissionError"
+    return f"uid {os.getuid()}: nice {higher} worked, {back}; {try_lowering_nice()}"
+
+
+def nice_limit_text() -> str:
+    """What RLIMIT_NICE allows: an unprivileged process may lower its nice to 20 - limit."""
+    import resource
+
+    soft, _ = resource.getrlimit(resource.RLIMIT_NICE)
+    if soft == resource.RLIM_INFINITY:
+        return "unlimited here"
+    return f"{soft} here, so no lowering at all" if soft <= 1 else f"{soft} here: down to nice {20 - soft}"
+
+
+def show_privileges(say: Narrator, children: Children) -> None:
+    if os.geteuid() == 0:
+        say("perm", "we run as root: a child that stays root tries nice -5 ...")
+        say("result", children.ask(try_lowering_nice))
+        say("perm", f"... and a child that gave up root (setuid {NOBODY}, nobody) tries the same:")
+    else:
+        say("perm", f"we run as uid {os.geteuid()}, an ordinary user; a child tries:")
+    say("result", children.ask(as_ordinary_user))
+    say("explain", "Raising nice is always allowed; lowering it, even back where it was, needs "
+                   f"CAP_SYS_NICE (root) or a large enough RLIMIT_NICE ({nice_limit_text()}).")
+
+
+def explain_disk_sleep(say: Narrator) -> None:
+    in_d = [pid for pid in procfs.all_pids() if procfs.state(pid) == "D"]
+    say("explain", "D, uninterruptible sleep: the process waits inside the kernel for something that "
+                   "must finish (a disk or NFS read, some driver calls). Signals wait until it returns, "
+                   "even SIGKILL (except in the few 'killable' waits); it counts in the load average. "
+                   "It is not produced here: making one on purpose needs a slow device or a hung NFS server.")
+    say("result", f"right now {len(in_d)} processes on this machine are in D")
+
+
+# --- the lesson -----------------------------------------------------------------------
+
+
+def check_linux() -> None:
+    if not procfs.PROC.is_dir() or not hasattr(os, "sched_setaffinity"):
+        raise UserError("process-states reads /proc, which only Linux has; on macOS try "
+                        "`ps -o pid,ppid,stat,nice,comm` instead.")
+
+
+def check_nothing_left(say: Narrator) -> None:
+    left = procfs.children(os.getpid())
+    if left:
+        raise RunFailure(f"the lesson left child processes behind: {left}.")
+    say("summary", "no child left: every child was killed and reaped, no orphan, no zombie")
+
+
+def main(
+    seconds: Annotated[float, typer.Option(min=0.2, max=60.0, help="How long the two niced children race.")] = 3.0,
+    nice_value: Annotated[int, typer.Option("--nice", min=1, max=19, help="The nice value of the kinder racer.")] = 10,
+    watch_seconds: Annotated[float, typer.Option("--watch", min=0.0, max=600.0,
+                                                 help="How long the four children are watched.")] = 2.5,
+    quick: Annotated[bool, typer.Option("--quick", help="A short run: 1 s race, a short look.")] = False,
+) -> None:
+    """Children in R, S, T and Z read from /proc, a process tree, and nice at work."""
+    check_linux()
+    if quick:
+        watch_seconds, seconds = min(watch_seconds, 0.3), min(seconds, 1.0)
+    say = Narrator()
+    say("explain", "ps aux shows one letter per process in its STAT column; four children are put "
+                   "into four of them on purpose, and everything below is read from /proc/<pid>/stat.")
+    try:
+        with signals_exit_cleanly(), Children() as children:
+            run_parts(say, children, watch_seconds, seconds, nice_value)
+    except (KeyboardInterrupt, SystemExit):
+        say("summary", "interrupted")
+        check_nothing_left(say)
+        raise
+    check_nothing_left(say)
+
+
+def run_parts(say: Narrator, children: Children, watch_seconds: float, seconds: float, nice_value: int) -> None:
+    say.rule("1. Four children, four states")
+    family = start_four(children, say)
+    watch(say, family, watch_seconds)
+    say.rule("2. Continue, kill, reap: the zombies go away")
+    reap_four(say, children, family)
+    say.rule("3. nice: sharing one CPU")
+    race(say, children, seconds, nice_value)
+    say.rule("4. What needs privileges")
+    show_privileges(say, children)
+    say.rule("5. The state you will not see here: D")
+    explain_disk_sleep(say)
