@@ -1,0 +1,214 @@
+"""`--demo` for the four echo servers: the server plus three scripted clients, narrated.
+
+The server loop runs in the main thread exactly as it does without --demo; the clients
+(alice, bob and carol) run in one background thread. Each step waits for what it
+expects (an answer, the server noticing a departure) with a deadline instead of a
+sleep, so the story prints in the order things happen and ends by itself.
+"""
+
+from __future__ import annotations
+
+import socket
+import struct
+import threading
+import time
+from typing import Callable
+
+from lessons.common import RunFailure, wait_for
+from lessons.echo_driver import (
+    RECV_SIZE,
+    REPLY_PREFIX,
+    EchoLog,
+    StopFlag,
+    echoed,
+    preview,
+    read_answer,
+)
+
+STEP_TIMEOUT = 5.0  # the longest any single step may take before the demo gives up
+STALL_WAIT = 1.0  # how long the server may stop reading the long message before we call it stuck
+ARRIVED = 0.2  # enough to read bytes the server has already sent over loopback
+LONG_MESSAGE = b"x" * 3000  # longer than one recv(RECV_SIZE)
+
+Say = Callable[[str, str], None]
+
+
+def wait_until(condition: Callable[[], object], timeout: float) -> bool:
+    """True as soon as `condition()` holds, False if it still does not after `timeout` seconds."""
+    try:
+        wait_for(condition, timeout, interval=0.005)
+    except TimeoutError:
+        return False
+    return True
+
+
+class DemoClient:
+    """One scripted client that narrates what it does."""
+
+    def __init__(self, name: str, address: tuple, say: Say) -> None:
+        self.name = name
+        self.say = say
+        say("client", f"{name} connects")
+        self.sock = socket.create_connection(address, timeout=STEP_TIMEOUT)
+
+    def ask(self, text: str) -> None:
+        """Send `text` and wait until its whole answer is back."""
+        message = text.encode()
+        self.say("client", f"{self.name} sends '{preview(message)}'")
+        self.sock.sendall(message)
+        answer = read_answer(self.sock, message, STEP_TIMEOUT)
+        if not answer.complete:
+            raise RuntimeError(f"{self.name} got no complete answer within {STEP_TIMEOUT} s")
+        self.say("client", f"{self.name} got '{preview(answer.data)}'")
+
+    def reset(self) -> None:
+        """Leave rudely: SO_LINGER on with a 0 s timeout makes close() send RST, not FIN."""
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        self.sock.close()
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+class DemoRun:
+    """The clients' thread; a failure is kept and reported after the server's summary."""
+
+    def __init__(self, address: tuple, log: EchoLog, stop: StopFlag) -> None:
+        self.failure: Exception | None = None
+        self.thread = threading.Thread(target=self._run, args=(address, log, stop), daemon=True)
+
+    def _run(self, address: tuple, log: EchoLog, stop: StopFlag) -> None:
+        try:
+            story(address, log, stop)
+        except Exception as err:  # a broken demo must still stop the server, then explain
+            if not stop.is_set():
+                self.failure = err
+            stop.stop("the demo failed")
+        else:
+            stop.stop("the demo is over")
+
+    def join(self) -> None:
+        self.thread.join(STEP_TIMEOUT)
+
+    def raise_failure(self) -> None:
+        if self.failure is not None:
+            raise RunFailure(f"the demo went wrong: {self.failure}.")
+
+
+def start(address: tuple, log: EchoLog, stop: StopFlag) -> DemoRun:
+    run = DemoRun(address, log, stop)
+    run.thread.start()
+    return run
+
+
+def story(address: tuple, log: EchoLog, stop: StopFlag) -> None:
+    """Three clients, one server thread: connect, talk, a long message, a reset, a half-close."""
+    Story(address, log, stop).tell()
+
+
+class Story:
+    def __init__(self, address: tuple, log: EchoLog, stop: StopFlag) -> None:
+        self.address = address
+        self.log = log
+        self.stats = log.stats  # the server's counters: how the clients see what it noticed
+        self.stop = stop
+        self.say = log.narrate
+
+    def server_sees(self, condition: Callable[[], object], what: str) -> bool:
+        """Wait until the server has noticed something, so the log reads in causal order."""
+        if wait_until(lambda: condition() or self.stop.is_set(), STEP_TIMEOUT) and not self.stop.is_set():
+            return True
+        self.say("demo", f"the server has not noticed {what} after {STEP_TIMEOUT} s.")
+        return False
+
+    def connect(self, name: str) -> DemoClient:
+        accepted = self.stats.accepted
+        client = DemoClient(name, self.address, self.say)
+        self.server_sees(lambda: self.stats.accepted > accepted, f"{name} connecting")
+        return client
+
+    def tell(self) -> None:
+        say = self.say
+        say("demo", f"One server, one thread, several clients: {self.log.call}() tells the server "
+                    f"which socket has something to read, so nobody waits for anybody.")
+        alice = self.connect("alice")
+        alice.ask("hello")
+        say("demo", "bob connects while alice is still connected; the same thread serves both.")
+        bob = self.connect("bob")
+        bob.ask("你好, I am bob")
+        alice.ask("alice is still here")
+
+        if not self.long_message(alice):
+            say("demo", "a server that falls behind like this would spoil the rest of the story "
+                        "(it can miss a client's EOF the same way), so the demo stops here.")
+            alice.close()
+            bob.close()
+            return
+
+        say("demo", "carol will leave rudely, with a reset (RST) instead of a polite close (FIN).")
+        carol = self.connect("carol")
+        carol.ask("bye soon")
+        say("client", "carol resets: SO_LINGER {on, 0 s}, then close() sends RST")
+        closed = self.stats.closed
+        carol.reset()
+        if self.server_sees(lambda: self.stats.closed > closed, "carol's reset"):
+            say("demo", "only carol was dropped; one client's error never stops the server.")
+
+        self.half_close(bob)
+
+        say("client", "alice closes politely: close() sends FIN, the server's recv() returns b''")
+        closed = self.stats.closed
+        alice.close()
+        self.server_sees(lambda: self.stats.closed > closed, "alice leaving")
+        say("demo", "everyone has left: the demo stops the server.")
+
+    def long_message(self, alice: DemoClient) -> bool:
+        """A message longer than one recv(): True if all of it came back, False if it got stuck."""
+        say, size = self.say, len(LONG_MESSAGE)
+        say("client", f"alice sends one message of {size} bytes, more than one recv({RECV_SIZE}) takes")
+        target = self.stats.bytes_in + size
+        alice.sock.sendall(LONG_MESSAGE)
+        if self.server_keeps_reading(target):
+            answer = read_answer(alice.sock, LONG_MESSAGE, STEP_TIMEOUT)
+            pieces = answer.data.count(REPLY_PREFIX)
+            say("client", f"alice got all {len(echoed(answer.data))} bytes back, in {pieces} answers")
+            say("demo", f"the server read the message in {pieces} pieces: TCP carries a stream of "
+                        f"bytes, not messages, so one recv() is not one message.")
+            return True
+        answer = read_answer(alice.sock, LONG_MESSAGE, ARRIVED)
+        say("client", f"alice got only {len(echoed(answer.data))} of {size} bytes back, and nothing more")
+        say("demo", "stuck: the rest waits in the kernel's buffer, but edge-triggered epoll reports a "
+                    "socket once per arrival of data, and this server read it only once (--no-drain).")
+        answered = self.stats.bytes_out
+        alice.sock.sendall(b"!")
+        wait_until(lambda: self.stats.bytes_out > answered, STEP_TIMEOUT)
+        nudged = read_answer(alice.sock, b"!", ARRIVED)
+        say("client", f"alice sends '!' to nudge it and gets '{preview(nudged.data)}'")
+        say("demo", "the new byte made a new edge, but the server answered with OLD bytes: it is now "
+                    "always behind. Reading until EAGAIN on every event (the default) avoids this.")
+        return False
+
+    def server_keeps_reading(self, target: int) -> bool:
+        """True once the server has read `target` bytes in all; False if it stops for STALL_WAIT s first."""
+        last_seen, last_change = self.stats.bytes_in, time.monotonic()
+        while self.stats.bytes_in < target:
+            if self.stats.bytes_in != last_seen:
+                last_seen, last_change = self.stats.bytes_in, time.monotonic()
+            elif time.monotonic() - last_change > STALL_WAIT:
+                return False
+            time.sleep(0.005)  # polling a counter with a deadline, not ordering by sleep
+        return True
+
+    def half_close(self, bob: DemoClient) -> None:
+        """shutdown(SHUT_WR) says "I will send no more" but leaves bob able to read."""
+        self.say("client", "bob sends 'last words', then half-closes: shutdown(SHUT_WR) sends FIN "
+                           "but bob can still read")
+        closed = self.stats.closed
+        bob.sock.sendall(b"last words")
+        bob.sock.shutdown(socket.SHUT_WR)
+        answer = read_answer(bob.sock, b"last words", STEP_TIMEOUT)
+        self.say("client", f"bob still got his answer: '{preview(answer.data)}'")
+        if self.server_sees(lambda: self.stats.closed > closed, "bob's half-close"):
+            end = bob.sock.recv(1)
+            self.say("client", f"then bob's recv() returns {end!r}: the server closed its side too")
+        bob.close()

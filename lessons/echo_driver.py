@@ -1,0 +1,267 @@
+"""What the four echo servers share, so that each lesson module keeps only its multiplexer.
+
+poll_server, epoll_server, select_server and selectors_server differ in one thing: the
+call that waits until a socket is ready. Everything else lives here, once: the options,
+the answer ("收到了: " + what arrived), accepting a client, reading and answering it,
+the narrated log and its --trace lines, Ctrl-C, and the closing summary. The client's
+half of the protocol is here too (`read_answer`), for tcp-client and the --demo clients.
+"""
+
+from __future__ import annotations
+
+import signal
+import socket
+import threading
+import time
+from dataclasses import dataclass
+from typing import Annotated, Callable
+
+import typer
+
+from lessons.common import address_text, open_listener, printable_bytes
+from lessons.narrate import Narrator
+
+REPLY_PREFIX = "收到了: ".encode()  # "received:", the notes' answer, then the bytes that arrived
+RECV_SIZE = 1024  # the notes' recv(1024): a longer message takes several reads
+TICK_SECONDS = 0.2  # how often a server loop looks at its stop flag
+PREVIEW_CHARS = 60  # longer text is shortened in the log
+
+HostOption = Annotated[str, typer.Option(help="Address to listen on; 0.0.0.0 means every interface.")]
+PortOption = Annotated[int, typer.Option(min=0, max=65535, help="Port to listen on; 0 picks a free one.")]
+DemoOption = Annotated[
+    bool, typer.Option("--demo", help="Run the server with three scripted clients, narrated, then exit.")
+]
+TraceOption = Annotated[
+    bool, typer.Option("--trace", help="Also print every readiness event as the kernel reported it.")
+]
+
+
+class StopFlag(threading.Event):
+    """The loop's stop flag, checked every TICK_SECONDS; it remembers who raised it first."""
+
+    reason = ""
+
+    def stop(self, reason: str) -> None:
+        if not self.is_set():
+            self.reason = reason
+        self.set()
+
+
+class ClientGone(Exception):
+    """This client closed, reset or stopped reading: drop it, and only it."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+@dataclass
+class Stats:
+    accepted: int = 0
+    refused: int = 0  # accepted, then closed at once (the select server's fd limit)
+    closed: int = 0
+    bytes_in: int = 0
+    bytes_out: int = 0
+
+
+ServeLoop = Callable[[socket.socket, "EchoLog", StopFlag], None]
+
+
+def preview(data: bytes) -> str:
+    """Untrusted bytes as safe, short text for the log."""
+    text = printable_bytes(data)
+    return text if len(text) <= PREVIEW_CHARS else text[:PREVIEW_CHARS] + "..."
+
+
+class EchoLog:
+    """The server's narrated log and counters; it remembers who is behind each descriptor."""
+
+    def __init__(self, narrate: Narrator, call: str, trace: bool) -> None:
+        self.narrate = narrate
+        self.call = call  # "poll", "epoll", "select", "EpollSelector.select"
+        self.trace = trace
+        self.stats = Stats()
+        self.listener_fd = -1
+        self.peers: dict[int, str] = {}
+
+    def who(self, fd: int) -> str:
+        return f"{self.peers.get(fd, 'client')} (fd {fd})"
+
+    def ready(self, fd: int, what: str) -> None:
+        """One readiness event, decoded: `poll -> fd 7 POLLIN|POLLHUP`."""
+        if self.trace:
+            note = " (the listening socket: a client is waiting)" if fd == self.listener_fd else ""
+            self.narrate("trace", f"{self.call} -> fd {fd} {what}{note}")
+
+    def detail(self, tag: str, text: str) -> None:
+        """A line only --trace shows."""
+        if self.trace:
+            self.narrate(tag, text)
+
+    def accepted(self, fd: int, address: object) -> None:
+        self.stats.accepted += 1
+        self.peers[fd] = address_text(address)
+        self.narrate("accept", f"{self.who(fd)} connected")
+
+    def received(self, fd: int, data: bytes) -> None:
+        self.stats.bytes_in += len(data)
+        self.narrate("recv", f"{self.who(fd)} sent {len(data)} bytes: '{preview(data)}'")
+
+    def sending(self, fd: int, size: int) -> None:
+        """Printed before sendall(), so the line comes before the client's reaction to it."""
+        self.detail("send", f"fd {fd}: {size} bytes")
+
+    def sent(self, size: int) -> None:
+        self.stats.bytes_out += size
+
+    def closed(self, fd: int, why: str) -> None:
+        self.stats.closed += 1
+        self.narrate("close", f"{self.who(fd)}: {why}")
+        self.peers.pop(fd, None)
+
+    def refused(self, fd: int, why: str) -> None:
+        self.stats.refused += 1
+        self.narrate("error", f"{self.who(fd)} refused: {why}")
+        self.peers.pop(fd, None)
+
+    def summary(self, why: str) -> None:
+        s = self.stats
+        served = s.accepted - s.refused
+        clients = f"{served} client" + ("" if served == 1 else "s")
+        refused = f", refused {s.refused}" if s.refused else ""
+        still = f", {len(self.peers)} still connected at the end" if self.peers else ""
+        self.narrate("summary", f"stopped ({why}): served {clients}, {s.bytes_in} bytes in, "
+                                f"{s.bytes_out} bytes out{refused}{still}.")
+
+
+def accept_client(server: socket.socket, log: EchoLog) -> socket.socket | None:
+    """Accept one waiting client as a non-blocking socket; None if nobody was waiting after all."""
+    try:
+        conn, address = server.accept()
+    except BlockingIOError:
+        return None  # the queue is empty: readiness is a hint, not a promise
+    except OSError as err:  # the client gave up already, or we are out of descriptors
+        log.narrate("error", f"accept() failed: {err.strerror or err}; the server carries on.")
+        return None
+    conn.setblocking(False)  # a wrong readiness hint must cost an EAGAIN, never a frozen server
+    log.accepted(conn.fileno(), address)
+    return conn
+
+
+def echo_once(conn: socket.socket, log: EchoLog) -> bool:
+    """Read what one client sent (up to RECV_SIZE bytes) and answer "收到了: " + those bytes.
+
+    Returns False if there was nothing to read after all (EAGAIN), True if it answered.
+    Raises ClientGone when the client closed, reset, or stopped reading its answers.
+    """
+    fd = conn.fileno()
+    try:
+        data = conn.recv(RECV_SIZE)
+    except BlockingIOError:
+        log.detail("recv", f"fd {fd}: nothing more to read (EAGAIN)")
+        return False
+    except OSError as err:  # ConnectionResetError above all
+        raise ClientGone(f"connection lost: {err.strerror or err}") from None
+    if not data:
+        raise ClientGone("it closed its side (recv returned b'')")
+    log.received(fd, data)
+    answer = REPLY_PREFIX + data
+    log.sending(fd, len(answer))
+    try:
+        conn.sendall(answer)
+    except BlockingIOError:  # its receive buffer and our send buffer are both full
+        raise ClientGone("it stopped reading its answers; waiting for it would stall everyone") from None
+    except OSError as err:
+        raise ClientGone(f"connection lost while answering: {err.strerror or err}") from None
+    log.sent(len(answer))
+    return True
+
+
+def loopback_if_wildcard(address: tuple) -> tuple:
+    """A client cannot connect to 0.0.0.0 ("every address"); it must name one."""
+    host, port = address[0], address[1]
+    if host == "0.0.0.0":
+        return ("127.0.0.1", port)
+    if host == "::":
+        return ("::1", port)
+    return (host, port)
+
+
+def stop_on_ctrl_c(stop: StopFlag) -> Callable[[], None]:
+    """Ctrl-C raises the stop flag, so the loop ends its round and closes every socket.
+
+    A second Ctrl-C interrupts at once. Returns the function that restores the old handler.
+    The handler only sets a flag: printing from a signal handler could deadlock the log.
+    """
+
+    def on_sigint(signum: int, frame: object) -> None:
+        stop.stop("Ctrl-C")
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+
+    if threading.current_thread() is not threading.main_thread():
+        return lambda: None  # signals are delivered to the main thread only
+    previous = signal.signal(signal.SIGINT, on_sigint)
+    return lambda: signal.signal(signal.SIGINT, previous)
+
+
+def run_server(call: str, serve: ServeLoop, host: str, port: int, demo: bool, trace: bool) -> None:
+    """Listen, run `serve` until Ctrl-C (or the end of the demo), then print the summary."""
+    from lessons import echo_demo
+
+    narrate = Narrator()
+    log = EchoLog(narrate, call, trace)
+    server = open_listener(host, port)
+    server.setblocking(False)
+    log.listener_fd = server.fileno()
+    stop = StopFlag()
+    restore_sigint = stop_on_ctrl_c(stop)
+    print(f"listening on {address_text(server.getsockname())}", flush=True)
+    demo_run = echo_demo.start(loopback_if_wildcard(server.getsockname()), log, stop) if demo else None
+    try:
+        serve(server, log, stop)
+    finally:
+        server.close()
+        restore_sigint()
+    if demo_run is not None:
+        demo_run.join()
+    log.summary(stop.reason or "stopped")
+    if demo_run is not None:
+        demo_run.raise_failure()
+
+
+@dataclass
+class Answer:
+    data: bytes  # everything the server sent back, prefixes included
+    complete: bool  # all our bytes came back
+    closed: bool  # the server closed the connection
+
+
+def echoed(received: bytes) -> bytes:
+    """Our own bytes as the server sent them back: its answers without their prefixes."""
+    return received.replace(REPLY_PREFIX, b"")
+
+
+def read_answer(sock: socket.socket, sent: bytes, timeout: float) -> Answer:
+    """Read answers until every byte we sent has come back, the server closes, or time runs out.
+
+    TCP keeps no message boundaries: the server may read one message in several pieces
+    and answer each piece, so one recv() here is not one answer. (A message that itself
+    contains "收到了: " cannot be told apart from the answers and ends in a timeout.)
+    """
+    deadline = time.monotonic() + timeout
+    received = b""
+    while echoed(received) != sent:
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            return Answer(received, complete=False, closed=False)
+        sock.settimeout(remaining)
+        try:
+            chunk = sock.recv(65536)
+        except TimeoutError:
+            return Answer(received, complete=False, closed=False)
+        except OSError:
+            return Answer(received, complete=False, closed=True)
+        if not chunk:
+            return Answer(received, complete=False, closed=True)
+        received += chunk
+    return Answer(received, complete=True, closed=False)

@@ -1,0 +1,114 @@
+"""The notes' epoll server, corrected, level-triggered by default and edge-triggered with --edge.
+
+Same shape as poll_server.py, with EPOLL* constants. The notes tested `event & POLLIN`
+on an epoll event: it works only because both constants happen to be 1 on Linux; the
+right name is EPOLLIN. And epoll.poll() takes its timeout in SECONDS, poll.poll() in
+milliseconds: the same number means a thousand times longer here.
+
+Level-triggered (the default): epoll reports a socket on every call while data waits.
+Edge-triggered (--edge, EPOLLET): epoll reports a socket once per arrival of new data,
+so each report must be drained until EAGAIN (accept() and recv() alike), on
+non-blocking sockets. --edge --no-drain reads only once per report, to watch a client
+stall with its data stuck in the kernel.
+"""
+
+from __future__ import annotations
+
+import select
+import socket
+from typing import Annotated
+
+import typer
+
+from lessons.common import DEFAULT_HOST, DEFAULT_PORT, UserError
+from lessons.echo_driver import (
+    TICK_SECONDS,
+    ClientGone,
+    DemoOption,
+    EchoLog,
+    HostOption,
+    PortOption,
+    StopFlag,
+    TraceOption,
+    accept_client,
+    echo_once,
+    run_server,
+)
+from lessons.events import describe_epoll
+
+HANG_UP = (select.EPOLLHUP | select.EPOLLERR) if hasattr(select, "epoll") else 0  # only Linux has them
+
+
+def serve(server: socket.socket, log: EchoLog, stop: StopFlag, edge: bool = False, drain: bool = True) -> None:
+    """Accept, read and answer with epoll until `stop` is set; close everything at the end."""
+    epoll = select.epoll()
+    watch = select.EPOLLIN | (select.EPOLLET if edge else 0)
+    fdmap: dict[int, socket.socket] = {server.fileno(): server}
+    epoll.register(server.fileno(), watch)
+
+    def accept_waiting() -> None:
+        """Level-triggered: one accept per report. Edge-triggered: until the queue is empty."""
+        while (conn := accept_client(server, log)) is not None:
+            fdmap[conn.fileno()] = conn
+            epoll.register(conn.fileno(), watch)
+            if not edge:
+                return  # epoll will report the listener again if more clients wait
+
+    def read(conn: socket.socket) -> None:
+        if edge and drain:
+            while echo_once(conn, log):
+                pass  # until EAGAIN: this report will not come again for the bytes left behind
+        else:
+            echo_once(conn, log)
+
+    def drop(fd: int, why: str) -> None:
+        conn = fdmap.pop(fd)  # out of the map, but still in hand for the last two calls
+        epoll.unregister(fd)  # before close(): once closed, the number means nothing
+        conn.close()
+        log.closed(fd, why)
+
+    try:
+        while not stop.is_set():
+            events = epoll.poll(TICK_SECONDS)  # SECONDS, unlike poll.poll()'s milliseconds
+            for fd, event in events:
+                log.ready(fd, describe_epoll(event))
+                if fd == server.fileno():
+                    accept_waiting()
+                elif event & select.EPOLLIN:  # the notes wrote POLLIN here
+                    try:
+                        read(fdmap[fd])
+                    except ClientGone as gone:
+                        drop(fd, gone.reason)
+                elif event & HANG_UP:
+                    drop(fd, f"the kernel reported {describe_epoll(event)}")
+    finally:
+        for sock in fdmap.values():
+            sock.close()
+        epoll.close()
+
+
+def main(
+    host: HostOption = DEFAULT_HOST,
+    port: PortOption = DEFAULT_PORT,
+    edge: Annotated[bool, typer.Option("--edge", help="Edge-triggered (EPOLLET): read until EAGAIN.")] = False,
+    drain: Annotated[
+        bool, typer.Option("--drain/--no-drain", help="With --edge: --no-drain reads once per event, to see it stall.")
+    ] = True,
+    demo: DemoOption = False,
+    trace: TraceOption = False,
+) -> None:
+    """Serve clients with epoll, level- or edge-triggered."""
+    if not hasattr(select, "epoll"):
+        raise UserError(
+            "epoll exists only on Linux; here run `learn run poll-server` or `learn run selectors-server` instead."
+        )
+    if not drain and not edge:
+        raise UserError("--no-drain only matters in edge-triggered mode: add --edge.")
+
+    def serve_in_mode(server: socket.socket, log: EchoLog, stop: StopFlag) -> None:
+        serve(server, log, stop, edge=edge, drain=drain)
+
+    if edge:
+        reading = "reading until EAGAIN" if drain else "reading ONCE per event (--no-drain)"
+        print(f"edge-triggered (EPOLLET), non-blocking sockets, {reading}", flush=True)
+    run_server("epoll", serve_in_mode, host, port, demo, trace)

@@ -1,0 +1,77 @@
+"""The notes' poll() server, corrected: one thread serves every client.
+
+Shape as in the notes: an `fdmap` from descriptor number to socket, `register` and
+`unregister`, and a loop `events = poller.poll()` / `for fd, event in events:`.
+The fixes: a client is looked up *before* it leaves `fdmap` (the notes used it after
+`del fdmap[fd]`, a KeyError at the first disconnect), POLLHUP/POLLERR/POLLNVAL are
+handled, sockets are non-blocking, and one client's error drops that client only.
+The answering itself (recv, "收到了: ...", sendall) is shared: lessons/echo_driver.py.
+"""
+
+from __future__ import annotations
+
+import select
+import socket
+
+from lessons.common import DEFAULT_HOST, DEFAULT_PORT
+from lessons.echo_driver import (
+    TICK_SECONDS,
+    ClientGone,
+    DemoOption,
+    EchoLog,
+    HostOption,
+    PortOption,
+    StopFlag,
+    TraceOption,
+    accept_client,
+    echo_once,
+    run_server,
+)
+from lessons.events import describe_poll
+
+TICK_MS = int(TICK_SECONDS * 1000)  # poll() counts its timeout in MILLISECONDS; epoll and select in seconds
+HANG_UP = select.POLLHUP | select.POLLERR | select.POLLNVAL
+
+
+def serve(server: socket.socket, log: EchoLog, stop: StopFlag) -> None:
+    """Accept, read and answer with poll() until `stop` is set; close everything at the end."""
+    poller = select.poll()
+    fdmap: dict[int, socket.socket] = {server.fileno(): server}
+    poller.register(server, select.POLLIN)
+
+    def drop(fd: int, why: str) -> None:
+        conn = fdmap.pop(fd)  # take it out of the map and keep it in hand: no lookup after this
+        poller.unregister(fd)
+        conn.close()
+        log.closed(fd, why)
+
+    try:
+        while not stop.is_set():
+            events = poller.poll(TICK_MS)  # [] after TICK_MS: time to look at the stop flag
+            for fd, event in events:
+                log.ready(fd, describe_poll(event))
+                if fd == server.fileno():
+                    conn = accept_client(server, log)
+                    if conn is not None:
+                        fdmap[conn.fileno()] = conn
+                        poller.register(conn, select.POLLIN)
+                elif event & select.POLLIN:  # data, EOF, or a reset: recv() tells which
+                    try:
+                        echo_once(fdmap[fd], log)
+                    except ClientGone as gone:
+                        drop(fd, gone.reason)
+                elif event & HANG_UP:  # hung up or failed with nothing left to read
+                    drop(fd, f"the kernel reported {describe_poll(event)}")
+    finally:
+        for sock in fdmap.values():
+            sock.close()
+
+
+def main(
+    host: HostOption = DEFAULT_HOST,
+    port: PortOption = DEFAULT_PORT,
+    demo: DemoOption = False,
+    trace: TraceOption = False,
+) -> None:
+    """Serve clients with poll(): print what arrives and answer "收到了: " plus those bytes."""
+    run_server("poll", serve, host, port, demo, trace)

@@ -1,0 +1,158 @@
+"""The same echo server on select(), the oldest multiplexer, and the wall it hits at 1024.
+
+select() takes lists of sockets and returns the ones that are ready. It is everywhere
+(even on Windows), but each call copies the whole set into the kernel and back, and on
+Linux and macOS it cannot watch a descriptor numbered FD_SETSIZE (1024) or above:
+Python raises ValueError("filedescriptor out of range in select()"). A select server
+that accepted such a client would crash on its next call, so this one refuses it.
+`--fd-limit-demo` shows select failing where poll and epoll go on.
+"""
+
+from __future__ import annotations
+
+import select
+import socket
+import sys
+from typing import Annotated
+
+import typer
+
+from lessons.common import DEFAULT_HOST, DEFAULT_PORT, UserError
+from lessons.echo_driver import (
+    TICK_SECONDS,
+    ClientGone,
+    DemoOption,
+    EchoLog,
+    HostOption,
+    PortOption,
+    StopFlag,
+    TraceOption,
+    accept_client,
+    echo_once,
+    run_server,
+)
+from lessons.narrate import Narrator
+
+FD_SETSIZE = 1024  # the size of select()'s bit set in the C library; Windows counts sockets instead
+HAS_FD_NUMBER_LIMIT = not sys.platform.startswith("win")
+
+
+def too_high_for_select(conn: socket.socket) -> bool:
+    return HAS_FD_NUMBER_LIMIT and conn.fileno() >= FD_SETSIZE
+
+
+def serve(server: socket.socket, log: EchoLog, stop: StopFlag) -> None:
+    """Accept, read and answer with select() until `stop` is set; close everything at the end."""
+    sockets: dict[int, socket.socket] = {server.fileno(): server}  # the same map as the poll server
+
+    def drop(fd: int, why: str) -> None:
+        sockets.pop(fd).close()
+        log.closed(fd, why)
+
+    try:
+        while not stop.is_set():
+            readable, _, _ = select.select(list(sockets.values()), [], [], TICK_SECONDS)
+            for sock in readable:
+                fd = sock.fileno()
+                log.ready(fd, "readable")
+                if sock is server:
+                    conn = accept_client(server, log)
+                    if conn is not None and too_high_for_select(conn):
+                        log.refused(conn.fileno(), f"fd {conn.fileno()} is beyond select()'s limit of "
+                                                   f"{FD_SETSIZE}; poll-server and epoll-server have none.")
+                        conn.close()
+                    elif conn is not None:
+                        sockets[conn.fileno()] = conn
+                else:  # readable means data, EOF or an error: recv() tells which
+                    try:
+                        echo_once(sock, log)
+                    except ClientGone as gone:
+                        drop(fd, gone.reason)
+    finally:
+        for sock in sockets.values():
+            sock.close()
+
+
+def make_room_for(descriptors: int) -> None:
+    """Raise the soft limit on open files (RLIMIT_NOFILE) to `descriptors`; no privileges needed."""
+    try:
+        import resource
+    except ImportError:
+        raise UserError("the descriptor-limit demo needs Linux or macOS.") from None
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != resource.RLIM_INFINITY and soft < descriptors:
+        if hard != resource.RLIM_INFINITY and hard < descriptors:
+            raise UserError(
+                f"this demo needs {descriptors} open files but the hard limit is {hard}; "
+                f"raise it (as root: ulimit -Hn {descriptors}) and try again."
+            )
+        resource.setrlimit(resource.RLIMIT_NOFILE, (descriptors, hard))
+
+
+def show_fd_limit(say: Narrator) -> None:
+    """Open sockets until one is numbered FD_SETSIZE or more, then ask select, poll and epoll about it."""
+    if not HAS_FD_NUMBER_LIMIT:
+        raise UserError("on Windows select() limits the number of sockets, not their numbers; "
+                        "this demo is for Linux and macOS.")
+    make_room_for(FD_SETSIZE + 64)
+    opened: list[socket.socket] = []
+    try:
+        while not opened or opened[-1].fileno() < FD_SETSIZE:
+            opened.extend(socket.socketpair())  # like a server with many clients
+        writer, high = opened[-2], opened[-1]
+        writer.send(b"x")  # so `high` has something to read
+        say("demo", f"opened {len(opened)} sockets; the newest is fd {high.fileno()}, "
+                    f"and it has a byte waiting to be read")
+        ask_select(high, say)
+        ask_poll(high, say)
+        ask_epoll(high, say)
+    finally:
+        for sock in opened:
+            sock.close()
+    say("demo", f"select() works with descriptor numbers below {FD_SETSIZE} only; a server that may "
+                f"hold more clients uses poll, epoll, or selectors (which picks epoll on Linux).")
+
+
+def ask_select(sock: socket.socket, say: Narrator) -> None:
+    try:
+        readable, _, _ = select.select([sock], [], [], 0)
+    except ValueError as err:
+        say("error", f"select([fd {sock.fileno()}]) raised ValueError: {err}")
+    else:
+        say("select", f"select([fd {sock.fileno()}]) -> {len(readable)} readable: no limit on this system")
+
+
+def ask_poll(sock: socket.socket, say: Narrator) -> None:
+    from lessons.events import describe_poll
+
+    poller = select.poll()
+    poller.register(sock, select.POLLIN)
+    events = ", ".join(f"fd {fd} {describe_poll(mask)}" for fd, mask in poller.poll(0))
+    say("poll", f"poll() -> {events or 'nothing'}")
+
+
+def ask_epoll(sock: socket.socket, say: Narrator) -> None:
+    if not hasattr(select, "epoll"):
+        return
+    from lessons.events import describe_epoll
+
+    with select.epoll() as epoll:
+        epoll.register(sock.fileno(), select.EPOLLIN)
+        events = ", ".join(f"fd {fd} {describe_epoll(mask)}" for fd, mask in epoll.poll(0))
+    say("epoll", f"epoll.poll() -> {events or 'nothing'}")
+
+
+def main(
+    host: HostOption = DEFAULT_HOST,
+    port: PortOption = DEFAULT_PORT,
+    demo: DemoOption = False,
+    trace: TraceOption = False,
+    fd_limit_demo: Annotated[
+        bool, typer.Option("--fd-limit-demo", help="Show select() failing at descriptor 1024 where poll goes on.")
+    ] = False,
+) -> None:
+    """Serve clients with select(), or show its descriptor limit."""
+    if fd_limit_demo:
+        show_fd_limit(Narrator())
+        return
+    run_server("select", serve, host, port, demo, trace)

@@ -1,0 +1,69 @@
+"""The same echo server on `selectors`, the portable way to write it.
+
+`selectors.DefaultSelector` is the best multiplexer of the platform: epoll on Linux,
+kqueue on macOS and the BSDs, select on Windows. One interface for all of them:
+`register(fileobj, events, data)`, `select(timeout)` returning (key, mask) pairs whose
+key carries the socket itself, so no fd -> socket map of our own is needed.
+"""
+
+from __future__ import annotations
+
+import selectors
+import socket
+
+from lessons.common import DEFAULT_HOST, DEFAULT_PORT
+from lessons.echo_driver import (
+    TICK_SECONDS,
+    ClientGone,
+    DemoOption,
+    EchoLog,
+    HostOption,
+    PortOption,
+    StopFlag,
+    TraceOption,
+    accept_client,
+    echo_once,
+    run_server,
+)
+from lessons.events import describe_selectors
+
+
+def serve(server: socket.socket, log: EchoLog, stop: StopFlag) -> None:
+    """Accept, read and answer with a DefaultSelector until `stop` is set; close everything at the end."""
+    selector = selectors.DefaultSelector()
+    selector.register(server, selectors.EVENT_READ)
+
+    def drop(conn: socket.socket, why: str) -> None:
+        fd = conn.fileno()
+        selector.unregister(conn)  # before close(), while the selector can still find it
+        conn.close()
+        log.closed(fd, why)
+
+    try:
+        while not stop.is_set():
+            for key, mask in selector.select(timeout=TICK_SECONDS):  # seconds, like epoll
+                log.ready(key.fd, describe_selectors(mask))
+                if key.fileobj is server:
+                    conn = accept_client(server, log)
+                    if conn is not None:
+                        selector.register(conn, selectors.EVENT_READ)
+                else:  # EVENT_READ covers data, EOF and errors: recv() tells which
+                    try:
+                        echo_once(key.fileobj, log)
+                    except ClientGone as gone:
+                        drop(key.fileobj, gone.reason)
+    finally:
+        for key in list(selector.get_map().values()):
+            key.fileobj.close()
+        selector.close()
+
+
+def main(
+    host: HostOption = DEFAULT_HOST,
+    port: PortOption = DEFAULT_PORT,
+    demo: DemoOption = False,
+    trace: TraceOption = False,
+) -> None:
+    """Serve clients with selectors.DefaultSelector."""
+    call = f"{selectors.DefaultSelector.__name__}.select"  # EpollSelector.select on Linux
+    run_server(call, serve, host, port, demo, trace)

@@ -1,0 +1,95 @@
+"""A line client for the echo servers, so that `nc` is optional.
+
+Interactive: each line you type is sent (with its newline, as nc does) and the answer is
+printed once all of it is back. Scripted: `--send TEXT --count N` sends TEXT N times,
+waits for each answer and exits 0. It connects to 127.0.0.1 by default: the notes'
+clients connected to 0.0.0.0, which is a server's "every address", not a place to go.
+"""
+
+from __future__ import annotations
+
+import socket
+import sys
+import time
+from typing import Annotated, Optional
+
+import typer
+
+from lessons.common import DEFAULT_HOST, DEFAULT_PORT, RunFailure, UserError, address_text, printable_bytes
+from lessons.echo_driver import preview, read_answer
+
+WILDCARDS = ("0.0.0.0", "::", "")
+
+
+def connect(host: str, port: int, timeout: float) -> socket.socket:
+    """Connect, or explain in one sentence why not."""
+    if host in WILDCARDS:
+        raise UserError(f"{host or 'an empty host'} means 'every address' to a server; "
+                        f"a client must name one, such as 127.0.0.1.")
+    where = f"{host}:{port}"
+    try:
+        return socket.create_connection((host, port), timeout=timeout)
+    except ConnectionRefusedError:
+        raise UserError(f"nothing is listening on {where}; start a server first, "
+                        f"e.g. `learn run poll-server`.") from None
+    except socket.gaierror as err:
+        raise UserError(f"cannot resolve host {host!r}: {err.strerror}.") from None
+    except TimeoutError:
+        raise UserError(f"{where} did not answer within {timeout} s.") from None
+    except OSError as err:
+        raise UserError(f"cannot connect to {where}: {err.strerror or err}.") from None
+
+
+def send_and_wait(conn: socket.socket, message: bytes, timeout: float) -> bytes:
+    """Send one message and return its whole answer; a closed connection is a RunFailure."""
+    try:
+        conn.sendall(message)
+    except OSError:
+        raise RunFailure("the server closed the connection.") from None
+    answer = read_answer(conn, message, timeout)
+    if answer.closed:
+        raise RunFailure("the server closed the connection before answering.")
+    if not answer.complete:
+        got = f"only {len(answer.data)} bytes ('{preview(answer.data)}')" if answer.data else "nothing"
+        raise RunFailure(f"no complete answer within {timeout} s, {got} came back.")
+    return answer.data
+
+
+def scripted(conn: socket.socket, text: str, count: int, timeout: float) -> None:
+    message = text.encode()
+    started = time.perf_counter()
+    for number in range(1, count + 1):
+        answer = send_and_wait(conn, message, timeout)
+        print(f"answer {number}/{count}: {printable_bytes(answer)}", flush=True)
+    elapsed_ms = (time.perf_counter() - started) * 1000
+    print(f"{count} answers in {elapsed_ms:.1f} ms ({elapsed_ms / count:.2f} ms per round trip)", flush=True)
+
+
+def interactive(conn: socket.socket, timeout: float) -> None:
+    print(f"connected to {address_text(conn.getpeername())}; type a line and press Enter, "
+          f"Ctrl-D to quit.", file=sys.stderr, flush=True)
+    try:
+        for line in sys.stdin:
+            answer = send_and_wait(conn, line.encode(), timeout)
+            print(printable_bytes(answer.removesuffix(b"\n")), flush=True)
+    except KeyboardInterrupt:
+        pass  # Ctrl-C ends the session like Ctrl-D
+
+
+def main(
+    host: Annotated[str, typer.Option(help="The server's address.")] = DEFAULT_HOST,
+    port: Annotated[int, typer.Option(min=1, max=65535, help="The server's port.")] = DEFAULT_PORT,
+    send: Annotated[Optional[str], typer.Option(help="Send TEXT instead of reading lines from stdin.")] = None,
+    count: Annotated[int, typer.Option(min=1, help="With --send: how many times to send it.")] = 1,
+    timeout: Annotated[float, typer.Option(min=0.1, help="Seconds to wait for a connection or an answer.")] = 5.0,
+) -> None:
+    """Talk to an echo server: lines from stdin, or --send TEXT --count N."""
+    if count != 1 and send is None:
+        raise UserError("--count needs --send TEXT.")
+    if send == "":
+        raise UserError("--send needs some text: an empty message gets no answer.")
+    with connect(host, port, timeout) as conn:
+        if send is None:
+            interactive(conn, timeout)
+        else:
+            scripted(conn, send, count, timeout)
