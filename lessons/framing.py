@@ -36,18 +36,29 @@ class FrameTooLarge(ValueError):
         self.limit = limit
 
 
+class IncompleteRead(EOFError):
+    """The peer closed the connection before `expected` bytes arrived.
+
+    `received == 0` is a clean end between messages; anything else cut one in half.
+    """
+
+    def __init__(self, received: int, expected: int) -> None:
+        super().__init__(f"connection closed after {received} of {expected} bytes")
+        self.received = received
+        self.expected = expected
+
+
 def recv_exact(sock: socket.socket, count: int) -> bytes:
     """Read exactly `count` bytes, however the network splits them.
 
-    Raises EOFError if the peer closes first (with how much had arrived).
+    Raises IncompleteRead (an EOFError) if the peer closes first.
     """
     chunks = []
     missing = count
     while missing:
         chunk = sock.recv(min(missing, 65536))
         if not chunk:
-            got = count - missing
-            raise EOFError(f"connection closed after {got} of {count} bytes")
+            raise IncompleteRead(count - missing, count)
         chunks.append(chunk)
         missing -= len(chunk)
     return b"".join(chunks)

@@ -51,13 +51,20 @@ def check_path_length(path: str | Path) -> None:
 
 
 def is_live(path: str | Path) -> bool:
-    """True if something accepts connections on the socket file at `path`."""
+    """True if something accepts connections on the socket file at `path`.
+
+    Refused (or gone) means stale. A full accept queue makes a blocking connect wait,
+    so the probe has a timeout, and "would block" counts as live.
+    """
     probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    probe.settimeout(1.0)
     try:
         probe.connect(str(path))
         return True
     except (ConnectionRefusedError, FileNotFoundError):
         return False
+    except (BlockingIOError, TimeoutError):
+        return True
     finally:
         probe.close()
 
@@ -70,9 +77,17 @@ def clear_stale(path: Path) -> bool:
         return False
     if not stat.S_ISSOCK(info.st_mode):
         raise UserError(f"{path} exists and is not a socket file; it is not removed, choose another path.")
-    if is_live(path):
+    try:
+        live = is_live(path)
+    except PermissionError:
+        raise UserError(f"not allowed to connect to {path}, so it cannot be checked or replaced; "
+                        f"choose another path.") from None
+    if live:
         raise UserError(f"another server is already listening on {path}; stop it or choose another path.")
-    path.unlink(missing_ok=True)
+    try:
+        path.unlink(missing_ok=True)
+    except PermissionError:
+        raise UserError(f"{path} is a stale socket file but not yours to remove; choose another path.") from None
     return True
 
 
@@ -92,6 +107,8 @@ def bind_unix(path: str | Path, *, mode: int = 0o600, backlog: int = 128) -> soc
         server.close()
         if err.errno in (errno.EACCES, errno.EPERM):
             raise UserError(f"not allowed to create {path}.") from None
+        if err.errno == errno.EADDRINUSE:  # another server bound it since clear_stale looked
+            raise UserError(f"another server is already listening on {path}; stop it or choose another path.") from None
         raise
     finally:
         os.umask(old_umask)
@@ -104,7 +121,7 @@ def bind_abstract(name: str, backlog: int = 128) -> socket.socket:
     """Listen in Linux's abstract namespace: no file at all, gone when the socket closes."""
     address = b"\0" + name.encode()
     if len(address) > MAX_PATH_BYTES + 1:
-        raise UserError(f"the abstract name {name!r} is too long; keep it under {MAX_PATH_BYTES} bytes.")
+        raise UserError(f"the abstract name {name!r} is too long; keep it to {MAX_PATH_BYTES} bytes or fewer.")
     server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     try:
         server.bind(address)
@@ -117,9 +134,20 @@ def bind_abstract(name: str, backlog: int = 128) -> socket.socket:
     return server
 
 
-def remove_socket_file(path: str | Path) -> None:
+def file_identity(path: str | Path) -> tuple[int, int, int]:
+    """Device, inode and change time: inode numbers alone are reused as soon as a file is deleted."""
+    info = os.lstat(path)
+    return info.st_dev, info.st_ino, info.st_ctime_ns
+
+
+def remove_socket_file(path: str | Path, identity: tuple[int, int, int] | None = None) -> None:
+    """Remove the socket file at `path`; with `identity`, only if it is still that file.
+
+    A server passes the identity of the file it created, so it never deletes a newer
+    server's file that replaced its own after someone removed it.
+    """
     try:
-        if stat.S_ISSOCK(os.lstat(path).st_mode):
+        if stat.S_ISSOCK(os.lstat(path).st_mode) and identity in (None, file_identity(path)):
             os.unlink(path)
     except FileNotFoundError:
         pass

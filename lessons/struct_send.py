@@ -1,0 +1,128 @@
+"""struct_send.py from the notes, corrected: pack `i5sf` records and send them over TCP.
+
+Three ways to send, to show that TCP keeps bytes in order but not message boundaries:
+- plain:  one `sendall` per record (the notes' program, with one record);
+- merged: every record in a single `sendall`, as happens when a sender writes faster
+  than the receiver reads (here on purpose, so it happens every time);
+- split:  the bytes in small pieces with pauses, as a slow or congested path delivers them.
+The receiver (`learn run struct-recv`) must cope with all three; the notes' receiver
+copes with the first only.
+"""
+
+from __future__ import annotations
+
+import socket
+import time
+from enum import Enum
+from typing import Annotated, Callable, Optional
+
+import typer
+
+from lessons.common import DEFAULT_HOST, DEFAULT_PORT, RunFailure, UserError
+from lessons.framing import encode_frame
+from lessons.record import Record, encode, hex_bytes, sample_records, show
+
+# 5 does not divide 13, so no piece of the split stream ends on a record boundary by luck.
+PIECE_SIZE = 5
+DEFAULT_PAUSE = 0.05
+MAX_COUNT = 1000
+
+Narrate = Callable[[str, str], None]
+
+
+class Mode(str, Enum):
+    plain = "plain"
+    merged = "merged"
+    split = "split"
+
+
+class Framing(str, Enum):
+    fixed = "fixed"  # records back to back; the receiver knows each is 13 bytes
+    length = "length"  # each record behind a 4-byte length header (lessons.framing)
+
+
+def wire_bytes(record: Record, framing: Framing) -> bytes:
+    data = encode(record)
+    return encode_frame(data) if framing is Framing.length else data
+
+
+def connect(host: str, port: int) -> socket.socket:
+    """A TCP connection with Nagle off, so each small piece leaves at once."""
+    try:
+        sock = socket.create_connection((host, port), timeout=10)
+    except ConnectionRefusedError:
+        raise UserError(f"nothing is listening on {host}:{port}; start `learn run struct-recv` first.") from None
+    except socket.gaierror as err:
+        raise UserError(f"cannot resolve host {host!r}: {err.strerror}.") from None
+    except TimeoutError:
+        raise UserError(f"{host}:{port} did not answer within 10 s.") from None
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    return sock
+
+
+def chunks_to_send(records: list[Record], mode: Mode, framing: Framing) -> list[bytes]:
+    """What each send() call will carry, decided before any I/O."""
+    encoded = [wire_bytes(record, framing) for record in records]
+    if mode is Mode.plain:
+        return encoded
+    stream = b"".join(encoded)
+    if mode is Mode.merged:
+        return [stream]
+    return [stream[at:at + PIECE_SIZE] for at in range(0, len(stream), PIECE_SIZE)]
+
+
+def send_records(sock: socket.socket, records: list[Record], mode: Mode, framing: Framing,
+                 narrate: Narrate, pause: float = DEFAULT_PAUSE) -> int:
+    """Send `records` the `mode` way; returns the number of bytes sent."""
+    for record in records:
+        narrate("send", f"record {show(record)} -> {len(wire_bytes(record, framing))} bytes")
+    sent = 0
+    for index, chunk in enumerate(chunks_to_send(records, mode, framing)):
+        if mode is Mode.split and index:
+            time.sleep(pause)  # the pause is the point: the receiver sees each piece alone
+        narrate("send", f"send() {len(chunk):>2} bytes: {hex_bytes(chunk)}")
+        try:
+            sock.sendall(chunk)
+        except (BrokenPipeError, ConnectionResetError):
+            raise RunFailure(f"the receiver closed the connection after {sent} bytes.") from None
+        sent += len(chunk)
+    return sent
+
+
+def record_count(mode: Mode, count: Optional[int]) -> int:
+    """The notes send one record; merging and splitting need at least two to show anything."""
+    if count is None:
+        return 1 if mode is Mode.plain else 2
+    if not 1 <= count <= MAX_COUNT:
+        raise UserError(f"--count must be between 1 and {MAX_COUNT}.")
+    return count
+
+
+def main(
+    host: Annotated[str, typer.Option(help="The receiver's address.")] = DEFAULT_HOST,
+    port: Annotated[int, typer.Option(min=1, max=65535, help="The receiver's port.")] = DEFAULT_PORT,
+    mode: Annotated[Mode, typer.Option(help="plain: a send per record; merged: all in one send; "
+                                            "split: small pieces with pauses.")] = Mode.plain,
+    count: Annotated[Optional[int], typer.Option(help="Records to send (default 1 for plain, 2 otherwise).")] = None,
+    framing: Annotated[Framing, typer.Option(help="fixed: bare 13-byte records; length: each behind "
+                                                  "a 4-byte length (use the same on the receiver).")] = Framing.fixed,
+    pause: Annotated[float, typer.Option(help="Seconds between pieces in split mode.")] = DEFAULT_PAUSE,
+    demo: Annotated[bool, typer.Option("--demo", help="Run sender and receivers together, narrated "
+                                                      "(same as `learn run struct-recv --demo`).")] = False,
+) -> None:
+    """Pack the notes' i5sf records and send them to struct-recv."""
+    from lessons.narrate import Narrator
+
+    if demo:
+        from lessons.struct_recv import run_demo
+
+        run_demo(Narrator())
+        return
+    if not 0 <= pause <= 5:
+        raise UserError("--pause must be between 0 and 5 seconds.")
+    records = sample_records(record_count(mode, count))
+    narrate = Narrator()
+    with connect(host, port) as sock:
+        narrate("send", f"connected to {host}:{port}, mode {mode.value}, framing {framing.value}")
+        sent = send_records(sock, records, mode, framing, narrate, pause)
+    narrate("summary", f"sent {len(records)} record(s), {sent} bytes, then closed the connection")
