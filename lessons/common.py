@@ -28,6 +28,8 @@ DEFAULT_PORT = 8888  # as in the notes
 
 def open_listener(host: str = DEFAULT_HOST, port: int = DEFAULT_PORT, backlog: int = 128) -> socket.socket:
     """Bind and listen with SO_REUSEADDR, turning the usual mistakes into one sentence."""
+    if not 0 <= port <= 65535:
+        raise UserError(f"port {port} does not exist; ports go from 0 to 65535 (0 picks a free one).")
     try:
         infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
     except socket.gaierror as err:
