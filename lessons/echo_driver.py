@@ -18,7 +18,7 @@ from typing import Annotated, Callable
 
 import typer
 
-from lessons.common import address_text, open_listener, printable_bytes
+from lessons.common import DEFAULT_PORT, address_text, open_listener, printable_bytes
 from lessons.narrate import Narrator
 
 REPLY_PREFIX = "收到了: ".encode()  # "received:", the notes' answer, then the bytes that arrived
@@ -210,6 +210,8 @@ def run_server(call: str, serve: ServeLoop, host: str, port: int, demo: bool, tr
 
     narrate = Narrator()
     log = EchoLog(narrate, call, trace)
+    if demo and port == DEFAULT_PORT:
+        port = 0  # the demo brings its own clients: a free port means it never collides with 8888
     server = open_listener(host, port)
     server.setblocking(False)
     log.listener_fd = server.fileno()
