@@ -42,10 +42,10 @@ class Lesson:
 LESSONS: tuple[Lesson, ...] = (
     Lesson("poll-server", "A poll() echo server", "I/O multiplexing",
            "One thread serves many clients: register sockets, wait with poll(), "
-           "handle POLLIN/POLLHUP/POLLERR.", "poll_server"),
+           "handle POLLIN/POLLHUP/POLLERR.", "poll_server", exercise="poll-echo"),
     Lesson("epoll-server", "An epoll echo server", "I/O multiplexing",
            "The same server on epoll, level- and edge-triggered (--edge): why ET must "
-           "drain until EAGAIN.", "epoll_server", platforms=(LINUX,)),
+           "drain until EAGAIN.", "epoll_server", platforms=(LINUX,), exercise="epoll-edge"),
     Lesson("select-server", "A select() echo server", "I/O multiplexing",
            "The oldest multiplexer: three fd lists, and the FD_SETSIZE=1024 wall.",
            "select_server", platforms=(LINUX, MACOS, WINDOWS)),
@@ -60,18 +60,19 @@ LESSONS: tuple[Lesson, ...] = (
            "struct_send", platforms=(LINUX, MACOS, WINDOWS)),
     Lesson("struct-recv", "Receiving binary records with struct", "Binary data",
            "Alignment padding, NUL padding, float rounding, and why one recv() is "
-           "not one record.", "struct_recv", platforms=(LINUX, MACOS, WINDOWS)),
+           "not one record.", "struct_recv", platforms=(LINUX, MACOS, WINDOWS),
+           exercise="frames"),
     Lesson("unix-send", "Sending over a Unix domain socket", "Local sockets",
            "Connect to a socket file instead of an IP address and port.", "unix_send"),
     Lesson("unix-recv", "Receiving on a Unix domain socket", "Local sockets",
            "Bind a socket file safely: private directory, mode 0600, stale files, "
-           "peer credentials.", "unix_recv"),
+           "peer credentials.", "unix_recv", exercise="unix-server"),
     Lesson("process-states", "Process states and priorities", "Processes",
            "Watch children in R, S, T and Z from /proc, a process tree, and nice at work.",
-           "process_states", platforms=(LINUX,)),
+           "process_states", platforms=(LINUX,), exercise="proc-reader"),
     Lesson("fork-demo", "os.fork() step by step", "Processes",
            "Return values, copied memory, shared files, zombies, and duplicated output.",
-           "fork", platforms=POSIX),
+           "fork", platforms=POSIX, exercise="fork-workers"),
 )
 
 # Pages in docs/ that are not lessons but that `learn show` renders too.

@@ -83,9 +83,13 @@ app.add_typer(run_app, name="run")
 
 
 def _register_groups() -> None:
+    from capstone.bench.cli import app as bench_app
     from capstone.cli import app as chat_app
+    from lessons.exercises.cli import app as exercise_app
 
     app.add_typer(chat_app, name="chat")
+    app.add_typer(exercise_app, name="exercise")
+    app.add_typer(bench_app, name="bench")
 
 
 def version_callback(value: bool) -> None:
@@ -111,18 +115,25 @@ def list_lessons() -> None:
     from rich.table import Table
 
     from lessons.common import platform_name
+    from lessons.exercises.workspace import exercise_statuses
 
     here = platform_name()
+    progress = exercise_statuses()  # None unless an exercise workspace is found from here
     table = Table(title="Lessons", title_justify="left")
     table.add_column("id", style="bold cyan", no_wrap=True)
     table.add_column("topic", style="dim")
     table.add_column("what it teaches")
     table.add_column("runs on")
+    if progress is not None:
+        table.add_column("exercise")
     for lesson in catalog.LESSONS:
         platforms = ", ".join(lesson.platforms)
         if here not in lesson.platforms:
             platforms += f" [red](not {here})[/]"
-        table.add_row(lesson.id, lesson.topic, f"[bold]{lesson.title}[/]\n{lesson.summary}", platforms)
+        row = [lesson.id, lesson.topic, f"[bold]{lesson.title}[/]\n{lesson.summary}", platforms]
+        if progress is not None:
+            row.append(f"{lesson.exercise}: {progress.get(lesson.exercise, '?')}" if lesson.exercise else "")
+        table.add_row(*row)
     console = Console()
     console.print(table)
     console.print("Next: [bold]learn show poll-server[/], then [bold]learn run poll-server --demo[/].")

@@ -1,0 +1,112 @@
+"""The one ordered list of exercises; every other place derives from it.
+
+An exercise is declared once here. Its files are found by convention in the folder
+`lessons/exercises/<module>/`: `stub.py`, `solution.py`, `check.py`, `hints.md`.
+In the learner's workspace it is the single file `<module>.py`.
+"""
+
+from __future__ import annotations
+
+import difflib
+from dataclasses import dataclass
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+HINT_TIERS = ("nudge", "approach", "nearly the code")
+
+
+@dataclass(frozen=True)
+class Exercise:
+    id: str
+    title: str
+    lesson: str  # a lesson id from lessons/catalog.py, or "capstone"
+    goal: str  # one sentence: what the learner's code must do
+    time_limit: float = 90.0  # seconds for the whole check, then everything is killed
+
+    @property
+    def module(self) -> str:
+        return self.id.replace("-", "_")
+
+    @property
+    def folder(self) -> Path:
+        return HERE / self.module
+
+    @property
+    def stub(self) -> Path:
+        return self.folder / "stub.py"
+
+    @property
+    def solution(self) -> Path:
+        return self.folder / "solution.py"
+
+    @property
+    def check(self) -> Path:
+        return self.folder / "check.py"
+
+    @property
+    def hints_file(self) -> Path:
+        return self.folder / "hints.md"
+
+    @property
+    def file_name(self) -> str:
+        """The learner's file in the workspace."""
+        return f"{self.module}.py"
+
+    def hints(self) -> list[str]:
+        return parse_hints(self.hints_file.read_text(encoding="utf-8"))
+
+
+EXERCISES: tuple[Exercise, ...] = (
+    Exercise("poll-echo", "A poll() echo server that survives disconnects", "poll-server",
+             "serve(listener, stop): echo every client's bytes back with poll(), "
+             "and keep serving when one of them leaves (the notes' KeyError)."),
+    Exercise("epoll-edge", "An edge-triggered epoll reader", "epoll-server",
+             "read_available(sock) drains a non-blocking socket until EAGAIN; "
+             "serve(listener, stop) echoes with EPOLLET."),
+    Exercise("frames", "recv_exact and a length-prefixed frame decoder", "struct-recv",
+             "recv_exact(sock, n) reads exactly n bytes; FrameDecoder.feed(data) "
+             "returns every whole frame, however the bytes were split or merged."),
+    Exercise("unix-server", "A Unix socket server that cleans up after itself", "unix-recv",
+             "serve(path, stop): replace a stale socket file, refuse a live one, "
+             "mode 0600, echo, and remove the file when stopped."),
+    Exercise("proc-reader", "Read a process's state from /proc", "process-states",
+             "read_process(pid) returns state, ppid and nice from /proc/<pid>/stat, "
+             "or None once the process is gone."),
+    Exercise("fork-workers", "Run N workers with fork and collect them with waitpid", "fork-demo",
+             "run_workers(jobs) forks one child per job, returns their exit codes "
+             "in job order, and leaves no zombie."),
+    Exercise("chat-room", "The chat room's state machine (sans-IO)", "capstone",
+             "Room: names, join and leave notices, broadcast and errors, "
+             "frames in and effects out, by the rules of PROTOCOL.md."),
+)
+
+
+def find(exercise_id: str) -> Exercise | None:
+    """By id (`poll-echo`), module (`poll_echo`) or workspace file name (`poll_echo.py`)."""
+    wanted = exercise_id.removesuffix(".py").replace("_", "-")
+    return next((item for item in EXERCISES if item.id == wanted), None)
+
+
+def closest_ids(wrong: str) -> list[str]:
+    return difflib.get_close_matches(wrong, [item.id for item in EXERCISES], n=3, cutoff=0.5)
+
+
+def for_lesson(lesson_id: str) -> Exercise | None:
+    return next((item for item in EXERCISES if item.lesson == lesson_id), None)
+
+
+def parse_hints(text: str) -> list[str]:
+    """hints.md holds one `## ` section per tier, in order: nudge, approach, nearly the code.
+
+    A line starting with `## ` inside a ``` code block is code, not a new tier.
+    """
+    sections: list[list[str]] = []
+    in_code = False
+    for line in text.splitlines():
+        if line.startswith("```"):
+            in_code = not in_code
+        if line.startswith("## ") and not in_code:
+            sections.append([])
+        elif sections:
+            sections[-1].append(line)
+    return ["\n".join(lines).strip() for lines in sections]

@@ -1,0 +1,298 @@
+"""`learn exercise ...`: init a workspace, check, hint, reset, solution, watch, list.
+
+Only typer is imported at the top so that `learn` starts fast; each command imports
+what it needs. Errors the learner can fix are a UserError: one sentence, exit code 2.
+`check` exits 0 when every check passes and 1 otherwise.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+from typing import Annotated, Any, Optional
+
+import typer
+
+app = typer.Typer(
+    help="Rebuild each lesson yourself; pytest checks your code.",
+    no_args_is_help=True,
+    rich_markup_mode="rich",
+)
+
+WorkspaceOption = Annotated[
+    Optional[Path],
+    typer.Option("--workspace", "-w", help="The workspace folder (default: found from here upwards)."),
+]
+NameArgument = Annotated[str, typer.Argument(metavar="NAME", help="An exercise id, e.g. poll-echo.")]
+OptionalName = Annotated[
+    Optional[str], typer.Argument(metavar="[NAME]", help="An exercise id; default: the next unfinished one.")
+]
+YesOption = Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")]
+
+
+def console(soft_wrap: bool = True) -> Any:
+    """Rich on a terminal; plain text (no colours, no symbols) when piped or captured."""
+    from rich.console import Console
+
+    return Console(highlight=False, soft_wrap=soft_wrap, no_color=is_plain())
+
+
+def is_plain() -> bool:
+    return not sys.stdout.isatty()
+
+
+def exercise_named(name: str) -> Any:
+    from lessons.common import UserError
+    from lessons.exercises import catalog
+
+    exercise = catalog.find(name)
+    if exercise is None:
+        close = catalog.closest_ids(name)
+        hint = f" Did you mean {' or '.join(close)}?" if close else " See `learn exercise list`."
+        raise UserError(f"there is no exercise called {name!r}.{hint}")
+    return exercise
+
+
+def open_workspace(path: Optional[Path]) -> Any:
+    from lessons.exercises.workspace import Workspace
+
+    return Workspace.find(path)
+
+
+# ----- init and list ---------------------------------------------------------------------
+
+
+@app.command()
+def init(
+    directory: Annotated[
+        Optional[Path],
+        typer.Argument(metavar="[DIR]", help="Where to put your files (default ./learn-exercises)."),
+    ] = None,
+) -> None:
+    """Create a workspace with one stub per exercise; files already there are never overwritten."""
+    from rich.markup import escape
+
+    from lessons.exercises.workspace import DEFAULT_DIR, Workspace, find_root
+
+    if directory is None:  # inside a workspace already? complete that one, do not nest another
+        directory = find_root(Path.cwd()) or Path(DEFAULT_DIR)
+    workspace, created, kept = Workspace.init(directory)
+    out = console()
+    out.print(f"Workspace: [bold]{escape(str(workspace.root))}[/]")
+    if created:
+        out.print(f"  created {len(created)} exercise files: {escape(', '.join(created))}")
+    if kept:
+        out.print(f"  kept {len(kept)} files you already had, untouched: {escape(', '.join(kept))}")
+    go_there = "" if workspace.root == Path.cwd().resolve() else f"[bold]cd {escape(str(directory))}[/], "
+    out.print(f"Next: {go_there}open [bold]{escape(_first_file(workspace))}[/], "
+              "then [bold]learn exercise check[/].")
+
+
+def _first_file(workspace: Any) -> str:
+    following = workspace.next_unfinished()
+    return following.file_name if following else "any file"
+
+
+@app.command("list")
+def list_exercises(workspace: WorkspaceOption = None) -> None:
+    """Every exercise in order, with your progress: done, pending or not started."""
+    from rich import box
+    from rich.markup import escape
+    from rich.table import Table
+
+    from lessons.exercises.catalog import EXERCISES, HINT_TIERS
+    from lessons.exercises.workspace import DONE, NOT_STARTED, PENDING
+
+    space = open_workspace(workspace)
+    styles = {DONE: "green", PENDING: "yellow", NOT_STARTED: "dim"}
+    table = Table(title=f"Exercises in {escape(str(space.root))}", title_justify="left",
+                  box=None if is_plain() else box.SIMPLE)
+    for column in ("#", "exercise", "lesson", "status", "hints", "file"):
+        table.add_column(column)
+    for number, exercise in enumerate(EXERCISES, 1):
+        status = space.status(exercise)
+        record = space.progress.get(exercise.id)
+        hints = f"{record.hints_shown}/{len(HINT_TIERS)}" if record and record.hints_shown else ""
+        table.add_row(str(number), exercise.id, exercise.lesson, f"[{styles[status]}]{status}[/]",
+                      hints, exercise.file_name)
+    out = console()
+    out.print(table)
+    done = sum(space.status(exercise) == DONE for exercise in EXERCISES)
+    following = space.next_unfinished()
+    tail = f" Next: [bold]learn exercise check {following.id}[/]" if following else " All done!"
+    out.print(f"{done} of {len(EXERCISES)} done.{tail}")
+
+
+# ----- check and watch ---------------------------------------------------------------------
+
+
+@app.command()
+def check(
+    name: OptionalName = None,
+    workspace: WorkspaceOption = None,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Also show pytest's own output.")] = False,
+    time_limit: Annotated[
+        Optional[float], typer.Option("--time-limit", min=1, help="Seconds before everything is stopped.")
+    ] = None,
+) -> None:
+    """Run the checks of one exercise against your file (default: the next unfinished one)."""
+    space = open_workspace(workspace)
+    exercise = exercise_named(name) if name else space.next_unfinished()
+    if exercise is None:
+        console().print("Every exercise is done. `learn exercise list` shows them all.")
+        return
+    passed = run_and_report(space, exercise, verbose, time_limit)
+    raise typer.Exit(0 if passed else 1)
+
+
+def run_and_report(space: Any, exercise: Any, verbose: bool = False, time_limit: float | None = None) -> bool:
+    """Check one exercise, record the result, print it; True if it passed."""
+    from rich.markup import escape
+
+    from lessons.common import UserError, platform_name
+    from lessons.exercises import report
+    from lessons.exercises.runner import run_check
+
+    if platform_name() != "linux":
+        raise UserError("the checks run on Linux only: they watch processes and sockets through /proc.")
+    path = space.existing_file(exercise)
+    out = console()
+    out.print(f"Checking [bold]{escape(exercise.id)}[/] ({escape(path.name)}) ...")
+    result = run_check(exercise, path, time_limit)
+    space.record_check(exercise, result.passed)
+    out.print(report.render(result, exercise, path.name, plain=is_plain(), verbose=verbose,
+                            width=max(60, min(out.width, 110))))
+    if result.passed:
+        following = space.next_unfinished()
+        if following is not None:
+            out.print(f"Next: [bold]{escape(following.id)}[/] ({escape(following.title)}), "
+                      f"in {escape(following.file_name)}: `learn exercise check`.")
+        else:
+            out.print("[bold]That was the last one: every exercise is done.[/]")
+    return result.passed
+
+
+@app.command()
+def watch(
+    workspace: WorkspaceOption = None,
+    interval: Annotated[float, typer.Option(min=0.05, help="Seconds between looks at your files.")] = 0.5,
+) -> None:
+    """Re-check an exercise every time you save its file (Ctrl-C stops)."""
+    from rich.markup import escape
+
+    from lessons.exercises.catalog import EXERCISES
+
+    space = open_workspace(workspace)
+    out = console()
+    seen = file_stamps(space, EXERCISES)  # before saying so: a save right after the message counts
+    out.print(f"Watching {escape(str(space.root))} for saved changes (Ctrl-C to stop).")
+    try:
+        while True:
+            time.sleep(interval)  # polling mtimes: portable, no dependency, cheap for 7 files
+            now = file_stamps(space, EXERCISES)
+            changed = [exercise for exercise in EXERCISES if now.get(exercise.id) != seen.get(exercise.id)
+                       and exercise.id in now]
+            seen = now
+            for exercise in changed:
+                run_and_report(space, exercise)
+            if changed:  # saves made during the check are seen at the next look
+                out.print(f"Watching {escape(str(space.root))} ...")
+    except KeyboardInterrupt:
+        out.print("Stopped watching.")
+
+
+def file_stamps(space: Any, exercises: Any) -> dict[str, tuple[int, int]]:
+    stamps = {}
+    for exercise in exercises:
+        try:
+            info = space.file_of(exercise).stat()
+        except OSError:
+            continue
+        stamps[exercise.id] = (info.st_mtime_ns, info.st_size)
+    return stamps
+
+
+# ----- hint, reset, solution ------------------------------------------------------------
+
+
+@app.command()
+def hint(name: OptionalName = None, workspace: WorkspaceOption = None) -> None:
+    """The next hint for an exercise: a nudge, then the approach, then nearly the code."""
+    from rich.markdown import Markdown
+
+    from lessons.exercises.catalog import HINT_TIERS
+
+    space = open_workspace(workspace)
+    exercise = exercise_named(name) if name else space.next_unfinished()
+    if exercise is None:
+        console().print("Every exercise is done; no hint needed.")
+        return
+    hints = exercise.hints()
+    record = space.of(exercise)
+    tier = min(record.hints_shown, len(hints) - 1)
+    record.hints_shown = min(record.hints_shown + 1, len(hints))
+    space.save()
+    out = console(soft_wrap=False)  # hints are prose: wrap them to the screen
+    out.print(f"[bold]Hint {tier + 1} of {len(hints)} ({HINT_TIERS[tier]}) for {exercise.id}:[/]")
+    out.print(Markdown(hints[tier]))
+    if tier + 1 < len(hints):
+        out.print(f"Still stuck? Ask again: `learn exercise hint {exercise.id}`.")
+    else:
+        out.print(f"That was the last hint. Once you pass, `learn exercise solution {exercise.id}` "
+                  f"shows the reference solution (or now, with --give-up).")
+
+
+@app.command()
+def reset(name: NameArgument, yes: YesOption = False, workspace: WorkspaceOption = None) -> None:
+    """Start an exercise over from its stub (your version is backed up first)."""
+    space = open_workspace(workspace)
+    exercise = exercise_named(name)
+    if not yes:
+        typer.confirm(f"Replace {space.file_of(exercise)} with the stub? Your version is kept in .backup/",
+                      abort=True)
+    backup = space.reset(exercise)
+    kept = f" Your version is in {backup}." if backup else ""
+    console().print(f"{exercise.file_name} is the stub again.{kept}", markup=False)
+
+
+@app.command()
+def solution(
+    name: NameArgument,
+    give_up: Annotated[bool, typer.Option("--give-up", help="Show it before you have passed.")] = False,
+    yes: YesOption = False,
+    workspace: WorkspaceOption = None,
+) -> None:
+    """The reference solution, as a diff against your file: after you pass, or with --give-up."""
+    from lessons.common import UserError
+
+    space = open_workspace(workspace)
+    exercise = exercise_named(name)
+    record = space.of(exercise)
+    if not record.passed_at and not give_up:
+        raise UserError(f"the solution of {exercise.id} is shown once your code passes its checks; stuck? "
+                        f"`learn exercise hint {exercise.id}`, or see it now with --give-up.")
+    if not record.passed_at and not yes:
+        typer.confirm(f"Show the reference solution of {exercise.id} before you have passed?", abort=True)
+    record.solution_seen = True
+    space.save()
+    show_diff(space.existing_file(exercise), exercise.solution)
+
+
+def show_diff(yours: Path, reference: Path) -> None:
+    """Unified diff from the learner's file to the reference: what to change, in their file's terms."""
+    import difflib
+
+    from rich.syntax import Syntax
+
+    diff = "".join(difflib.unified_diff(
+        yours.read_text(encoding="utf-8").splitlines(keepends=True),
+        reference.read_text(encoding="utf-8").splitlines(keepends=True),
+        fromfile=f"{yours.name} (yours)", tofile=f"{yours.name} (reference solution)"))
+    out = console()
+    if not diff:
+        out.print("Your file is the reference solution, byte for byte.")
+    elif is_plain():
+        out.out(diff, highlight=False)
+    else:
+        out.print(Syntax(diff, "diff", theme="ansi_dark"))

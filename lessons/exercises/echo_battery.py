@@ -1,0 +1,214 @@
+"""The checks every echo-server exercise shares (poll-echo, epoll-edge, unix-server).
+
+A check file imports these tests with `from lessons.exercises.echo_battery import *`
+and defines one fixture, `server`, that starts the learner's server and yields an
+`EchoServer`. Every test here then runs against it: a polite client first, then the
+hostile peers of peers.py. Failures say what the *client* saw, in the lesson's terms.
+"""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+from dataclasses import dataclass, field
+
+import pytest
+
+from lessons.exercises import peers
+from lessons.exercises.harness import LearnerThread, is_todo, short
+
+STOP_SECONDS = 5.0  # a server must return this soon after `stop` is set
+CROWD = 100
+
+__all__ = [
+    "EchoServer", "expect_echo", "test_echoes_what_one_client_sends",
+    "test_serves_a_second_client_while_the_first_is_silent", "test_keeps_serving_after_a_client_leaves",
+    "test_survives_a_client_that_resets_mid_message", "test_answers_a_half_closed_client_then_closes",
+    "test_bytes_sent_one_at_a_time_come_back_in_order", "test_a_large_merged_send_comes_back_whole",
+    "test_a_hundred_clients_at_once", "test_returns_soon_after_stop_is_set",
+]
+
+
+@dataclass
+class EchoServer:
+    """The learner's server as the checks see it: an address, a thread, a stop flag."""
+
+    address: peers.Address
+    thread: LearnerThread
+    stop: threading.Event
+    clients: list[socket.socket] = field(default_factory=list)
+
+    def connect(self) -> socket.socket:
+        sock = peers.connect(self.address)
+        self.clients.append(sock)
+        return sock
+
+    def stopped(self) -> bool:
+        """The server's thread ended (it crashed, or returned early): no reason to wait for it."""
+        return not self.thread.running
+
+    def read(self, sock: socket.socket, count: int, timeout: float = peers.DEADLINE) -> bytes:
+        return peers.read_exactly(sock, count, timeout, give_up=self.stopped)
+
+    def fail_if_crashed(self, when: str = "") -> None:
+        """A crash is reported as what it is; the stub's NotImplementedError is raised as-is."""
+        error = self.thread.error
+        if error is None:
+            return
+        if is_todo(error):
+            raise error
+        note = ""
+        if isinstance(error, KeyError):
+            note = (" That is the notes' bug: the socket was looked up in the fd map after it had "
+                    "been deleted from it; take it out of the map only when you are done with it.")
+        pytest.fail(f"{self.thread.crash_text()}{when}.{note}", pytrace=False)
+
+    def shut_down(self) -> None:
+        """Teardown: stop the server, close our clients; a crash nobody noticed yet fails here."""
+        self.stop.set()
+        self.thread.join(STOP_SECONDS)
+        peers.close_all(self.clients)
+        self.fail_if_crashed()
+
+
+def expect_echo(server: EchoServer, sock: socket.socket, data: bytes, situation: str = "") -> None:
+    """Read len(data) bytes back; if they do not come, say what the client saw."""
+    got = server.read(sock, len(data))
+    if got == data:
+        return
+    when = f" {situation}" if situation else ""
+    server.fail_if_crashed(when)
+    if peers.closed_by_peer(sock, 0.2):
+        pytest.fail(f"your server closed the connection{when}: the client had sent {short(data)} "
+                    f"and got back {short(got)} before the connection ended.", pytrace=False)
+    if got and data.startswith(got):
+        pytest.fail(f"the client sent {len(data)} bytes{when} and got only the first {len(got)} back "
+                    f"within {peers.DEADLINE:g} s: keep reading (and answering) until everything has "
+                    f"come through.", pytrace=False)
+    pytest.fail(f"the client sent {short(data)}{when} and got back {short(got)} within "
+                f"{peers.DEADLINE:g} s; an echo server answers with exactly the bytes it received.",
+                pytrace=False)
+
+
+def test_echoes_what_one_client_sends(server: EchoServer) -> None:
+    """Echoes what one client sends."""
+    client = server.connect()
+    client.sendall(b"hello, poll\n")
+    expect_echo(server, client, b"hello, poll\n")
+
+
+def test_serves_a_second_client_while_the_first_is_silent(server: EchoServer) -> None:
+    """Serves a second client while the first is connected and silent (a stalled peer)."""
+    silent = peers.stall(server.address, b"half a mess")
+    server.clients.append(silent)
+    second = server.connect()
+    second.sendall(b"anyone there?")
+    got = server.read(second, 13)
+    server.fail_if_crashed()
+    if got != b"anyone there?":
+        pytest.fail("the second client got no answer while the first one was connected and silent: "
+                    "your server is waiting on one client's recv(); ask the multiplexer which "
+                    "sockets are ready and read only those.", pytrace=False)
+    expect_echo(server, silent, b"half a mess", "while another client was connected")
+    second.sendall(b"!")
+    expect_echo(server, second, b"!", "while another client was connected")
+
+
+def test_keeps_serving_after_a_client_leaves(server: EchoServer) -> None:
+    """Keeps serving after one client leaves (the notes' KeyError)."""
+    first, second = server.connect(), server.connect()
+    first.sendall(b"first")
+    expect_echo(server, first, b"first")
+    second.sendall(b"second")
+    expect_echo(server, second, b"second")
+    first.close()
+    second.sendall(b"still here?")
+    expect_echo(server, second, b"still here?", "after the first client left")
+    third = server.connect()
+    third.sendall(b"new client")
+    expect_echo(server, third, b"new client", "to a client that connected after the first one left")
+
+
+def test_survives_a_client_that_resets_mid_message(server: EchoServer) -> None:
+    """Survives a client that resets the connection mid-message (RST, ECONNRESET)."""
+    other = server.connect()
+    rude = peers.connect(server.address)
+    rude.sendall(b"this message is cut sh")
+    peers.reset(rude)
+    other.sendall(b"are you alive?")
+    expect_echo(server, other, b"are you alive?",
+                "after another client reset its connection (recv() raises ConnectionResetError then)")
+
+
+def test_answers_a_half_closed_client_then_closes(server: EchoServer) -> None:
+    """Answers a client that half-closes (shutdown SHUT_WR), then closes that connection."""
+    client = server.connect()
+    client.sendall(b"last words")
+    peers.half_close(client)
+    data, closed = peers.read_to_eof(client, give_up=server.stopped)
+    if data != b"last words":
+        expect_echo(server, client, b"last words", "and then shut down its sending side")
+    if not closed:
+        server.fail_if_crashed(" after the client shut down its sending side")
+        pytest.fail("after the client's shutdown(SHUT_WR) your server answered but kept the "
+                    f"connection open for {peers.DEADLINE:g} s: recv() returning b'' means the client "
+                    "has finished sending; close that socket.", pytrace=False)
+    other = server.connect()
+    other.sendall(b"next")
+    expect_echo(server, other, b"next", "after a client half-closed its connection")
+
+
+def test_bytes_sent_one_at_a_time_come_back_in_order(server: EchoServer) -> None:
+    """Bytes sent one per send() come back complete and in order."""
+    client = server.connect()
+    message = b"split into single bytes, every one its own segment"
+    peers.send_bytewise(client, message)
+    expect_echo(server, client, message, "one byte per send()")
+
+
+def test_a_large_merged_send_comes_back_whole(server: EchoServer) -> None:
+    """Several messages merged into one large send come back whole (64 KiB)."""
+    client = server.connect()
+    messages = [f"message {n:05d}\n".encode() for n in range(4096)]  # 4096 * 16 bytes = 64 KiB
+    sender = peers.in_background(lambda: peers.send_merged(client, messages))  # send and read at once
+    expect_echo(server, client, b"".join(messages), "in one send()")
+    sender.join(peers.DEADLINE)
+
+
+@pytest.mark.limit(60)
+def test_a_hundred_clients_at_once(server: EchoServer) -> None:
+    """A hundred clients connect at once, and every one gets its own bytes back."""
+    crowd = peers.crowd(server.address, CROWD)
+    server.clients.extend(crowd)
+    for number, sock in enumerate(crowd):
+        sock.sendall(f"client {number:03d}".encode())
+    deadline = time.monotonic() + 3 * peers.DEADLINE
+    answered = 0
+    for number, sock in enumerate(crowd):
+        expected = f"client {number:03d}".encode()
+        if server.read(sock, len(expected), max(0.2, deadline - time.monotonic())) == expected:
+            answered += 1
+        elif server.stopped():
+            break
+    if answered < CROWD:
+        server.fail_if_crashed(f" while {CROWD} clients were connected")
+    assert answered == CROWD, (
+        f"only {answered} of {CROWD} clients that connected at once got their own bytes back: "
+        "accept every pending connection and keep them all registered.")
+
+
+def test_returns_soon_after_stop_is_set(server: EchoServer) -> None:
+    """Returns soon after stop is set, and closes its clients."""
+    client = server.connect()
+    client.sendall(b"ping")
+    expect_echo(server, client, b"ping")
+    server.stop.set()
+    if not server.thread.join(STOP_SECONDS):
+        pytest.fail(f"your server was still running {STOP_SECONDS:g} s after stop was set: wait with "
+                    "a timeout (poll() counts milliseconds, epoll and select seconds) and look at "
+                    "stop.is_set() every time the wait returns.", pytrace=False)
+    server.fail_if_crashed(" while stopping")
+    if peers.closed_by_peer(client, peers.DEADLINE) is not True:
+        pytest.fail("your server returned but left the client's connection open: close every client "
+                    "socket before returning.", pytrace=False)

@@ -1,0 +1,152 @@
+"""Checks for epoll-edge: read_available() on real non-blocking sockets, then your
+edge-triggered serve(listener, stop) against the shared echo-server checks.
+
+Whether your clients are really registered with EPOLLET is read from the kernel itself:
+/proc/self/fdinfo/<epoll fd> lists every registered fd and its event mask.
+"""
+
+from __future__ import annotations
+
+import os
+import select
+import socket
+import threading
+import time
+from types import ModuleType
+from typing import Iterator
+
+import pytest
+
+from lessons.exercises import peers
+from lessons.exercises.echo_battery import *  # noqa: F401,F403 - the shared echo-server checks
+from lessons.exercises.echo_battery import EchoServer, expect_echo
+from lessons.exercises.harness import LearnerThread, describe_exception, listener_on_loopback
+
+BURST = 100_000  # bytes waiting at once: far more than one recv(65536)
+
+
+@pytest.fixture
+def server(learner: ModuleType) -> Iterator[EchoServer]:
+    listener = listener_on_loopback()
+    stop = threading.Event()
+    running = EchoServer(listener.getsockname(), LearnerThread(learner.serve, listener, stop), stop)
+    running.listener = listener  # type: ignore[attr-defined]
+    running.thread.start()
+    try:
+        yield running
+        running.shut_down()
+    finally:
+        listener.close()
+
+
+@pytest.fixture
+def pair() -> Iterator[tuple[socket.socket, socket.socket]]:
+    """(writer, reader): a connected Unix socket pair; the reader is non-blocking, as under EPOLLET."""
+    writer, reader = socket.socketpair()
+    reader.setblocking(False)
+    try:
+        yield writer, reader
+    finally:
+        writer.close()
+        reader.close()
+
+
+def call_read_available(learner: ModuleType, sock: socket.socket, situation: str) -> tuple[bytes, bool]:
+    try:
+        result = learner.read_available(sock)
+    except BlockingIOError as err:
+        pytest.fail(f"read_available() let BlockingIOError out {situation} ({describe_exception(err)}): "
+                    "on a non-blocking socket that is how recv() says 'nothing more for now'; catch it "
+                    "and return what you have.", pytrace=False)
+    except ConnectionResetError as err:
+        pytest.fail(f"read_available() let ConnectionResetError out {situation} ({describe_exception(err)}): "
+                    "a reset peer is a closed peer; return (data, True).", pytrace=False)
+    assert isinstance(result, tuple) and len(result) == 2, (
+        f"read_available() should return a pair (data, closed), it returned {result!r}.")
+    return result
+
+
+@pytest.mark.limit(10)
+def test_read_available_takes_everything_waiting(learner: ModuleType, pair) -> None:
+    """read_available() takes everything waiting, not just one recv() worth"""
+    writer, reader = pair
+    writer.sendall(b"x" * BURST)
+    data, closed = call_read_available(learner, reader, f"with {BURST} bytes waiting")
+    assert len(data) == BURST, (
+        f"read_available() returned {len(data)} of the {BURST} bytes waiting: with EPOLLET, epoll "
+        "reports them once, so keep calling recv() until it raises BlockingIOError.")
+    assert closed is False, "read_available() said the peer closed, but it had only sent data."
+
+
+@pytest.mark.limit(10)
+def test_read_available_returns_when_nothing_is_waiting(learner: ModuleType, pair) -> None:
+    """read_available() returns (b'', False) at once when nothing is waiting"""
+    _writer, reader = pair
+    data, closed = call_read_available(learner, reader, "with nothing waiting")
+    assert (data, closed) == (b"", False), (
+        f"with nothing waiting, read_available() returned {(data[:40], closed)!r}; expected (b'', False).")
+
+
+@pytest.mark.limit(10)
+def test_read_available_sees_the_peer_close(learner: ModuleType, pair) -> None:
+    """read_available() returns the last bytes and closed=True when the peer has closed"""
+    writer, reader = pair
+    writer.sendall(b"goodbye")
+    writer.close()
+    data, closed = call_read_available(learner, reader, "after the peer closed")
+    assert data == b"goodbye", f"the peer sent b'goodbye' and closed; read_available() returned {data!r}."
+    assert closed is True, ("the peer closed, but read_available() said closed=False: recv() returning "
+                            "b'' is the end of the stream.")
+
+
+@pytest.mark.limit(10)
+def test_read_available_treats_a_reset_as_closed(learner: ModuleType) -> None:
+    """read_available() reports a reset connection (RST) as closed"""
+    client, accepted = peers.tcp_pair()
+    try:
+        accepted.setblocking(False)
+        peers.reset(client)
+        deadline = time.monotonic() + peers.DEADLINE
+        while not select.select([accepted], [], [], 0.1)[0] and time.monotonic() < deadline:
+            pass
+        _data, closed = call_read_available(learner, accepted, "after the peer reset the connection")
+        assert closed is True, "the peer reset the connection, but read_available() said closed=False."
+    finally:
+        accepted.close()
+
+
+def epoll_registrations() -> dict[int, dict[int, int]]:
+    """epoll fd -> {registered fd: event mask}, for every epoll instance of this process."""
+    found: dict[int, dict[int, int]] = {}
+    for name in os.listdir("/proc/self/fd"):
+        try:
+            if os.readlink(f"/proc/self/fd/{name}") != "anon_inode:[eventpoll]":
+                continue
+            with open(f"/proc/self/fdinfo/{name}") as info:
+                lines = info.read().splitlines()
+        except OSError:
+            continue
+        entries = {}
+        for line in lines:
+            if line.startswith("tfd:"):
+                fields = line.split()
+                entries[int(fields[1])] = int(fields[3], 16)
+        found[int(name)] = entries
+    return found
+
+
+def test_clients_are_registered_edge_triggered(server: EchoServer) -> None:
+    """Clients are registered with EPOLLET (read from /proc/self/fdinfo)"""
+    client = server.connect()
+    client.sendall(b"edge")
+    expect_echo(server, client, b"edge")
+    listener_fd = server.listener.fileno()  # type: ignore[attr-defined]
+    ours = [entries for entries in epoll_registrations().values() if listener_fd in entries]
+    assert ours, "no epoll instance of your server has the listener registered: use select.epoll()."
+    clients = {fd: mask for entries in ours for fd, mask in entries.items() if fd != listener_fd}
+    assert clients, "your epoll instance has no client registered, yet the client got its answer."
+    level = {fd: mask for fd, mask in clients.items() if not mask & select.EPOLLET}
+    assert not level, (
+        "clients are registered without EPOLLET (event masks "
+        + ", ".join(f"0x{mask:x}" for mask in level.values())
+        + "): register them with select.EPOLLIN | select.EPOLLET; this exercise is about edge-triggered mode.")

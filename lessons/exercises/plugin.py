@@ -1,0 +1,162 @@
+"""The pytest plugin every check runs with (`pytest -p lessons.exercises.plugin`).
+
+It gives checks the `learner` fixture (the learner's file, imported by path), puts a
+time limit on each check (SIGALRM interrupts learner code stuck in recv() or a loop),
+and writes one JSON line per check result for the runner, with the failure already in
+the lesson's terms: the check's own message, or where in the learner's file the code
+raised. The runner never has to parse pytest's text output.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+from contextlib import contextmanager
+from types import ModuleType
+from typing import Any, Iterator
+
+import pytest
+
+from lessons.exercises import harness
+
+DEFAULT_LIMIT = 20.0  # seconds one check may take on a busy machine; @pytest.mark.limit(s) overrides
+
+_loaded: ModuleType | harness.LearnerFileError | None = None
+
+
+class CheckTimeout(BaseException):
+    """Raised inside the running code when a check's time is up.
+
+    A BaseException, like KeyboardInterrupt, so that a learner's `except Exception:`
+    in a retry loop cannot swallow it and spin on until the hard time limit.
+    """
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "limit(seconds): how long this check may run")
+    config.addinivalue_line("markers", "if_hangs(text): what to tell the learner when their code hangs here")
+
+
+@pytest.fixture
+def learner() -> ModuleType:
+    """The learner's module, imported once; a file that does not import fails every check."""
+    global _loaded
+    if _loaded is None:
+        try:
+            _loaded = harness.load_learner_module(harness.learner_path())
+        except harness.LearnerFileError as err:
+            _loaded = err
+    if isinstance(_loaded, harness.LearnerFileError):
+        pytest.fail(str(_loaded), pytrace=False)
+    return _loaded
+
+
+# ----- a time limit on every phase of every check -------------------------------------
+
+
+@contextmanager
+def time_limit(seconds: float) -> Iterator[None]:
+    def expire(signum: int, frame: Any) -> None:
+        raise CheckTimeout(f"still running after {seconds:g} s")
+
+    previous = signal.signal(signal.SIGALRM, expire)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+
+
+def limit_of(item: pytest.Item) -> float:
+    marker = item.get_closest_marker("limit")
+    return float(marker.args[0]) if marker else DEFAULT_LIMIT
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_setup(item: pytest.Item) -> Any:
+    write_line({"event": "start", "nodeid": item.nodeid, "name": item.name, "title": title_of(item)})
+    with time_limit(limit_of(item)):
+        return (yield)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_call(item: pytest.Item) -> Any:
+    with time_limit(limit_of(item)):
+        return (yield)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_teardown(item: pytest.Item) -> Any:
+    with time_limit(limit_of(item)):
+        return (yield)
+
+
+# ----- the report the runner reads ----------------------------------------------------
+
+
+def write_line(record: dict[str, Any]) -> None:
+    path = os.environ.get(harness.REPORT_VARIABLE)
+    if not path:
+        return
+    with open(path, "a", encoding="utf-8") as out:
+        out.write(json.dumps(record, ensure_ascii=False) + "\n")
+
+
+def title_of(item: pytest.Item) -> str:
+    doc = getattr(getattr(item, "function", None), "__doc__", None) or item.name
+    title = doc.strip().splitlines()[0].rstrip(".")
+    callspec = getattr(item, "callspec", None)
+    return f"{title} [{callspec.id}]" if callspec else title
+
+
+def pytest_runtest_logfinish(nodeid: str, location: Any) -> None:
+    write_line({"event": "finish", "nodeid": nodeid})
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Any:
+    report = yield
+    if report.failed or report.skipped or call.when == "call":  # setup/teardown only when they fail
+        record = {"event": "result", "nodeid": item.nodeid, "name": item.name, "title": title_of(item),
+                  "when": call.when, "outcome": report.outcome, "message": "", "todo": False}
+        if call.excinfo is not None and report.failed:
+            record.update(explain(call.excinfo.value, item))
+        elif report.skipped and isinstance(report.longrepr, tuple):
+            record["message"] = str(report.longrepr[2]).removeprefix("Skipped: ")
+        write_line(record)
+    return report
+
+
+def explain(error: BaseException, item: pytest.Item | None = None) -> dict[str, Any]:
+    """A failure in the lesson's terms, and whether it is just an untouched TODO."""
+    if isinstance(error, pytest.fail.Exception):
+        file_error = isinstance(_loaded, harness.LearnerFileError) and str(error.msg) == str(_loaded)
+        return {"message": str(error.msg), "file_error": file_error}
+    if isinstance(error, AssertionError):
+        text = str(error).split("\nassert ")[0].strip()
+        return {"message": text or "a check failed without saying why (a bug in the check)."}
+    if harness.is_todo(error):
+        return {"message": harness.todo_text(error), "todo": True}
+    if isinstance(error, harness.NotStarted):
+        return {"message": str(error), "todo": True}
+    if isinstance(error, CheckTimeout):
+        place = harness.where(error.__traceback__)
+        if not place:
+            return {"message": f"the check gave up waiting for your code: {error}."}
+        marker = item.get_closest_marker("if_hangs") if item is not None else None
+        advice = marker.args[0] if marker else ("Something waits forever: a blocking call with no data "
+                                                "coming, or a loop that never ends.")
+        return {"message": f"your code was {error}, at {place}. {advice}"}
+    if harness.learner_frame(error.__traceback__) is not None:
+        return {"message": f"your code raised {harness.describe_exception(error)}"}
+    return {"message": f"the check could not go on: {harness.describe_exception(error)}"}
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    write_line({"event": "collected", "count": len(session.items)})
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    write_line({"event": "session", "collected": session.testscollected, "exitstatus": int(exitstatus)})

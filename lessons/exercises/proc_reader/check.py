@@ -1,0 +1,164 @@
+"""Checks for proc-reader: real child processes put into each state, then read_process().
+
+The check knows the truth on its own: it forked each child itself (so it knows the
+parent), set its nice value, and waits for each state with the lesson's own /proc reader
+(lessons/procfs.py) before asking yours.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+from types import ModuleType
+from typing import Callable, Iterator
+
+import pytest
+
+from lessons import procfs
+from lessons.exercises.harness import describe_exception
+
+STATE_WAIT = 10.0
+
+
+class Child:
+    """A forked child that runs `action` and then waits on a pipe; killed and reaped at the end."""
+
+    def __init__(self, action: Callable[[], None] = lambda: None) -> None:
+        ready_read, ready_write = os.pipe()
+        self.hold_read, self.hold_write = os.pipe()
+        self.pid = os.fork()
+        if self.pid == 0:  # the child: never return into the check
+            try:
+                action()
+                os.write(ready_write, b"!")
+                os.read(self.hold_read, 1)  # sleeps (state S) until the check lets go
+            finally:
+                os._exit(0)
+        os.close(ready_write)
+        os.read(ready_read, 1)  # the action is done
+        os.close(ready_read)
+        self.reaped = False
+
+    def release(self) -> None:
+        """Let the child exit (it becomes a zombie until reaped)."""
+        os.write(self.hold_write, b"!")
+
+    def reap(self) -> None:
+        if not self.reaped:
+            os.waitpid(self.pid, 0)
+            self.reaped = True
+
+    def kill(self) -> None:
+        if not self.reaped:
+            try:
+                os.kill(self.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            self.reap()
+        os.close(self.hold_read)
+        os.close(self.hold_write)
+
+
+@pytest.fixture
+def children() -> Iterator[list[Child]]:
+    made: list[Child] = []
+    yield made
+    for child in made:
+        child.kill()
+
+
+def start_child(children: list[Child], action: Callable[[], None] = lambda: None) -> Child:
+    child = Child(action)
+    children.append(child)
+    return child
+
+
+def ask(learner: ModuleType, pid: int, what: str):
+    try:
+        info = learner.read_process(pid)
+    except (FileNotFoundError, ProcessLookupError) as err:
+        pytest.fail(f"read_process() let {type(err).__name__} out for {what} ({describe_exception(err)}); "
+                    "return None: processes come and go while you look.", pytrace=False)
+    except (IndexError, ValueError) as err:
+        pytest.fail(f"read_process() could not parse the stat line of {what}: {describe_exception(err)}.",
+                    pytrace=False)
+    return info
+
+
+def expect(learner: ModuleType, pid: int, state: str, nice: int, what: str, ppid: int | None = None) -> None:
+    """Ask the learner's read_process() about `pid` and compare with what /proc says."""
+    ppid = os.getpid() if ppid is None else ppid
+    info = ask(learner, pid, what)
+    assert info is not None, f"read_process() returned None for {what}, which exists."
+    assert isinstance(info, tuple) and len(info) == 3, (
+        f"read_process() should return ProcessInfo(state, ppid, nice); for {what} it returned {info!r}.")
+    got = tuple(info)  # a ProcessInfo is a tuple: (state, ppid, nice)
+    fields_hint = " (count the fields after the last ')': state is field 3, ppid 4, nice 19)"
+    assert got == (state, ppid, nice), (
+        f"for {what}, read_process() returned state={got[0]!r} ppid={got[1]!r} nice={got[2]!r}; "
+        f"/proc says state={state!r} ppid={ppid} nice={nice}"
+        + (fields_hint if got[0] != state or got[2] != nice else "") + ".")
+
+
+def test_reads_its_own_process(learner: ModuleType) -> None:
+    """Reads the running process itself: state R, its parent, its nice value"""
+    expect(learner, os.getpid(), "R", os.getpriority(os.PRIO_PROCESS, 0),
+           "this process (it is running while it reads /proc)", ppid=os.getppid())
+
+
+def test_sleeping_child(learner: ModuleType, children: list[Child]) -> None:
+    """A child blocked in read() is S, sleeping, and its ppid is the check"""
+    child = start_child(children)
+    truth = procfs.wait_for_state(child.pid, "S", STATE_WAIT)
+    expect(learner, child.pid, "S", truth.nice, "a child blocked in read()")
+
+
+def test_stopped_child(learner: ModuleType, children: list[Child]) -> None:
+    """A child stopped by SIGSTOP is T"""
+    child = start_child(children)
+    os.kill(child.pid, signal.SIGSTOP)
+    truth = procfs.wait_for_state(child.pid, "T", STATE_WAIT)
+    expect(learner, child.pid, "T", truth.nice, "a child stopped by SIGSTOP")
+    os.kill(child.pid, signal.SIGCONT)
+
+
+def test_zombie_child(learner: ModuleType, children: list[Child]) -> None:
+    """A child that exited and was not reaped yet is Z, a zombie"""
+    child = start_child(children)
+    child.release()
+    truth = procfs.wait_for_state(child.pid, "Z", STATE_WAIT)
+    expect(learner, child.pid, "Z", truth.nice, "a child that exited, not reaped")
+
+
+def test_niced_child(learner: ModuleType, children: list[Child]) -> None:
+    """A child that called os.nice(5) shows its new nice value"""
+    child = start_child(children, lambda: os.nice(5))
+    truth = procfs.wait_for_state(child.pid, "S", STATE_WAIT)
+    expected = min(19, os.getpriority(os.PRIO_PROCESS, 0) + 5)
+    assert truth.nice == expected, "the check's own reader disagrees with os.nice(); /proc is odd here."
+    expect(learner, child.pid, "S", expected, "a child that called os.nice(5)")
+
+
+def rename_to(name: bytes) -> Callable[[], None]:
+    def action() -> None:
+        with open("/proc/self/comm", "wb") as comm:
+            comm.write(name)
+    return action
+
+
+def test_name_with_spaces_and_parentheses(learner: ModuleType, children: list[Child]) -> None:
+    """A child named 'x) Z 1 (y' is still read right (split at the last ')')"""
+    child = start_child(children, rename_to(b"x) Z 1 (y"))
+    truth = procfs.wait_for_state(child.pid, "S", STATE_WAIT)
+    assert truth.name == "x) Z 1 (y", "the child could not rename itself; /proc is odd here."
+    expect(learner, child.pid, "S", truth.nice,
+           "a child named 'x) Z 1 (y' (a name may hold spaces and ')': split at the LAST ')')")
+
+
+def test_a_process_that_is_gone(learner: ModuleType, children: list[Child]) -> None:
+    """A process that has exited and been reaped reads as None"""
+    child = start_child(children)
+    child.release()
+    child.reap()
+    info = ask(learner, child.pid, "a process that is gone")
+    assert info is None, f"read_process() returned {info!r} for a process that no longer exists; return None."

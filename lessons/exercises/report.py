@@ -1,0 +1,129 @@
+"""A check's result in the lesson's terms: which checks pass, why the others fail,
+and what the learner's code left behind. Text only (Rich markup); the CLI prints it.
+
+With `plain=True` (output is not a terminal) the marks are words, not symbols, so
+logs and pipes stay readable.
+"""
+
+from __future__ import annotations
+
+import textwrap
+
+from rich.markup import escape
+
+from lessons.exercises.catalog import Exercise
+from lessons.exercises.runner import CheckResult, LeakedProcess
+
+INDENT = "      "
+
+
+def render(result: CheckResult, exercise: Exercise, file_name: str, plain: bool = False,
+           verbose: bool = False, width: int = 100) -> str:
+    marks = {"passed": "PASS", "failed": "FAIL", "skipped": "SKIP"} if plain else \
+        {"passed": "[green]✓[/]", "failed": "[red]✗[/]", "skipped": "[yellow]-[/]"}
+    lines = [headline(result, exercise, file_name), ""]
+    lines += check_lines(result, marks, width)
+    lines += aftermath(result, plain, width)
+    lines += ["", verdict(result, exercise, file_name)]
+    if verbose:
+        lines += ["", "[bold]pytest's own output:[/]", escape(result.raw_output.rstrip() or "(none)")]
+    return "\n".join(lines)
+
+
+def headline(result: CheckResult, exercise: Exercise, file_name: str) -> str:
+    passed = sum(check.passed for check in result.checks)
+    total = max(result.collected, len(result.checks))
+    skipped = total - len(result.checks)
+    not_run = f", {skipped} did not run" if skipped else ""
+    return (f"[bold]{escape(exercise.id)}[/]: {passed} of {total} checks pass{not_run} "
+            f"({escape(file_name)}, {result.elapsed:.1f} s)")
+
+
+def check_lines(result: CheckResult, marks: dict[str, str], width: int) -> list[str]:
+    if result.untouched:  # the same TODO message everywhere: say it once, below
+        return [f"  {marks[check.outcome]} {escape(check.title)}" for check in result.checks]
+    file_errors = [check for check in result.checks if check.file_error]
+    if file_errors and len(file_errors) == len(result.checks):
+        return [f"  {marks['failed']} your file does not load, so no check could run:",
+                indent(file_errors[0].message, width)]
+    lines = []
+    for check in result.checks:
+        lines.append(f"  {marks[check.outcome]} {escape(check.title)}")
+        if check.outcome != "passed" and check.message:
+            lines.append(indent(check.message, width))
+    return lines
+
+
+def aftermath(result: CheckResult, plain: bool, width: int) -> list[str]:
+    """Time limit, leaked processes, leftover socket files, problems of the runner itself."""
+    bang = "!" if plain else "[bold red]![/]"
+    notes = [escape(note) for note in notes_after(result)]
+    lines = [f"  {bang} " + "\n    ".join(textwrap.wrap(note, width - 4, break_on_hyphens=False))
+             for note in notes]
+    return ([""] + lines) if lines else []
+
+
+def notes_after(result: CheckResult) -> list[str]:
+    """Plain sentences about what happened around the checks."""
+    lines = []
+    if result.timed_out:
+        running = f" (it was running: {result.running_at_timeout})" if result.running_at_timeout else ""
+        lines.append(f"the check did not finish within {result.time_limit:g} s and was stopped{running}; "
+                     "everything it had started was killed.")
+    if result.interrupted:
+        lines.append("the check was interrupted; everything it had started was killed.")
+    for leak in result.leaked:
+        lines.append(describe_leak(leak))
+    for name in result.leftover_files:
+        lines.append(f"a socket file was left behind: {name} "
+                     "(a server removes its socket file when it stops).")
+    if result.runner_problem:
+        lines.append(result.runner_problem)
+    if not result.followed_orphans:
+        lines.append("the check could not become a child subreaper (prctl failed), so a process that "
+                     "left its parent behind may have gone unnoticed.")
+    if not result.checks and not (result.timed_out or result.runner_problem):
+        lines.append(f"no check ran (pytest exit code {result.exit_code}); "
+                     "run again with --verbose to see pytest's output.")
+    return lines
+
+
+def describe_leak(leak: LeakedProcess) -> str:
+    if leak.state == "Z":
+        return (f"process {leak.pid} ({shorten(leak.command)}) had exited but nobody waited for it: "
+                "a zombie. The process that forks a child must reap it with os.waitpid().")
+    how = ("it had called setsid() and left the check's session, so no signal to the check's "
+           "process group would have reached it" if leak.own_session else "nobody stopped and reaped it")
+    listening = f"; it was listening on {', '.join(leak.listening)}" if leak.listening else ""
+    return (f"process {leak.pid} ({shorten(leak.command)}) outlived the check, in state {leak.state}: "
+            f"{how}{listening}. It was killed.")
+
+
+def verdict(result: CheckResult, exercise: Exercise, file_name: str) -> str:
+    if result.passed:
+        return f"[bold green]{escape(exercise.id)} passes every check.[/]"
+    if result.untouched:
+        failed = [check for check in result.checks if check.todo]
+        return (f"Not started yet: every check stops at the stub's NotImplementedError "
+                f"({escape(failed[0].message)}). Open {escape(file_name)} and work through its TODOs; "
+                f"`learn show {escape(exercise.lesson)}` explains the idea.")
+    if result.checks and all(check.passed for check in result.checks):
+        return ("[bold yellow]The checks pass, but the code left something behind (above); "
+                "that counts as a failure.[/]")
+    return f"Not yet. Stuck? `learn exercise hint {escape(exercise.id)}` (ask again for a more direct one)."
+
+
+def indent(message: str, width: int) -> str:
+    """Under its check, wrapped to the screen; lines that start with spaces (hexdumps) kept as they are."""
+    lines = []
+    for line in message.splitlines():
+        if line.startswith(" ") or len(line) + len(INDENT) <= width:
+            lines.append(INDENT + line)
+        else:
+            lines += textwrap.wrap(line, width, initial_indent=INDENT, subsequent_indent=INDENT,
+                                   break_on_hyphens=False)
+    return "\n".join(escape(line) for line in lines)
+
+
+def shorten(command: str, limit: int = 60) -> str:
+    return command if len(command) <= limit else command[:limit - 3] + "..."

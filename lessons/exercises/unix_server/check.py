@@ -1,0 +1,183 @@
+"""Checks for unix-server: your serve(path, stop) in a fresh temporary directory, against
+the shared echo-server checks, then stale, live and foreign files at its path, the file's
+permissions (tested as another user when the check runs as root) and its removal.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import socket
+import stat
+import threading
+import time
+from pathlib import Path
+from types import ModuleType
+from typing import Iterator
+
+import pytest
+
+from lessons.exercises import peers
+from lessons.exercises.echo_battery import *  # noqa: F401,F403 - the shared echo-server checks
+from lessons.exercises.echo_battery import STOP_SECONDS, EchoServer, expect_echo
+from lessons.exercises.harness import LearnerThread, fresh_dir
+
+NOBODY = 65534  # the unprivileged user a root check connects as
+
+
+def start(learner: ModuleType, path: Path, situation: str = "") -> EchoServer:
+    """Start serve(path, stop) and wait until it accepts connections (or has died)."""
+    stop = threading.Event()
+    server = EchoServer(str(path), LearnerThread(learner.serve, str(path), stop), stop)
+    server.thread.start()
+    deadline = time.monotonic() + peers.DEADLINE
+    while time.monotonic() < deadline:
+        if accepts(path):
+            return server
+        if server.stopped():
+            server.fail_if_crashed(f" before it was listening{situation}")
+            pytest.fail("your serve() returned before it was listening on the socket file.", pytrace=False)
+        time.sleep(0.01)
+    server.stop.set()
+    pytest.fail(f"nothing was accepting connections on {path.name} {peers.DEADLINE:g} s after serve() "
+                "started: bind() the path, then listen().", pytrace=False)
+
+
+def accepts(path: Path) -> bool:
+    probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        probe.connect(str(path))
+        return True
+    except (FileNotFoundError, ConnectionRefusedError):
+        return False
+    finally:
+        probe.close()
+
+
+def stale_socket_file(path: Path) -> None:
+    """What a crashed server leaves: a socket file that nobody listens on."""
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    sock.bind(str(path))
+    sock.close()
+
+
+@pytest.fixture
+def server(learner: ModuleType) -> Iterator[EchoServer]:
+    running = start(learner, fresh_dir() / "echo.sock")
+    yield running
+    running.shut_down()
+
+
+def expect_refusal(learner: ModuleType, path: Path, what: str) -> None:
+    """serve() must raise at once for `what` at `path`, and not take the path over."""
+    stop = threading.Event()
+    thread = LearnerThread(learner.serve, str(path), stop).start()
+    ended = thread.join(STOP_SECONDS)
+    stop.set()
+    thread.join(STOP_SECONDS)
+    if thread.error is not None and not isinstance(thread.error, OSError):
+        if isinstance(thread.error, NotImplementedError):
+            raise thread.error
+        pytest.fail(f"with {what} at the path, {thread.crash_text()}; raise FileExistsError instead.",
+                    pytrace=False)
+    assert ended and thread.error is not None, (
+        f"with {what} at the path, serve() went on instead of raising FileExistsError: "
+        "that file is not yours to replace.")
+
+
+def test_replaces_a_stale_socket_file(learner: ModuleType) -> None:
+    """Replaces a stale socket file (left by a server that crashed)"""
+    path = fresh_dir() / "stale.sock"
+    stale_socket_file(path)
+    ours = os.lstat(path).st_ino
+    try:
+        running = start(learner, path, ", with a stale socket file at its path (bind() fails on any "
+                                       "existing file: find out whether anyone listens, and remove it if not)")
+        client = running.connect()
+        client.sendall(b"after the crash")
+        expect_echo(running, client, b"after the crash", "on a path where a stale socket file had been")
+        running.shut_down()
+    finally:
+        if path.exists() and os.lstat(path).st_ino == ours:
+            path.unlink()  # still the check's own stale file: not the learner's leftover
+
+
+def test_refuses_a_socket_file_another_server_listens_on(learner: ModuleType) -> None:
+    """Refuses a socket file another server is listening on, and leaves it working"""
+    path = fresh_dir() / "taken.sock"
+    other = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    other.bind(str(path))
+    other.listen()
+    try:
+        expect_refusal(learner, path, "a live socket file (another server listening)")
+        assert accepts(path), ("serve() raised, but the other server's socket file no longer accepts "
+                               "connections: you removed or replaced a live socket file.")
+    finally:
+        other.close()
+        path.unlink(missing_ok=True)
+
+
+def test_refuses_to_delete_a_file_that_is_not_a_socket(learner: ModuleType) -> None:
+    """Refuses a path that holds an ordinary file, and does not delete it"""
+    path = fresh_dir() / "notes.txt"
+    path.write_text("someone's notes\n")
+    expect_refusal(learner, path, "an ordinary file")
+    assert path.is_file() and path.read_text() == "someone's notes\n", (
+        "serve() deleted or changed an ordinary file at its path: only a stale *socket* file may go.")
+
+
+def test_socket_file_is_private(server: EchoServer) -> None:
+    """The socket file has mode 0600: another user cannot connect"""
+    path = Path(str(server.address))
+    mode = stat.S_IMODE(os.lstat(path).st_mode)
+    assert mode == 0o600, (f"the socket file has mode {mode:04o}; make it 0600 (set os.umask(0o177) "
+                           "around bind(), so it is never open to others, even for a moment).")
+    if os.geteuid() != 0:
+        return  # only root can become another user; the mode above is what keeps them out
+    verdict = connect_as_another_user(path)
+    assert verdict == "denied", (f"user {NOBODY} could connect to your socket file ({verdict}); "
+                                 "the file's mode must keep other users out.")
+
+
+def connect_as_another_user(path: Path) -> str:
+    """Fork, drop to an unprivileged user, try to connect; the child's exit code says what happened."""
+    pid = os.fork()
+    if pid == 0:  # the child: never return into the check
+        code = 3
+        try:
+            os.setgid(NOBODY)
+            os.setuid(NOBODY)
+            code = probe(path)
+        finally:
+            os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    return {0: "denied", 1: "it connected", 2: "it failed for another reason",
+            4: "the check's own directories kept it out, so the check proves nothing here"}.get(
+        os.waitstatus_to_exitcode(status), "the test child failed")
+
+
+def probe(path: Path) -> int:
+    try:
+        os.stat(path)  # the directories let this user through: a refusal below is the file's mode
+    except PermissionError:
+        return 4
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        sock.connect(str(path))
+        return 1
+    except PermissionError:
+        return 0
+    except OSError as err:
+        return 0 if err.errno == errno.EACCES else 2
+    finally:
+        sock.close()
+
+
+def test_removes_the_socket_file_when_stopped(server: EchoServer) -> None:
+    """Removes its socket file when stopped"""
+    path = Path(str(server.address))
+    server.stop.set()
+    assert server.thread.join(STOP_SECONDS), f"serve() was still running {STOP_SECONDS:g} s after stop was set."
+    server.fail_if_crashed(" while stopping")
+    assert not path.exists(), (f"serve() returned but left {path.name} behind: remove the socket file "
+                               "when the server stops, or the next start finds a stale one.")

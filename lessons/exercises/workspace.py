@@ -1,0 +1,218 @@
+"""The learner's workspace: one file per exercise, and progress.json beside them.
+
+    learn-exercises/
+        progress.json       what was checked, passed, hinted (small, readable JSON)
+        README.md           the commands, for when you forget them
+        poll_echo.py ...    your code, copied from the stubs once and never overwritten
+
+Commands find the workspace the way git finds a repository: from the current directory
+upwards, looking for a progress.json that says it belongs to us (or in ./learn-exercises,
+or where --workspace says). Only the standard library here: `learn list` imports it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from lessons.common import UserError
+from lessons.exercises.catalog import EXERCISES, Exercise
+
+PROGRESS_FILE = "progress.json"
+MARKER = "learn-exercises"  # the "workspace" value in progress.json: not some other tool's file
+DEFAULT_DIR = "learn-exercises"
+FORMAT = 1
+
+DONE, PENDING, NOT_STARTED = "done", "pending", "not started"
+
+README = """\
+# Your exercises
+
+Each .py file here is one exercise: open it, do its TODOs, then check it.
+
+    learn exercise list            where you are
+    learn exercise check           check the next unfinished exercise (or: check NAME)
+    learn exercise hint NAME       a hint; ask again for the next, more direct one
+    learn exercise watch           re-check every time you save
+    learn exercise reset NAME      start an exercise over (your file is backed up first)
+    learn exercise solution NAME   the reference solution, once you have passed
+
+progress.json records what you did; `learn exercise list` reads it.
+"""
+
+
+@dataclass
+class ExerciseProgress:
+    checks: int = 0  # how many times it was checked
+    last_result: str | None = None  # "pass" or "fail"
+    passed_at: str | None = None  # first pass, ISO time; set means done
+    hints_shown: int = 0  # tiers seen, 0..3
+    solution_seen: bool = False
+
+
+@dataclass
+class Workspace:
+    root: Path
+    progress: dict[str, ExerciseProgress] = field(default_factory=dict)
+
+    # ----- finding and creating ---------------------------------------------------------
+
+    @classmethod
+    def find(cls, explicit: Path | None = None, start: Path | None = None) -> Workspace:
+        """The workspace at `explicit`, or the nearest one above `start`; else one sentence."""
+        if explicit is not None:
+            if not is_workspace(explicit):
+                raise UserError(f"{explicit} is not an exercise workspace (it has no {PROGRESS_FILE} of ours); "
+                                f"create one with `learn exercise init {explicit}`.")
+            return cls.load(explicit)
+        found = find_root(start or Path.cwd())
+        if found is None:
+            raise UserError("no exercise workspace here or above; create one with `learn exercise init` "
+                            "(or point at it with --workspace DIR).")
+        return cls.load(found)
+
+    @classmethod
+    def load(cls, root: Path) -> Workspace:
+        path = root / PROGRESS_FILE
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+            entries = data.get("exercises", {})
+            progress = {key: ExerciseProgress(**value) for key, value in entries.items()}
+        except (json.JSONDecodeError, TypeError, AttributeError) as err:
+            raise UserError(f"{path} is damaged ({err}); fix it, or delete it and run "
+                            f"`learn exercise init {root}` to start the record afresh.") from None
+        return cls(root.resolve(), progress)
+
+    @classmethod
+    def init(cls, root: Path) -> tuple[Workspace, list[str], list[str]]:
+        """Create the workspace or complete it; returns (files created, files kept as they were)."""
+        if root.exists() and not root.is_dir():
+            raise UserError(f"{root} exists and is not a directory; choose another place.")
+        try:
+            return cls._fill(root)
+        except PermissionError as err:
+            raise UserError(f"not allowed to write {err.filename or root}; "
+                            "choose a folder of your own (learn exercise init DIR).") from None
+
+    @classmethod
+    def _fill(cls, root: Path) -> tuple[Workspace, list[str], list[str]]:
+        root.mkdir(parents=True, exist_ok=True)
+        created, kept = [], []
+        for exercise in EXERCISES:
+            target = root / exercise.file_name
+            if target.exists():
+                kept.append(exercise.file_name)
+            else:
+                shutil.copyfile(exercise.stub, target)
+                created.append(exercise.file_name)
+        if not (root / "README.md").exists():
+            (root / "README.md").write_text(README, encoding="utf-8")
+        workspace = cls.load(root) if is_workspace(root) else cls(root.resolve())
+        workspace.save()
+        return workspace, created, kept
+
+    # ----- the learner's files ----------------------------------------------------------
+
+    def file_of(self, exercise: Exercise) -> Path:
+        return self.root / exercise.file_name
+
+    def existing_file(self, exercise: Exercise) -> Path:
+        path = self.file_of(exercise)
+        if not path.is_file():
+            raise UserError(f"{exercise.file_name} is missing from {self.root}; "
+                            f"`learn exercise reset {exercise.id}` puts the stub back.")
+        return path
+
+    def is_untouched(self, exercise: Exercise) -> bool:
+        path = self.file_of(exercise)
+        return path.is_file() and path.read_bytes() == exercise.stub.read_bytes()
+
+    def reset(self, exercise: Exercise) -> Path | None:
+        """Put the stub back; the learner's version is kept in .backup/ (returned)."""
+        path = self.file_of(exercise)
+        backup = None
+        if path.is_file() and not self.is_untouched(exercise):
+            backup_dir = self.root / ".backup"
+            backup_dir.mkdir(exist_ok=True)
+            backup = backup_dir / f"{path.stem}-{time.strftime('%Y%m%d-%H%M%S')}.py"
+            shutil.copyfile(path, backup)
+        shutil.copyfile(exercise.stub, path)
+        return backup
+
+    # ----- progress ---------------------------------------------------------------------
+
+    def of(self, exercise: Exercise) -> ExerciseProgress:
+        return self.progress.setdefault(exercise.id, ExerciseProgress())
+
+    def status(self, exercise: Exercise) -> str:
+        record = self.progress.get(exercise.id, ExerciseProgress())
+        if record.passed_at:
+            return DONE
+        return NOT_STARTED if self.is_untouched(exercise) else PENDING
+
+    def next_unfinished(self) -> Exercise | None:
+        return next((item for item in EXERCISES if self.status(item) != DONE), None)
+
+    def record_check(self, exercise: Exercise, passed: bool) -> None:
+        record = self.of(exercise)
+        record.checks += 1
+        record.last_result = "pass" if passed else "fail"
+        if passed and not record.passed_at:
+            record.passed_at = time.strftime("%Y-%m-%dT%H:%M:%S")
+        self.save()
+
+    def save(self) -> None:
+        """Write progress.json whole or not at all (a temporary file, then rename)."""
+        try:
+            self._write_progress()
+        except PermissionError:
+            raise UserError(f"not allowed to write {self.root / PROGRESS_FILE}; the workspace "
+                            "belongs to another user (see --workspace).") from None
+
+    def _write_progress(self) -> None:
+        data = {"workspace": MARKER, "format": FORMAT,
+                "exercises": {key: asdict(value) for key, value in sorted(self.progress.items())}}
+        handle, temp = tempfile.mkstemp(dir=self.root, prefix=".progress-", suffix=".json")
+        os.chmod(temp, 0o644)  # an ordinary readable file, like the exercise files beside it
+        with os.fdopen(handle, "w", encoding="utf-8") as out:
+            json.dump(data, out, indent=2)
+            out.write("\n")
+        os.replace(temp, self.root / PROGRESS_FILE)
+
+
+def is_workspace(path: Path) -> bool:
+    try:
+        data = json.loads((path / PROGRESS_FILE).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    return isinstance(data, dict) and data.get("workspace") == MARKER
+
+
+def find_root(start: Path) -> Path | None:
+    """The nearest workspace at or above `start`, or ./learn-exercises below it."""
+    start = start.resolve()
+    for folder in (start, *start.parents):
+        if is_workspace(folder):
+            return folder
+    default = start / DEFAULT_DIR
+    return default if is_workspace(default) else None
+
+
+def exercise_statuses(start: Path | None = None) -> dict[str, str] | None:
+    """exercise id -> done / pending / not started, for `learn list`; None without a workspace.
+
+    Never raises: a listing must not fail because of a damaged progress file.
+    """
+    try:
+        root = find_root(start or Path.cwd())
+        if root is None:
+            return None
+        workspace = Workspace.load(root)
+        return {exercise.id: workspace.status(exercise) for exercise in EXERCISES}
+    except (OSError, UserError):
+        return None
