@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Callable
 
 import pytest
-from conftest_chat import ChatServer, OutputPipe, world_readable_dir
+from chatserver import ChatServer, OutputPipe, world_readable_dir
 
 from capstone.admin import admin_socket_path, run_admin
 from capstone.codec import ErrorCode, Kind

@@ -21,7 +21,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest_chat import ChatServer, OutputPipe
+from chatserver import ChatServer, OutputPipe
 
 from capstone import codec
 from capstone.client import (

@@ -42,7 +42,7 @@ from chatwire import (
     message_payload,
     read_all_until_closed,
 )
-from conftest_chat import (
+from chatserver import (
     ENGINES,
     ChatServer,
     run_admin_cli,

@@ -81,7 +81,7 @@ def serve_command(*options: str) -> list[str]:
 class ChatServer:
     """One running chat server process and the addresses it announced."""
 
-    def __init__(self, options: list[str], env: dict[str, str] | None = None) -> None:
+    def __init__(self, options: list[str], env: dict[str, str] | None = None, preexec_fn=None) -> None:  # noqa: ANN001
         self.options = options
         self.process = subprocess.Popen(
             serve_command(*options),
@@ -89,6 +89,7 @@ class ChatServer:
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             env=env,
+            preexec_fn=preexec_fn,  # e.g. a lower open-file limit for the EMFILE test
         )
         self.stdout = OutputPipe(self.process.stdout)
         self.stderr = OutputPipe(self.process.stderr)
@@ -97,8 +98,8 @@ class ChatServer:
         self.admin_path: str = ""
 
     @classmethod
-    def start(cls, *options: str, env: dict[str, str] | None = None) -> ChatServer:
-        server = cls(list(options), env)
+    def start(cls, *options: str, env: dict[str, str] | None = None, preexec_fn=None) -> ChatServer:  # noqa: ANN001
+        server = cls(list(options), env, preexec_fn)
         try:
             server._read_banner()
         except BaseException:

@@ -1,0 +1,87 @@
+"""Server behaviour no client can see through the protocol: descriptors running out, keepalive.
+
+Both are checked from the outside, on a real server process: the EMFILE test lowers the
+server's open-file limit and floods it; the keepalive test reads the kernel's own view of
+the server's socket in /proc/net/tcp.
+"""
+
+from __future__ import annotations
+
+import resource
+import socket
+import time
+
+import pytest
+from chatserver import ChatServer
+from chatwire import Kind, WireClient
+
+FD_LIMIT = 48  # the server needs about a dozen for itself; the rest is for clients
+
+
+def lower_fd_limit() -> None:
+    resource.setrlimit(resource.RLIMIT_NOFILE, (FD_LIMIT, FD_LIMIT))
+
+
+def cpu_seconds(pid: int) -> float:
+    fields = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
+    utime, stime = int(fields[11]), int(fields[12])  # fields 14 and 15 of stat(5)
+    return (utime + stime) / 100
+
+
+def is_closed_by_server(sock: socket.socket, timeout: float) -> bool:
+    sock.settimeout(timeout)
+    try:
+        return sock.recv(1) == b""
+    except ConnectionResetError:
+        return True
+    except TimeoutError:
+        return False
+
+
+@pytest.mark.timeout(90)
+def test_running_out_of_descriptors_neither_spins_nor_crashes() -> None:
+    with ChatServer.start("--port", "0", "--join-timeout", "30", preexec_fn=lower_fd_limit) as server:
+        member = server.connect("member")
+        member.join("steady")
+        flood = [socket.create_connection(server.address, timeout=10) for _ in range(FD_LIMIT + 20)]
+        try:
+            # Past the limit, each extra connection is accepted with the spare descriptor
+            # and closed at once; so some of the flood must see the server close on them.
+            refused = [sock for sock in flood[-20:] if is_closed_by_server(sock, timeout=10)]
+            assert refused, "no connection was refused although the server ran out of descriptors"
+            before = cpu_seconds(server.process.pid)
+            started = time.monotonic()
+            member.send_frame(Kind.PING, b"still there?")
+            member.expect(Kind.PONG, b"still there?")
+            time.sleep(0.5)  # not for ordering: a spinning loop is only visible as CPU used over a window
+            used = cpu_seconds(server.process.pid) - before
+            assert used < 0.5 * (time.monotonic() - started), f"the server used {used:.2f} s of CPU while idle: spinning"
+        finally:
+            for sock in flood:
+                sock.close()
+        late = server.connect("late")  # descriptors came back: new members get in again
+        late.join("late")
+        member.expect(Kind.JOINED, "late")
+        assert server.process.poll() is None, server.diagnostics()
+
+
+def tcp_table_row(local_port: int, remote_port: int) -> list[str] | None:
+    for line in open("/proc/net/tcp").read().splitlines()[1:]:
+        fields = line.split()
+        local, remote = fields[1], fields[2]
+        if int(local.split(":")[1], 16) == local_port and int(remote.split(":")[1], 16) == remote_port:
+            return fields
+    return None
+
+
+@pytest.mark.timeout(60)
+def test_chat_connections_have_tcp_keepalive_armed() -> None:
+    with ChatServer.start("--port", "0") as server:
+        member: WireClient = server.connect("member")
+        member.join("kept-alive")
+        client_port = member.sock.getsockname()[1]
+        row = tcp_table_row(server.port, client_port)  # the server's end of this connection
+        assert row is not None, "the server's socket is not in /proc/net/tcp"
+        timer, when = row[5].split(":")  # "tr:tm->when": timer kind, then jiffies (USER_HZ=100) left
+        assert timer == "02", f"no keepalive timer on the server's socket (timer kind {timer})"
+        assert 50 * 100 <= int(when, 16) <= 60 * 100, f"keepalive fires in {int(when, 16) / 100} s, not about 60 s"
