@@ -25,7 +25,7 @@ import typer
 
 from lessons import procfs
 from lessons.common import RunFailure, UserError, wait_for
-from lessons.fork import NOBODY, Children, drop_privileges, signals_exit_cleanly
+from lessons.fork import NOBODY, Children, check_nothing_left, drop_privileges, signals_exit_cleanly
 from lessons.narrate import Narrator
 
 SHORT_NAMES = {"R": "running", "S": "sleeping", "D": "disk sleep", "T": "stopped",
@@ -341,13 +341,6 @@ def check_linux() -> None:
     if not procfs.PROC.is_dir() or not hasattr(os, "sched_setaffinity"):
         raise UserError("process-states reads /proc, which only Linux has; on macOS try "
                         "`ps -o pid,ppid,stat,nice,comm` instead.")
-
-
-def check_nothing_left(say: Narrator) -> None:
-    left = procfs.children(os.getpid())
-    if left:
-        raise RunFailure(f"the lesson left child processes behind: {left}.")
-    say("summary", "no child left: every child was killed and reaped, no orphan, no zombie")
 
 
 def main(

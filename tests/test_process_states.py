@@ -85,7 +85,7 @@ def test_quick_run_shows_every_state_reaps_them_and_shares_the_cpu_by_nice() -> 
     shares = {int(nice): float(share) for nice, share in re.findall(r"nice +(\d+): [\d.]+ s of CPU = ([\d.]+)%", out)}
     assert set(shares) == {0, 10}
     assert shares[0] > 65.0, out  # CFS weights 1024 vs 110 predict 90.3%
-    assert "no child left" in out
+    assert "no child process left" in out
     assert_nothing_left(process.pid, before)
 
 
@@ -103,7 +103,7 @@ def test_interrupted_run_kills_and_reaps_all_its_children(signal_number: int) ->
     assert process.returncode == 128 + signal_number
     assert "Traceback" not in out + err
     assert "2. Continue, kill, reap" not in seen + out  # interrupted before the lesson reaped them
-    assert "interrupted" in out and "no child left" in out
+    assert "interrupted" in out and "no child process left" in out
     pids = {int(pid) for pid in re.findall(r"\(pid (\d+)\)", seen)}
     assert len(pids) == 4
     assert [pid for pid in pids if procfs.state(pid) is not None] == []
