@@ -79,14 +79,17 @@ def serve(options: ServeOptions) -> None:
     check_limits(options.limits)
     server_class, backend_class = pick_engine(options.engine)
     listeners, where = open_listeners(options)
-    print(f"listening on {where}", flush=True)
-    print(f"admin socket {listeners.admin_path}", flush=True)
     interactive = sys.stdout.isatty()
     log = rich_log() if interactive else plain_log()
     trace = (lambda text: log("trace", text)) if options.trace else None
     console = sys.stdin.fileno() if sys.stdin.isatty() else None
-    if console is not None:
-        log("admin", "type a line here to announce it to everyone; Ctrl-C stops the server")
     server = server_class(listeners, backend_class(trace), options.limits, log, console)
-    server.serve_forever()
+
+    def announce_ready() -> None:
+        print(f"listening on {where}", flush=True)
+        print(f"admin socket {listeners.admin_path}", flush=True)
+        if console is not None:
+            log("admin", "type a line here to announce it to everyone; Ctrl-C stops the server")
+
+    server.serve_forever(on_ready=announce_ready)
     log("stop", "stopped")

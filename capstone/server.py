@@ -84,7 +84,9 @@ class ChatServer:
 
     # ----- start and stop -------------------------------------------------------------
 
-    def serve_forever(self) -> None:
+    def serve_forever(self, on_ready: Callable[[], None] = lambda: None) -> None:
+        """Run until SIGINT/SIGTERM. `on_ready` runs once the signals are ours, so whoever
+        sees what it prints (the 'listening on' line) may stop the server cleanly at once."""
         self._install_signals()
         self._spare_fd = os.open(os.devnull, os.O_RDONLY)
         for listener in (self.listeners.chat, self.listeners.admin):
@@ -95,6 +97,7 @@ class ChatServer:
         if self.console is not None:
             self.backend.register(self.console)
         try:
+            on_ready()
             self._loop()
         finally:
             self._close_everything()
@@ -124,6 +127,7 @@ class ChatServer:
         for path in (self.listeners.chat_path, self.listeners.admin_path):
             if path:
                 remove_socket_file(path)
+        self.listeners.chat_path = self.listeners.admin_path = None  # removed once, never a successor's
 
     def _close_everything(self) -> None:
         for peer in list(self.peers.values()):

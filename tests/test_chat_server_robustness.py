@@ -7,7 +7,9 @@ the server's socket in /proc/net/tcp.
 
 from __future__ import annotations
 
+import os
 import resource
+import signal
 import socket
 import time
 
@@ -85,3 +87,17 @@ def test_chat_connections_have_tcp_keepalive_armed() -> None:
         timer, when = row[5].split(":")  # "tr:tm->when": timer kind, then jiffies (USER_HZ=100) left
         assert timer == "02", f"no keepalive timer on the server's socket (timer kind {timer})"
         assert 50 * 100 <= int(when, 16) <= 60 * 100, f"keepalive fires in {int(when, 16) / 100} s, not about 60 s"
+
+
+@pytest.mark.timeout(90)
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
+def test_a_stop_right_after_the_banner_is_still_clean(signum: int) -> None:
+    """The banner is printed only once the signal handlers are in place."""
+    for _ in range(3):
+        server = ChatServer.start("--port", "0")
+        try:
+            server.signal(signum)
+            assert server.wait_exit(10) == 0, server.diagnostics()
+            assert not os.path.exists(server.admin_path), "the admin socket file was left behind"
+        finally:
+            server.stop()
