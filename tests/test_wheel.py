@@ -26,6 +26,7 @@ def test_show_works_from_a_built_wheel(tmp_path: Path) -> None:
         names = set(archive.namelist())
         assert "lessons/_docs/lessons/poll-server.md" in names
         assert "capstone/room.py" in names
+        assert "lessons/exercises/poll_echo/hints.md" in names  # exercise data files ship too
         archive.extractall(tmp_path / "site")
     # Run from an empty directory with only the unpacked wheel on the path: no checkout to fall back on.
     env = dict(os.environ, PYTHONPATH=str(tmp_path / "site"))
