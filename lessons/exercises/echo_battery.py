@@ -11,18 +11,20 @@ from __future__ import annotations
 import socket
 import threading
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field
+from typing import Callable, Iterator
 
 import pytest
 
 from lessons.exercises import peers
-from lessons.exercises.harness import LearnerThread, is_todo, short
+from lessons.exercises.harness import LearnerThread, is_todo, listener_on_loopback, short
 
 STOP_SECONDS = 5.0  # a server must return this soon after `stop` is set
 CROWD = 100
 
 __all__ = [
-    "EchoServer", "expect_echo", "test_echoes_what_one_client_sends",
+    "EchoServer", "expect_echo", "serving_on_loopback", "test_echoes_what_one_client_sends",
     "test_serves_a_second_client_while_the_first_is_silent", "test_keeps_serving_after_a_client_leaves",
     "test_survives_a_client_that_resets_mid_message", "test_answers_a_half_closed_client_then_closes",
     "test_bytes_sent_one_at_a_time_come_back_in_order", "test_a_large_merged_send_comes_back_whole",
@@ -38,6 +40,7 @@ class EchoServer:
     thread: LearnerThread
     stop: threading.Event
     clients: list[socket.socket] = field(default_factory=list)
+    listener: socket.socket | None = None  # for checks that look at how it is registered
 
     def connect(self) -> socket.socket:
         sock = peers.connect(self.address)
@@ -70,6 +73,20 @@ class EchoServer:
         self.thread.join(STOP_SECONDS)
         peers.close_all(self.clients)
         self.fail_if_crashed()
+
+
+@contextmanager
+def serving_on_loopback(serve: Callable) -> Iterator[EchoServer]:
+    """The learner's serve(listener, stop) in a thread, on a free loopback port (port 0)."""
+    listener = listener_on_loopback()
+    stop = threading.Event()
+    running = EchoServer(listener.getsockname(), LearnerThread(serve, listener, stop), stop, listener=listener)
+    running.thread.start()
+    try:
+        yield running
+        running.shut_down()
+    finally:
+        listener.close()
 
 
 def expect_echo(server: EchoServer, sock: socket.socket, data: bytes, situation: str = "") -> None:

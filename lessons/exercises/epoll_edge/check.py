@@ -10,7 +10,6 @@ from __future__ import annotations
 import os
 import select
 import socket
-import threading
 import time
 from types import ModuleType
 from typing import Iterator
@@ -19,24 +18,16 @@ import pytest
 
 from lessons.exercises import peers
 from lessons.exercises.echo_battery import *  # noqa: F401,F403 - the shared echo-server checks
-from lessons.exercises.echo_battery import EchoServer, expect_echo
-from lessons.exercises.harness import LearnerThread, describe_exception, listener_on_loopback
+from lessons.exercises.echo_battery import EchoServer, expect_echo, serving_on_loopback
+from lessons.exercises.harness import describe_exception
 
 BURST = 100_000  # bytes waiting at once: far more than one recv(65536)
 
 
 @pytest.fixture
 def server(learner: ModuleType) -> Iterator[EchoServer]:
-    listener = listener_on_loopback()
-    stop = threading.Event()
-    running = EchoServer(listener.getsockname(), LearnerThread(learner.serve, listener, stop), stop)
-    running.listener = listener  # type: ignore[attr-defined]
-    running.thread.start()
-    try:
+    with serving_on_loopback(learner.serve) as running:
         yield running
-        running.shut_down()
-    finally:
-        listener.close()
 
 
 @pytest.fixture
@@ -140,7 +131,7 @@ def test_clients_are_registered_edge_triggered(server: EchoServer) -> None:
     client = server.connect()
     client.sendall(b"edge")
     expect_echo(server, client, b"edge")
-    listener_fd = server.listener.fileno()  # type: ignore[attr-defined]
+    listener_fd = server.listener.fileno()
     ours = [entries for entries in epoll_registrations().values() if listener_fd in entries]
     assert ours, "no epoll instance of your server has the listener registered: use select.epoll()."
     clients = {fd: mask for entries in ours for fd, mask in entries.items() if fd != listener_fd}

@@ -7,25 +7,16 @@ see lessons/exercises/echo_battery.py.
 
 from __future__ import annotations
 
-import threading
 from types import ModuleType
 from typing import Iterator
 
 import pytest
 
 from lessons.exercises.echo_battery import *  # noqa: F401,F403 - the shared echo-server checks
-from lessons.exercises.echo_battery import EchoServer
-from lessons.exercises.harness import LearnerThread, listener_on_loopback
+from lessons.exercises.echo_battery import EchoServer, serving_on_loopback
 
 
 @pytest.fixture
 def server(learner: ModuleType) -> Iterator[EchoServer]:
-    listener = listener_on_loopback()
-    stop = threading.Event()
-    running = EchoServer(listener.getsockname(), LearnerThread(learner.serve, listener, stop), stop)
-    running.thread.start()
-    try:
+    with serving_on_loopback(learner.serve) as running:
         yield running
-        running.shut_down()
-    finally:
-        listener.close()
