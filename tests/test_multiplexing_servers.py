@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Callable, TextIO
 
 import pytest
+from lessonrun import child_env, lesson_command
 
 try:
     import resource
@@ -54,14 +55,6 @@ VARIANTS = [
 SERVER_IDS = ["poll-server", "epoll-server", "select-server", "selectors-server"]
 
 
-def lesson_command(*args: str) -> list[str]:
-    return [sys.executable, "-m", "lessons", "run", *args]
-
-
-def child_env() -> dict[str, str]:
-    env = {key: value for key, value in os.environ.items() if key not in ("FORCE_COLOR", "CLICOLOR_FORCE")}
-    env.update(PYTHONUNBUFFERED="1", NO_COLOR="1", TERM="dumb")
-    return env
 
 
 class RunningServer:

@@ -6,7 +6,6 @@ here) for the receivers' logic, and as `python -m lessons` processes for the CLI
 
 from __future__ import annotations
 
-import os
 import re
 import signal
 import socket
@@ -16,6 +15,7 @@ import threading
 import time
 
 import pytest
+from lessonrun import child_env
 
 from lessons.common import open_listener
 from lessons.framing import LENGTH_HEADER, encode_frame
@@ -119,11 +119,6 @@ def test_the_length_receiver_refuses_bad_frames(listener, data, complaint):
 
 
 # ---------------------------------------------------------------- the CLI, as processes
-
-def child_env() -> dict[str, str]:
-    env = {key: value for key, value in os.environ.items() if key not in ("FORCE_COLOR", "CLICOLOR_FORCE")}
-    env.update(NO_COLOR="1", TERM="dumb")
-    return env
 
 
 class Running:

@@ -2,28 +2,19 @@
 
 from __future__ import annotations
 
-import os
 import re
 import signal
 import socket
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+from lessonrun import child_env, lesson_command
 
 REPO = Path(__file__).resolve().parent.parent
 DEADLINE = 20.0
 
 
-def lesson_command(*args: str) -> list[str]:
-    return [sys.executable, "-m", "lessons", "run", *args]
-
-
-def child_env() -> dict[str, str]:
-    env = {key: value for key, value in os.environ.items() if key not in ("FORCE_COLOR", "CLICOLOR_FORCE")}
-    env.update(PYTHONUNBUFFERED="1", NO_COLOR="1", TERM="dumb")
-    return env
 
 
 def run_client(*args: str, stdin: str = "") -> subprocess.CompletedProcess:
