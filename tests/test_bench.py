@@ -184,3 +184,120 @@ def test_order_checker_when_everyone_sends() -> None:
 def test_latency_summary_in_milliseconds() -> None:
     summary = latency_summary(array("q", [1_000_000 * value for value in range(1, 101)]))
     assert summary == {"p50": 51.0, "p99": 100.0, "max": 100.0}
+
+
+# -- learn bench hostile -------------------------------------------------------------------
+TINY_HOSTILE = ["--stuck", "20", "--who", "200", "--duration", "1.5"]
+HOSTILE_ROWS = (
+    "healthy PING round trip, p50", "healthy PING round trip, p99", "healthy PING round trip, max",
+    "server peak memory (RSS)", "stuck readers dropped by the server", "WHO frames written / flooder dropped",
+    "talkers dropped", "healthy member still connected", "server alive at the end",
+    "server answers a new connection's PING",
+)
+
+
+@pytest.mark.timeout(60)
+def test_tiny_hostile_run_prints_the_table_with_the_targets() -> None:
+    result = learn("bench", "hostile", *TINY_HOSTILE, "--max-queue", str(1 << 20))
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    for label in HOSTILE_ROWS:
+        assert any(label in line for line in lines), label
+    p99 = next(line for line in lines if "round trip, p99" in line)
+    memory = next(line for line in lines if "peak memory" in line)
+    assert "< 100 ms" in p99 and ("met" in p99 or "missed" in p99)
+    assert "< 256 MiB" in memory and ("met" in memory or "missed" in memory)
+    alive = next(line for line in lines if "server alive at the end" in line)
+    assert "yes" in alive
+    assert "this run is smaller" in result.stdout  # the targets are for the issue's scale
+
+
+@pytest.mark.timeout(60)
+def test_tiny_hostile_run_json_says_the_server_survived() -> None:
+    report = json_of(learn("bench", "hostile", *TINY_HOSTILE, "--talkers", "2", "--json"))
+    assert report["benchmark"] == "hostile" and report["target"] == "epoll"
+    assert report["stuck_joined"] == 20 and report["who_written"] == 200
+    assert report["server_options"] == []  # nothing passed that was not asked for
+    assert report["server_alive"] and report["server_answering"] and not report["healthy_dropped"]
+    assert report["server_exit_code"] is None
+    assert report["pongs"] > 0 and report["pings_sent"] >= report["pongs"]
+    assert set(report["ping_ms"]) == {"p50", "p99", "max"}
+    assert report["peak_rss_kib"] > 0
+    assert report["targets"] == {"peak_rss_mib": 256, "ping_p99_ms": 100.0}
+    assert set(report["met"]) == {"peak_rss", "ping_p99"}
+    assert {"cores", "cpu", "kernel", "python"} <= set(report["machine"])
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("args, words", [
+    (["hostile", "--engine", "asyncio"], "our engines"),
+    (["hostile", "--engine", "fork", "--stuck", "5000"], "process per member"),
+    (["hostile", "--stuck", "-1"], "--stuck"),
+])
+def test_hostile_bad_options_get_one_sentence(args: list[str], words: str) -> None:
+    result = learn("bench", *args)
+    assert result.returncode == 2
+    assert words in result.stderr and "Traceback" not in result.stderr
+
+
+@pytest.mark.timeout(60)
+def test_hostile_says_when_the_descriptor_limit_is_too_low() -> None:
+    """A hard open-file limit of 300 cannot hold 1,000 stuck readers: one sentence, exit 2, no server."""
+    code = (
+        "import resource, sys\n"
+        "resource.setrlimit(resource.RLIMIT_NOFILE, (100, 300))\n"
+        "sys.argv = ['learn', 'bench', 'hostile', '--stuck', '1000']\n"
+        "from lessons.cli import main\n"
+        "main()\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=50)
+    assert result.returncode == 2, result.stderr
+    assert "hard open-file limit is 300" in result.stderr and "--stuck" in result.stderr
+
+
+def test_hostile_passes_server_limits_only_when_given() -> None:
+    from capstone.bench.hostile import HostileLoad
+
+    assert HostileLoad().server_options() == ()
+    assert HostileLoad(max_queue=65536).server_options() == ("--max-queue", "65536")
+    assert HostileLoad(max_buffered=1 << 26).server_options() == ("--max-buffered", str(1 << 26))
+
+
+def test_stuck_readers_names_are_32_distinct_valid_emoji() -> None:
+    from capstone.bench.hostile import emoji_names
+    from capstone.names import name_key, normalize, why_invalid
+
+    names = emoji_names(1000)
+    assert len({name_key(normalize(name.decode())) for name in names}) == 1000
+    for name in names:
+        text = name.decode()
+        assert len(text) == 32 and len(name) == 128  # four UTF-8 bytes per emoji
+        assert normalize(text) == text and why_invalid(text) is None
+    assert sum(len(name) + 1 for name in names) > 100_000  # one MEMBERS reply: over 100 KB
+
+
+def test_healthy_member_counts_pongs_leaves_and_refusals() -> None:
+    """The healthy member's bookkeeping on made-up frames: PONGs by their stamp, a refused
+    PING settles the oldest one owed, LEFT names are collected."""
+    import socket as socket_module
+
+    from capstone.bench.hostile import PING_STAMP, Healthy
+    from capstone.codec import ErrorCode, Kind, encode, encode_error
+
+    left, right = socket_module.socketpair()
+    try:
+        healthy = Healthy(left)
+        first, second, third = (healthy.ping_frame() for _ in range(3))
+        pong = encode(Kind.PONG, second[5:])  # the second PING answered first
+        stream = (pong + encode_error(ErrorCode.RATE_LIMITED, "slow down")
+                  + encode(Kind.JOINED, b"ann") + encode(Kind.LEFT, b"ann") + encode(Kind.MESSAGE, b"\x03annhi"))
+        healthy.on_data(stream[:7])  # frames split anywhere
+        healthy.on_data(stream[7:])
+        assert len(healthy.round_trips) == 1 and healthy.refused == 1
+        assert list(healthy.owed) == [2]  # PING 0 refused, PING 1 answered, PING 2 still owed
+        assert healthy.joined == {b"ann"} and healthy.left == {b"ann"}
+        assert PING_STAMP.unpack(third[5:])[0] == 2
+        assert len(healthy.waits_ns(healthy.owed[2] + 7_000_000)) == 2
+    finally:
+        left.close()
+        right.close()

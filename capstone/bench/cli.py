@@ -1,4 +1,4 @@
-"""`learn bench multiplexers|chat|scale`: measurements a learner can rerun on their machine.
+"""`learn bench multiplexers|chat|scale|hostile`: measurements a learner can rerun on their machine.
 
 Only typer is imported here; the measuring and the rich rendering load when a command runs.
 Every command prints a table (and a chart where it helps), or with --json exactly one
@@ -108,6 +108,55 @@ def scale(
     with Console(stderr=True).status(f"joining {members} members to {targets[0]}..."):
         report = run_scale(targets[0], members, repeat, workers, timeout)
     show_scale(report)
+
+
+@app.command()
+def hostile(
+    stuck: Annotated[int, typer.Option(help="Members who join and never read (32-emoji names).", min=0)] = 1000,
+    who: Annotated[int, typer.Option(help="WHO frames one member sends at once, never reading.", min=0)] = 13_000,
+    talkers: Annotated[int, typer.Option(help="Members who each SAY 4 KB 20 times a second.", min=0)] = 1,
+    duration: Annotated[float, typer.Option(help="Seconds the hostile clients are at work.", min=0.5)] = 20.0,
+    engine: Annotated[str, typer.Option(help="Our engine: epoll, poll, select, selectors or fork.")] = "epoll",
+    ping_interval: Annotated[float, typer.Option(
+        help="Milliseconds between the healthy member's PINGs.", min=1)] = 20.0,
+    max_queue: Annotated[Optional[int], typer.Option(
+        help="Passed to the server when given (bytes queued for one reader).", show_default=False)] = None,
+    max_buffered: Annotated[Optional[int], typer.Option(
+        help="Passed to the server when given (bytes queued for all readers).", show_default=False)] = None,
+    server_memory: Annotated[int, typer.Option(
+        help="The server's address-space limit in MiB (RLIMIT_AS), so a bloating server fails "
+             "instead of the machine; 0 = none.", min=0)] = 2048,
+    timeout: Annotated[float, typer.Option(help="Seconds everyone may take to join.", min=1)] = 60.0,
+    json: Annotated[bool, typer.Option("--json", help="Print one JSON document instead of the table.")] = False,
+) -> None:
+    """Stuck readers, a WHO flood and talkers against one server: a healthy member's PING, peak memory, who survived."""
+    from capstone.bench.hostile import HostileLoad, run_hostile
+    from capstone.bench.servers import ENGINES
+    from lessons.common import UserError
+    from lessons.i18n import _
+
+    if engine not in ENGINES:
+        raise UserError(_("hostile measures our engines; choose one of {engines}.").format(engine=engine, engines=", ".join(ENGINES)))
+    if engine == "fork" and stuck > MAX_FORK_MEMBERS:
+        raise UserError(_("the fork engine runs a process per member (about 1.5 MiB each); "
+                          "use at most {limit} --stuck with it.").format(limit=MAX_FORK_MEMBERS))
+    load = HostileLoad(stuck=stuck, who=who, talkers=talkers, duration=duration, engine=engine,
+                       ping_interval_ms=ping_interval, max_queue=max_queue, max_buffered=max_buffered,
+                       server_memory_mib=server_memory, timeout=timeout)
+    try:
+        if json:
+            report = run_hostile(load)
+        else:
+            from rich.console import Console
+
+            with Console(stderr=True).status("") as status:
+                report = run_hostile(load, on_phase=lambda text: status.update(text + "..."))
+    except KeyboardInterrupt:
+        stopped_by_ctrl_c(_("stopped the hostile benchmark before it finished; its server is stopped."))
+    if json:
+        print_json({**report.as_json(), "machine": _machine()})
+        return
+    show_hostile(report)
 
 
 # -- output ------------------------------------------------------------------------------
@@ -285,3 +334,69 @@ def show_scale(report) -> None:  # noqa: ANN001 - scale.ScaleReport
     console.print(table)
     for note in report.notes:
         console.print(f"[dim]note:[/] {note}")
+
+
+def stopped_by_ctrl_c(line: str) -> None:
+    """One calm line on a fresh line (not glued to the echoed ^C), then exit 130."""
+    import sys
+
+    sys.stderr.write(("\n" if sys.stderr.isatty() else "") + line + "\n")
+    raise typer.Exit(130)
+
+
+def show_hostile(report) -> None:  # noqa: ANN001 - hostile.HostileReport
+    from rich.markup import escape
+    from rich.table import Table
+
+    from lessons.i18n import _
+
+    console = wide_console()
+    title = _("{stuck:,} stuck readers, {who:,} WHO frames, {talkers} talkers, {seconds:g} s on {engine}").format(
+        stuck=report.stuck, who=report.who, talkers=report.talkers, seconds=report.duration, engine=report.target)
+    table = Table(title=title, title_justify="left")
+    for column in (_("measure"), _("value"), _("target"), _("verdict")):
+        table.add_column(column, justify="left" if column == _("measure") else "right")
+    for row in hostile_rows(report):
+        table.add_row(*row)
+    console.print(table)
+    for note in report.notes:
+        console.print(f"[dim]{escape(_('note:'))}[/] {escape(note)}")
+
+
+def hostile_rows(report) -> list[tuple[str, str, str, str]]:  # noqa: ANN001
+    """measure, value, target, verdict: the targets of the hardening issue beside what was measured."""
+    from lessons.i18n import _
+
+    def verdict(met: bool) -> str:
+        return f"[green]{_('met')}[/]" if met else f"[bold red]{_('missed')}[/]"
+
+    def yes_no(value: bool, good: bool) -> str:
+        word = _("yes") if value else _("no")
+        return f"[green]{word}[/]" if value == good else f"[bold red]{word}[/]"
+
+    ping, mib = report.ping_ms, report.peak_rss_kib / 1024
+    if report.server_alive:
+        alive = yes_no(True, True)
+    else:
+        from rich.markup import escape
+
+        alive = f"[bold red]{escape(_('no: exit code {code}, {error}').format(code=report.server_exit_code, error=report.server_last_error or '-'))}[/]"
+    return [
+        (_("time for the stuck readers to join"), f"{report.join_seconds:.1f} s", "", ""),
+        (_("stuck readers let in"), f"{report.stuck_joined:,} / {report.stuck:,}", "", ""),
+        (_("healthy PING round trip, p50"), f"{ping['p50']:.1f} ms", "", ""),
+        (_("healthy PING round trip, p99"), f"{ping['p99']:.1f} ms", f"< {report.targets['ping_p99_ms']:g} ms",
+         verdict(report.ping_met)),
+        (_("healthy PING round trip, max"), f"{ping['max']:.1f} ms", "", ""),
+        (_("PINGs sent / answered / refused / unanswered"),
+         f"{report.pings_sent:,} / {report.pongs:,} / {report.pings_refused:,} / {report.pings_unanswered:,}", "", ""),
+        (_("server peak memory (RSS)"), f"{mib:.1f} MiB", f"< {report.targets['peak_rss_mib']:g} MiB",
+         verdict(report.peak_rss_met)),
+        (_("stuck readers dropped by the server"), f"{report.stuck_dropped:,} / {report.stuck_joined:,}", "", ""),
+        (_("WHO frames written / flooder dropped"), f"{report.who_written:,} / "
+         + (_("yes") if report.flooder_dropped else _("no")), "", ""),
+        (_("talkers dropped"), f"{report.talkers_dropped} / {report.talkers}", "", ""),
+        (_("healthy member still connected"), yes_no(not report.healthy_dropped, True), "", ""),
+        (_("server alive at the end"), alive, "", ""),
+        (_("server answers a new connection's PING"), yes_no(report.server_answering, True), "", ""),
+    ]

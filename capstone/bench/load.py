@@ -97,11 +97,22 @@ def message_text(sender: int, seq: int, size: int) -> bytes:
     return head + b"x" * (size - len(head))
 
 
-def connect_and_join(address: tuple[str, int], name: bytes) -> socket.socket:
-    """A non-blocking member connection whose JOIN is already sent (WELCOME comes later)."""
-    sock = socket.create_connection(address)
-    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-    sock.sendall(encode(Kind.JOIN, name))
+def connect_and_join(address: tuple[str, int], name: bytes, rcvbuf: int = 0) -> socket.socket:
+    """A non-blocking member connection whose JOIN is already sent (WELCOME comes later).
+
+    `rcvbuf` (bytes, 0 = the default) shrinks its receive buffer before it connects, when
+    the TCP window is chosen: a member that never reads then fills the server's queue fast.
+    """
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    try:
+        if rcvbuf:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
+        sock.connect(address)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        sock.sendall(encode(Kind.JOIN, name))
+    except OSError:
+        sock.close()
+        raise
     sock.setblocking(False)
     return sock
 

@@ -29,7 +29,7 @@ from capstone.bench.load import (
     JOIN_WINDOW, RECV_SIZE, Workers, connect_and_join, cpu_seconds, latency_summary, tell_parent_failed,
 )
 from capstone.codec import HEADER, Kind, encode
-from lessons.common import RunFailure, UserError
+from lessons.common import RunFailure
 
 SPEAKER = b"speaker"
 MESSAGE, WELCOME = int(Kind.MESSAGE), int(Kind.WELCOME)
@@ -83,17 +83,6 @@ def send_floor_ms(count: int, repeat: int = 5) -> float:
     finally:
         for sock in [listener, *senders, *receivers]:
             sock.close()
-
-
-def raise_fd_limit(needed: int) -> int:
-    """Raise the soft open-file limit to the hard one; the server inherits it from us."""
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if soft < hard:
-        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
-    if hard != resource.RLIM_INFINITY and hard < needed:
-        raise UserError(f"{needed} descriptors are needed but the hard open-file limit is {hard}; "
-                        f"use fewer --members or raise the limit (ulimit -Hn).")
-    return hard
 
 
 class ScaleWorker:
@@ -237,9 +226,9 @@ def median(values: list[float]) -> float:
 
 def run_scale(target: str, members: int = 5000, repeat: int = 20, workers: int = 2,
               timeout: float = 120.0) -> ScaleReport:
-    from capstone.bench.servers import children_of, pss_kib, start_server, status_kib
+    from capstone.bench.servers import raise_fd_limit, start_server, tree_kib
 
-    fd_limit = raise_fd_limit(members + 200)
+    fd_limit = raise_fd_limit(members + 200, "--members")
     notes: list[str] = []
     floor = None
     if fd_limit == resource.RLIM_INFINITY or 2 * members + 50 < fd_limit:
@@ -250,12 +239,9 @@ def run_scale(target: str, members: int = 5000, repeat: int = 20, workers: int =
     if target == "fork":
         notes.append("the fork engine runs one process per member: its memory is the sum of their PSS.")
 
-    def server_kib() -> int:
-        return status_kib(server.pid, "VmRSS") + sum(pss_kib(child) for child in children_of(server.pid))
-
     try:
         address = (server.host, server.port)
-        before = server_kib()
+        before = tree_kib(server.pid)
         started = time.monotonic()
         pool = Workers(members, workers, partial(scale_worker, address=address))
         try:
@@ -263,7 +249,7 @@ def run_scale(target: str, members: int = 5000, repeat: int = 20, workers: int =
             speaker = speaker_joins(address, started + timeout)
             join_seconds = time.monotonic() - started
             rounds = time_broadcasts(speaker, pool, server.pid, repeat, timeout)
-            after = server_kib()  # every member joined, the JOINED flood long delivered
+            after = tree_kib(server.pid)  # every member joined, the JOINED flood long delivered
             speaker.close()
         except TimeoutError:
             raise RunFailure(f"the {members} members did not all join {target} within {timeout:g} s.") from None

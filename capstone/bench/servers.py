@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import queue
+import resource
 import shutil
 import signal
 import subprocess
@@ -26,6 +27,8 @@ PEERS = ("asyncio", "uvloop")
 TARGETS = PEERS + ENGINES
 DEFAULT_TARGET = "epoll"
 BIG_QUEUE = 256 * 1024 * 1024  # --max-queue for benchmark runs: never the thing measured
+# What `learn bench chat` and `scale` run our engines with: no limit is the thing measured.
+UNLIMITED = ("--rate-limit", "0", "--max-queue", str(BIG_QUEUE))
 START_TIMEOUT = 30.0
 
 
@@ -48,16 +51,30 @@ def uvloop_missing() -> bool:
     return False
 
 
-def server_command(target: str, workdir: str) -> list[str]:
-    """The argv that starts `target` on an ephemeral loopback port, rate limit off."""
+def server_command(target: str, workdir: str, options: tuple[str, ...] = UNLIMITED) -> list[str]:
+    """The argv that starts `target` on an ephemeral loopback port, with `options` for our engines."""
     if target in PEERS:
         argv = [sys.executable, "-m", "capstone.bench.peers.asyncio_chat", "--port", "0"]
         return argv + (["--uvloop"] if target == "uvloop" else [])
     return [
         sys.executable, "-m", "lessons", "chat", "serve", "--host", "127.0.0.1", "--port", "0",
-        "--engine", target, "--rate-limit", "0", "--max-queue", str(BIG_QUEUE),
-        "--admin-socket", os.path.join(workdir, "admin.sock"),
+        "--engine", target, *options, "--admin-socket", os.path.join(workdir, "admin.sock"),
     ]
+
+
+def raise_fd_limit(needed: int, fewer: str) -> int:
+    """Raise our soft open-file limit to the hard one (a server we start inherits it).
+
+    Returns the hard limit; a UserError says what to do when even that is below `needed`
+    (`fewer` names the option to lower, e.g. "--members").
+    """
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < hard:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    if hard != resource.RLIM_INFINITY and hard < needed:
+        raise UserError(f"{needed} descriptors are needed but the hard open-file limit is {hard}; "
+                        f"use fewer {fewer} or raise the limit (ulimit -Hn).")
+    return hard
 
 
 @dataclass
@@ -110,16 +127,22 @@ def drain_output(server: RunningServer, first_line: queue.Queue) -> None:
     first_line.put("")  # EOF before (or after) the first line
 
 
-def start_server(target: str) -> RunningServer:
-    """Start `target` and wait (with a deadline) for its "listening on HOST:PORT" line."""
+def start_server(target: str, options: tuple[str, ...] = UNLIMITED, memory_limit: int = 0) -> RunningServer:
+    """Start `target` and wait (with a deadline) for its "listening on HOST:PORT" line.
+
+    `memory_limit` (bytes, 0 = none) caps the server's address space (RLIMIT_AS), so a
+    server that bloats fails with MemoryError instead of taking the machine with it.
+    """
     if target == "uvloop" and uvloop_missing():
         raise UserError("uvloop is not installed: pip install 'learn-netprog[fast]'.")
     workdir = tempfile.mkdtemp(prefix="learn-bench-")
     with open(os.path.join(workdir, "stderr.txt"), "wb") as errors:
         process = subprocess.Popen(
-            server_command(target, workdir), stdin=subprocess.DEVNULL,
+            server_command(target, workdir, options), stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE, stderr=errors,
         )
+    if memory_limit:  # set from outside before it has done much: no preexec_fn in a threaded parent
+        resource.prlimit(process.pid, resource.RLIMIT_AS, (memory_limit, memory_limit))
     server = RunningServer(target, process, workdir)
     first_line: queue.Queue = queue.Queue()
     threading.Thread(target=drain_output, args=(server, first_line), daemon=True).start()
@@ -160,6 +183,14 @@ def children_of(pid: int) -> list[int]:
 def status_kib(pid: int, key: str) -> int:
     """A `kB` field of /proc/<pid>/status (VmRSS, VmHWM), 0 if the process is gone."""
     return _kib_field(f"/proc/{pid}/status", key)
+
+
+def tree_kib(pid: int) -> int:
+    """The server's memory now: its own RSS plus its children's PSS (the fork engine's relays).
+
+    The children's RSS would count the pages they share with their parent once per child.
+    """
+    return status_kib(pid, "VmRSS") + sum(pss_kib(child) for child in children_of(pid))
 
 
 def pss_kib(pid: int) -> int:
