@@ -361,6 +361,8 @@ def show_hostile(report) -> None:  # noqa: ANN001 - hostile.HostileReport
     console.print(table)
     for note in report.notes:
         console.print(f"[dim]{escape(_('note:'))}[/] {escape(note)}")
+    if report.server_last_error and (report.server_exit_code or not report.server_alive):
+        console.print(escape(_("the server's last words on stderr: {line}").format(line=report.server_last_error)))
 
 
 def hostile_rows(report) -> list[tuple[str, str, str, str]]:  # noqa: ANN001
@@ -375,12 +377,10 @@ def hostile_rows(report) -> list[tuple[str, str, str, str]]:  # noqa: ANN001
         return f"[green]{word}[/]" if value == good else f"[bold red]{word}[/]"
 
     ping, mib = report.ping_ms, report.peak_rss_kib / 1024
-    if report.server_alive:
-        alive = yes_no(True, True)
+    if report.healthy_dropped_after is None:
+        healthy = yes_no(True, True)
     else:
-        from rich.markup import escape
-
-        alive = f"[bold red]{escape(_('no: exit code {code}, {error}').format(code=report.server_exit_code, error=report.server_last_error or '-'))}[/]"
+        healthy = "[bold red]" + _("no: dropped after {seconds:.1f} s").format(seconds=report.healthy_dropped_after) + "[/]"
     return [
         (_("time for the stuck readers to join"), f"{report.join_seconds:.1f} s", "", ""),
         (_("stuck readers let in"), f"{report.stuck_joined:,} / {report.stuck:,}", "", ""),
@@ -396,7 +396,24 @@ def hostile_rows(report) -> list[tuple[str, str, str, str]]:  # noqa: ANN001
         (_("WHO frames written / flooder dropped"), f"{report.who_written:,} / "
          + (_("yes") if report.flooder_dropped else _("no")), "", ""),
         (_("talkers dropped"), f"{report.talkers_dropped} / {report.talkers}", "", ""),
-        (_("healthy member still connected"), yes_no(not report.healthy_dropped, True), "", ""),
-        (_("server alive at the end"), alive, "", ""),
+        (_("healthy member still connected"), healthy, "", ""),
+        (_("server alive at the end"), yes_no(report.server_alive, True), "", ""),
         (_("server answers a new connection's PING"), yes_no(report.server_answering, True), "", ""),
+        (_("server's exit code") + " " + (_("(on our SIGTERM)") if report.server_alive else _("(it died)")),
+         exit_text(report.server_exit_code), "", ""),
     ]
+
+
+def exit_text(code: int | None) -> str:
+    """0, 1, ... as they are; a negative return code is the signal that ended the process."""
+    import signal
+
+    from lessons.i18n import _
+
+    if code is None or code >= 0:
+        return str(code)
+    try:
+        name = signal.Signals(-code).name
+    except ValueError:
+        name = str(-code)
+    return _("killed by {signal}").format(signal=name)

@@ -125,11 +125,11 @@ class HostileReport:
     flooder_dropped: bool
     who_written: int  # WHO frames the kernel took from the flooder
     talkers_dropped: int
-    healthy_dropped: bool
-    server_alive: bool
+    healthy_dropped_after: float | None  # seconds into the hostile phase; None: never dropped
+    server_alive: bool  # still running when the run ended (before our SIGTERM)
     server_answering: bool
-    server_exit_code: int | None  # when it died during the run
-    server_last_error: str
+    server_exit_code: int | None  # on its own death, or on our SIGTERM (the contract: 0)
+    server_last_error: str  # the last line of its stderr
     targets: dict[str, float] = field(default_factory=lambda: {
         "peak_rss_mib": TARGET_PEAK_RSS_MIB, "ping_p99_ms": TARGET_PING_P99_MS})
     notes: list[str] = field(default_factory=list)
@@ -142,7 +142,7 @@ class HostileReport:
     @property
     def ping_met(self) -> bool:
         """p99 under the target, and the healthy member was answered and never dropped."""
-        return (self.pongs > 0 and not self.healthy_dropped and not self.pings_unanswered
+        return (self.pongs > 0 and self.healthy_dropped_after is None and not self.pings_unanswered
                 and self.ping_ms["p99"] < TARGET_PING_P99_MS)
 
     @property
@@ -241,6 +241,8 @@ class Scenario:
         self.healthy = Healthy(self.join(HEALTHY))
         self.watch(self.healthy)
         self.who_written = 0
+        self.hostile_since = 0.0  # monotonic time the hostile phase began
+        self.healthy_dropped_after: float | None = None
 
     # -- the loop ----------------------------------------------------------------------
     def join(self, name: bytes, rcvbuf: int = 0) -> socket.socket:
@@ -305,6 +307,8 @@ class Scenario:
         client.closed = True
         client.outbox.clear()
         self.watch(client)
+        if client is self.healthy and self.hostile_since:
+            self.healthy_dropped_after = time.monotonic() - self.hostile_since
 
     # -- the phases --------------------------------------------------------------------
     def welcome_healthy(self, deadline: float) -> None:
@@ -347,7 +351,7 @@ class Scenario:
         assert self.flooder is not None
         self.write(self.flooder, WHO_FRAME * self.load.who)
         ping_every, talk_every = self.load.ping_interval_ms / 1000, 1 / TALK_RATE
-        now = time.monotonic()
+        now = self.hostile_since = time.monotonic()
         end, next_ping, next_talk = now + duration, now, now
         text = b"x" * TALK_SIZE
         while now < end and not self.healthy.closed and not self.server_gone():
@@ -461,18 +465,19 @@ def run_hostile(load: HostileLoad, on_phase: Callable[[str], None] = lambda text
         scenario.hostile(load.duration)
         scenario.wait_for_late_pongs()
         now = time.monotonic_ns()
+        on_phase(_("asking the server for a PONG"))
+        answering = answers_ping(address)  # first: a server on its way down has time to go
         alive = not server_gone()
-        answering = alive and answers_ping(address)
         peak_kib = sampler.stop()
-        exit_code = server.process.returncode
-        last_error = "" if alive else server.last_error()
-        return build_report(load, scenario, fd_limit, join_seconds, now, peak_kib,
-                            alive, answering, exit_code, last_error, notes)
     finally:
         sampler.stop()
         if scenario is not None:
             scenario.close()
+        server.terminate()
+        last_error = server.last_error()
         server.stop()
+    return build_report(load, scenario, fd_limit, join_seconds, now, peak_kib,
+                        alive, answering, server.process.returncode, last_error, notes)
 
 
 def build_report(load: HostileLoad, scenario: Scenario, fd_limit: int, join_seconds: float, now: int,
@@ -482,6 +487,9 @@ def build_report(load: HostileLoad, scenario: Scenario, fd_limit: int, join_seco
     stuck_joined = scenario.stuck_joined()
     if stuck_joined < load.stuck:
         notes.append(_("only {joined} of {total} stuck readers were let in.").format(joined=stuck_joined, total=load.stuck))
+    if scenario.healthy_dropped_after is not None:
+        notes.append(_("the server dropped the healthy member {seconds:.1f} s into the run: "
+                       "who else was dropped after that was not seen.").format(seconds=scenario.healthy_dropped_after))
     if healthy.owed:
         notes.append(_("PINGs never answered count at the time they had waited: the percentiles are a lower bound."))
     if healthy.refused:
@@ -497,9 +505,9 @@ def build_report(load: HostileLoad, scenario: Scenario, fd_limit: int, join_seco
         stuck_dropped=sum(1 for name in scenario.stuck_names if scenario.left(name)),
         flooder_dropped=scenario.left(FLOODER), who_written=scenario.who_written,
         talkers_dropped=sum(1 for talker in scenario.talkers if scenario.left(talker.name)),
-        healthy_dropped=healthy.closed,
+        healthy_dropped_after=None if scenario.healthy_dropped_after is None else round(scenario.healthy_dropped_after, 2),
         server_alive=alive, server_answering=answering,
-        server_exit_code=None if alive else exit_code, server_last_error=last_error,
+        server_exit_code=exit_code, server_last_error=last_error,
         notes=notes,
     )
 
