@@ -392,6 +392,7 @@ def hostile_rows(report) -> list[tuple[str, str, str, str]]:  # noqa: ANN001
          f"{report.pings_sent:,} / {report.pongs:,} / {report.pings_refused:,} / {report.pings_unanswered:,}", "", ""),
         (_("server peak memory (RSS)"), f"{mib:.1f} MiB", f"< {report.targets['peak_rss_mib']:g} MiB",
          verdict(report.peak_rss_met)),
+        (_("kernel TCP buffers, whole machine: peak rise"), f"{report.kernel_tcp_rise_kib / 1024:.1f} MiB", "", ""),
         (_("stuck readers dropped by the server"), f"{report.stuck_dropped:,} / {report.stuck_joined:,}", "", ""),
         (_("WHO frames written / flooder dropped"), f"{report.who_written:,} / "
          + (_("yes") if report.flooder_dropped else _("no")), "", ""),

@@ -20,6 +20,7 @@ to read for that. A thread samples the server's memory from /proc.
 
 from __future__ import annotations
 
+import os
 import random
 import selectors
 import socket
@@ -121,6 +122,7 @@ class HostileReport:
     pings_refused: int  # answered with ERROR RATE_LIMITED
     pings_unanswered: int
     peak_rss_kib: int
+    kernel_tcp_rise_kib: int  # peak rise of the machine's TCP buffer memory (/proc/net/sockstat)
     stuck_dropped: int
     flooder_dropped: bool
     who_written: int  # WHO frames the kernel took from the flooder
@@ -404,9 +406,27 @@ def answers_ping(address: tuple[str, int]) -> bool:
     return False
 
 
+def kernel_tcp_kib() -> int:
+    """The whole machine's TCP buffer memory now (`mem`, in pages, of /proc/net/sockstat).
+
+    A server's RSS does not show the bytes waiting in its sockets' kernel buffers, and on
+    loopback a send buffer grows to megabytes (tcp_wmem): stuck readers cost memory there too.
+    """
+    try:
+        with open("/proc/net/sockstat", encoding="ascii") as sockstat:
+            for line in sockstat:
+                if line.startswith("TCP:"):
+                    fields = line.split()
+                    return int(fields[fields.index("mem") + 1]) * os.sysconf("SC_PAGE_SIZE") // 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return 0
+
+
 class MemorySampler(threading.Thread):
     """The server's peak memory: its RSS every SAMPLE_EVERY s (plus, for the fork engine,
-    its children's PSS every CHILDREN_EVERY s); VmHWM, the kernel's own peak, at the end."""
+    its children's PSS every CHILDREN_EVERY s); VmHWM, the kernel's own peak, at the end.
+    Beside it, the peak rise of the machine's TCP buffer memory."""
 
     def __init__(self, pid: int, with_children: bool) -> None:
         super().__init__(daemon=True)
@@ -414,6 +434,8 @@ class MemorySampler(threading.Thread):
         self.with_children = with_children
         self.children_kib = 0
         self.peak_kib = 0
+        self.tcp_before_kib = kernel_tcp_kib()
+        self.tcp_peak_kib = self.tcp_before_kib
         self.done = threading.Event()
 
     def run(self) -> None:
@@ -427,6 +449,11 @@ class MemorySampler(threading.Thread):
             own = status_kib(self.pid, "VmRSS")
             if own:
                 self.peak_kib = max(self.peak_kib, own + self.children_kib)
+            self.tcp_peak_kib = max(self.tcp_peak_kib, kernel_tcp_kib())
+
+    @property
+    def tcp_rise_kib(self) -> int:
+        return self.tcp_peak_kib - self.tcp_before_kib
 
     def stop(self) -> int:
         """Stop sampling; the peak in KiB (VmHWM counts when the server is still there)."""
@@ -476,12 +503,12 @@ def run_hostile(load: HostileLoad, on_phase: Callable[[str], None] = lambda text
         server.terminate()
         last_error = server.last_error()
         server.stop()
-    return build_report(load, scenario, fd_limit, join_seconds, now, peak_kib,
+    return build_report(load, scenario, fd_limit, join_seconds, now, peak_kib, sampler.tcp_rise_kib,
                         alive, answering, server.process.returncode, last_error, notes)
 
 
 def build_report(load: HostileLoad, scenario: Scenario, fd_limit: int, join_seconds: float, now: int,
-                 peak_kib: int, alive: bool, answering: bool, exit_code: int | None, last_error: str,
+                 peak_kib: int, kernel_tcp_rise_kib: int, alive: bool, answering: bool, exit_code: int | None, last_error: str,
                  notes: list[str]) -> HostileReport:
     healthy = scenario.healthy
     stuck_joined = scenario.stuck_joined()
@@ -501,7 +528,7 @@ def build_report(load: HostileLoad, scenario: Scenario, fd_limit: int, join_seco
         fd_limit=fd_limit, join_seconds=round(join_seconds, 3), stuck_joined=stuck_joined,
         ping_ms=latency_summary(healthy.waits_ns(now)), pings_sent=healthy.next_seq,
         pongs=len(healthy.round_trips), pings_refused=healthy.refused, pings_unanswered=len(healthy.owed),
-        peak_rss_kib=peak_kib,
+        peak_rss_kib=peak_kib, kernel_tcp_rise_kib=kernel_tcp_rise_kib,
         stuck_dropped=sum(1 for name in scenario.stuck_names if scenario.left(name)),
         flooder_dropped=scenario.left(FLOODER), who_written=scenario.who_written,
         talkers_dropped=sum(1 for talker in scenario.talkers if scenario.left(talker.name)),
