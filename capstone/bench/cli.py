@@ -136,7 +136,7 @@ def hostile(
     from lessons.i18n import _
 
     if engine not in ENGINES:
-        raise UserError(_("hostile measures our engines; choose one of {engines}.").format(engine=engine, engines=", ".join(ENGINES)))
+        raise UserError(_("hostile measures our engines; choose one of {engines}.").format(engines=", ".join(ENGINES)))
     if engine == "fork" and stuck > MAX_FORK_MEMBERS:
         raise UserError(_("the fork engine runs a process per member (about 1.5 MiB each); "
                           "use at most {limit} --stuck with it.").format(limit=MAX_FORK_MEMBERS))
@@ -348,11 +348,14 @@ def show_hostile(report) -> None:  # noqa: ANN001 - hostile.HostileReport
     from rich.markup import escape
     from rich.table import Table
 
-    from lessons.i18n import _
+    from lessons.i18n import _, ngettext
 
     console = wide_console()
-    title = _("{stuck:,} stuck readers, {who:,} WHO frames, {talkers} talkers, {seconds:g} s on {engine}").format(
-        stuck=report.stuck, who=report.who, talkers=report.talkers, seconds=report.duration, engine=report.target)
+    title = _("{stuck}, {who}, {talkers}, {seconds:g} s on {engine}").format(
+        stuck=ngettext("{n:,} stuck reader", "{n:,} stuck readers", report.stuck).format(n=report.stuck),
+        who=ngettext("{n:,} WHO frame", "{n:,} WHO frames", report.who).format(n=report.who),
+        talkers=ngettext("{n} talker", "{n} talkers", report.talkers).format(n=report.talkers),
+        seconds=report.duration, engine=report.target)
     table = Table(title=title, title_justify="left")
     for column in (_("measure"), _("value"), _("target"), _("verdict")):
         table.add_column(column, justify="left" if column == _("measure") else "right")

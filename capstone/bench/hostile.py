@@ -513,7 +513,7 @@ def build_report(load: HostileLoad, scenario: Scenario, fd_limit: int, join_seco
     healthy = scenario.healthy
     stuck_joined = scenario.stuck_joined()
     if stuck_joined < load.stuck:
-        notes.append(_("only {joined} of {total} stuck readers were let in.").format(joined=stuck_joined, total=load.stuck))
+        notes.append(_("only {joined:,} of {total:,} stuck readers were let in.").format(joined=stuck_joined, total=load.stuck))
     if scenario.healthy_dropped_after is not None:
         notes.append(_("the server dropped the healthy member {seconds:.1f} s into the run: "
                        "who else was dropped after that was not seen.").format(seconds=scenario.healthy_dropped_after))
@@ -544,6 +544,9 @@ def scale_notes(load: HostileLoad) -> list[str]:
     if load.stuck < ISSUE_STUCK or load.who < ISSUE_WHO:
         notes.append(_("the targets are set for {stuck:,} stuck readers and {who:,} WHO frames; "
                        "this run is smaller.").format(stuck=ISSUE_STUCK, who=ISSUE_WHO))
-    if load.engine == "select" and load.connections + FD_MARGIN > 1024:
+    if load.engine == "fork":
+        notes.append(_("the fork engine runs a process per member: its memory is the hub's RSS "
+                       "plus the PSS of its children (sampled every second)."))
+    if load.engine == "select" and load.connections > 1000:  # the server needs a few more of its own
         notes.append(_("the select engine cannot watch descriptors numbered 1024 or more (FD_SETSIZE)."))
     return notes
