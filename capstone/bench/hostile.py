@@ -293,7 +293,7 @@ class Scenario:
         sent_total = 0
         try:
             while client.outbox:
-                sent = client.sock.send(memoryview(client.outbox)[:FLOOD_WRITE])
+                sent = client.sock.send(client.outbox[:FLOOD_WRITE])  # a copy: the outbox may shrink
                 del client.outbox[:sent]
                 sent_total += sent
         except (BlockingIOError, InterruptedError):
