@@ -95,7 +95,7 @@ class DemoRun:
             raise RunFailure(f"the demo went wrong: {self.failure}.")
 
 
-def start(address: tuple, log: EchoLog, stop: StopFlag) -> DemoRun:
+def start(address: tuple, log: EchoLog, stop: StopFlag, story_name: str = "") -> DemoRun:
     run = DemoRun(address, log, stop)
     run.thread.start()
     return run

@@ -11,14 +11,17 @@ from __future__ import annotations
 
 import signal
 import socket
+import sys
 import threading
 import time
 from dataclasses import dataclass
-from typing import Annotated, Callable
+from typing import Annotated, Callable, TextIO
 
 import typer
 
 from lessons.common import DEFAULT_PORT, address_text, open_listener, printable_bytes
+from lessons.i18n import _
+from lessons.logsink import LogSink
 from lessons.narrate import Narrator
 
 REPLY_PREFIX = "收到了: ".encode()  # "received:", the notes' answer, then the bytes that arrived
@@ -187,47 +190,77 @@ def loopback_if_wildcard(address: tuple) -> tuple:
     return (host, port)
 
 
-def stop_on_ctrl_c(stop: StopFlag) -> Callable[[], None]:
-    """Ctrl-C raises the stop flag, so the loop ends its round and closes every socket.
+def stop_on_signals(stop: StopFlag) -> Callable[[], None]:
+    """Ctrl-C and SIGTERM raise the stop flag, so the loop ends its round and closes every socket.
 
-    A second Ctrl-C interrupts at once. Returns the function that restores the old handler.
+    A second one acts at once. Returns the function that restores the old handlers.
     The handler only sets a flag: printing from a signal handler could deadlock the log.
     """
+    names = {signal.SIGINT: "Ctrl-C", signal.SIGTERM: "SIGTERM"}
 
-    def on_sigint(signum: int, frame: object) -> None:
-        stop.stop("Ctrl-C")
-        signal.signal(signal.SIGINT, signal.default_int_handler)
+    def on_signal(signum: int, frame: object) -> None:
+        stop.stop(names[signum])
+        signal.signal(signum, signal.default_int_handler if signum == signal.SIGINT else signal.SIG_DFL)
 
     if threading.current_thread() is not threading.main_thread():
         return lambda: None  # signals are delivered to the main thread only
-    previous = signal.signal(signal.SIGINT, on_sigint)
-    return lambda: signal.signal(signal.SIGINT, previous)
+    previous = {signum: signal.signal(signum, on_signal) for signum in names}
+    return lambda: [signal.signal(signum, handler) for signum, handler in previous.items()]
 
 
-def run_server(call: str, serve: ServeLoop, host: str, port: int, demo: bool, trace: bool) -> None:
-    """Listen, run `serve` until Ctrl-C (or the end of the demo), then print the summary."""
+OUTPUT_CLOSED = "its output was closed"
+
+
+def log_output(stop: StopFlag) -> TextIO | LogSink:
+    """stdout behind a LogSink: a pipe nobody reads never blocks the loop, a closed one stops it.
+
+    `| head -1` closes the pipe after one line; the sink sees EPIPE and raises the stop
+    flag, so the server (and its demo) ends at once, quietly. Where stdout is no real
+    file (a test capturing it in-process) it is used as it is.
+    """
+    try:
+        fd = sys.stdout.fileno()
+    except (AttributeError, OSError, ValueError):
+        return sys.stdout
+    sys.stdout.flush()
+    return LogSink(fd, on_closed=lambda: stop.stop(OUTPUT_CLOSED))
+
+
+def run_server(call: str, serve: ServeLoop, host: str, port: int, demo: bool, trace: bool,
+               mode: str = "", story: str = "") -> None:
+    """Listen, run `serve` until Ctrl-C, SIGTERM or the end of the demo, then print the summary.
+
+    `mode` is one line printed under `listening on` (epoll's --edge says what it does);
+    `story` picks another demo script (the notes' bug has its own).
+    """
     from lessons import echo_demo
 
-    narrate = Narrator()
-    log = EchoLog(narrate, call, trace)
     if demo and port == DEFAULT_PORT:
         port = 0  # the demo brings its own clients: a free port means it never collides with 8888
     server = open_listener(host, port)
     server.setblocking(False)
-    log.listener_fd = server.fileno()
     stop = StopFlag()
-    restore_sigint = stop_on_ctrl_c(stop)
-    print(f"listening on {address_text(server.getsockname())}", flush=True)
-    demo_run = echo_demo.start(loopback_if_wildcard(server.getsockname()), log, stop) if demo else None
+    output = log_output(stop)
+    narrate = Narrator(output)
+    log = EchoLog(narrate, call, trace)
+    log.listener_fd = server.fileno()
+    restore_signals = stop_on_signals(stop)
+    output.write(f"listening on {address_text(server.getsockname())}\n")
+    if mode:
+        output.write(mode + "\n")
+    address = loopback_if_wildcard(server.getsockname())
+    demo_run = echo_demo.start(address, log, stop, story) if demo else None
     try:
         serve(server, log, stop)
     finally:
         server.close()
-        restore_sigint()
+        restore_signals()
     if demo_run is not None:
         demo_run.join()
     log.summary(stop.reason or "stopped")
-    if demo_run is not None:
+    if isinstance(output, LogSink):
+        output.wait_written(2.0)  # the writer thread dies with the process: let it finish
+    if demo_run is not None and stop.reason != OUTPUT_CLOSED:
         demo_run.raise_failure()
 
 

@@ -35,6 +35,7 @@ from lessons.echo_driver import (
     run_server,
 )
 from lessons.events import describe_epoll
+from lessons.i18n import _
 
 HANG_UP = (select.EPOLLHUP | select.EPOLLERR) if hasattr(select, "epoll") else 0  # only Linux has them
 
@@ -108,7 +109,8 @@ def main(
     def serve_in_mode(server: socket.socket, log: EchoLog, stop: StopFlag) -> None:
         serve(server, log, stop, edge=edge, drain=drain)
 
+    mode = ""
     if edge:
-        reading = "reading until EAGAIN" if drain else "reading ONCE per event (--no-drain)"
-        print(f"edge-triggered (EPOLLET), non-blocking sockets, {reading}", flush=True)
-    run_server("epoll", serve_in_mode, host, port, demo, trace)
+        reading = _("reading until EAGAIN") if drain else _("reading ONCE per event (--no-drain)")
+        mode = _("edge-triggered (EPOLLET), non-blocking sockets, {reading}").format(reading=reading)
+    run_server("epoll", serve_in_mode, host, port, demo, trace, mode=mode)

@@ -1,0 +1,120 @@
+"""The lesson servers' output can never stop them: a closed pipe ends them, an unread one is skipped.
+
+Issue 9 finding 2 (log lines were blocking writes) and issue 10 defect 4 (`--demo | head -1`
+hung until Ctrl-C). Every process here is a real `python -m lessons run ...` whose stdout
+is a real pipe; every wait has a deadline.
+"""
+
+from __future__ import annotations
+
+import os
+import select
+import signal
+import socket
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+from lessonrun import child_env, lesson_command
+
+REPO = Path(__file__).resolve().parent.parent
+PREFIX = "收到了: ".encode()
+HAS_EPOLL = hasattr(select, "epoll")
+needs_epoll = pytest.mark.skipif(not HAS_EPOLL, reason="epoll is Linux-only")
+
+DEMOS = [
+    pytest.param(("poll-server",), id="poll"),
+    pytest.param(("epoll-server",), id="epoll", marks=needs_epoll),
+    pytest.param(("epoll-server", "--edge"), id="epoll-edge", marks=needs_epoll),
+    pytest.param(("epoll-server", "--edge", "--no-drain"), id="epoll-no-drain", marks=needs_epoll),
+    pytest.param(("select-server",), id="select"),
+    pytest.param(("selectors-server",), id="selectors"),
+]
+
+
+def read_first_line(fd: int, timeout: float) -> bytes:
+    """Read from a pipe until the first newline (the server's `listening on ...`), with a deadline."""
+    deadline = time.monotonic() + timeout
+    data = b""
+    while b"\n" not in data:
+        remaining = deadline - time.monotonic()
+        assert remaining > 0, f"no first line within {timeout} s (got {data!r})"
+        ready, _, _ = select.select([fd], [], [], remaining)
+        if ready:
+            chunk = os.read(fd, 1)  # one byte at a time: nothing after the first line is read
+            assert chunk, "the process closed its output before its first line"
+            data += chunk
+    return data
+
+
+def exit_code_within(process: subprocess.Popen, timeout: float) -> int | None:
+    try:
+        return process.wait(timeout)
+    except subprocess.TimeoutExpired:
+        return None
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("args", DEMOS)
+def test_a_demo_whose_reader_goes_away_ends_at_once_and_quietly(args):
+    """`learn run X --demo | head -1`: head reads one line and exits; the demo must follow."""
+    read_end, write_end = os.pipe()
+    process = subprocess.Popen(lesson_command(*args, "--demo", "--trace"), cwd=REPO, env=child_env(),
+                               stdin=subprocess.DEVNULL, stdout=write_end, stderr=subprocess.PIPE)
+    os.close(write_end)
+    try:
+        assert read_first_line(read_end, 20).startswith(b"listening on ")
+    finally:
+        os.close(read_end)  # what head does after its first line
+    started = time.monotonic()
+    code = exit_code_within(process, 10)
+    if code is None:
+        process.kill()
+        process.wait()
+        pytest.fail("the demo still ran 10 s after its reader went away")
+    took = time.monotonic() - started
+    errors = process.stderr.read().decode()
+    process.stderr.close()
+    assert code == 0, errors
+    assert errors == "", "a closed stdout ends the demo quietly"
+    assert took < 5, f"it took {took:.1f} s to notice"
+
+
+def ask(sock: socket.socket, message: bytes) -> bytes:
+    sock.sendall(message)
+    want = len(PREFIX) + len(message)
+    data = b""
+    while len(data) < want:
+        chunk = sock.recv(want - len(data))
+        if not chunk:
+            break
+        data += chunk
+    return data
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("args", [("poll-server",), pytest.param(("epoll-server", "--edge"), marks=needs_epoll),
+                                  ("select-server",), ("selectors-server",)])
+def test_a_server_whose_output_nobody_reads_keeps_serving_and_stops_on_sigterm(args):
+    """About 300 KB of log into a pipe that holds 64 KiB: the server must not notice."""
+    read_end, write_end = os.pipe()
+    process = subprocess.Popen(lesson_command(*args, "--trace", "--port", "0"), cwd=REPO, env=child_env(),
+                               stdin=subprocess.DEVNULL, stdout=write_end, stderr=subprocess.PIPE)
+    os.close(write_end)
+    try:
+        first = read_first_line(read_end, 20).decode()
+        port = int(first.rsplit(":", 1)[1])
+        with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
+            for number in range(1500):  # about 4 log lines of ~80 bytes each, never read
+                message = f"message {number}".encode()
+                assert ask(sock, message) == PREFIX + message, f"no answer to message {number}"
+        process.send_signal(signal.SIGTERM)
+        code = exit_code_within(process, 5)
+        assert code == 0, "SIGTERM stops a server whose log is stuck, at once and with exit 0"
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+        os.close(read_end)
+        process.stderr.close()
