@@ -9,6 +9,7 @@ half of the protocol is here too (`read_answer`), for tcp-client and the --demo 
 
 from __future__ import annotations
 
+import errno
 import signal
 import socket
 import sys
@@ -20,14 +21,16 @@ from typing import Annotated, Callable, TextIO
 import typer
 
 from lessons.common import DEFAULT_PORT, address_text, open_listener, printable_bytes
-from lessons.i18n import _
-from lessons.logsink import LogSink
+from lessons.i18n import _, ngettext
+from lessons.logsink import LogSink, RepeatCounter
 from lessons.narrate import Narrator
 
 REPLY_PREFIX = "收到了: ".encode()  # "received:", the notes' answer, then the bytes that arrived
 RECV_SIZE = 1024  # the notes' recv(1024): a longer message takes several reads
 TICK_SECONDS = 0.2  # how often a server loop looks at its stop flag
 PREVIEW_CHARS = 60  # longer text is shortened in the log
+ACCEPT_PAUSE = 0.5  # seconds the listener is not watched after accept() ran out of descriptors
+OUT_OF_DESCRIPTORS = (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM)
 
 HostOption = Annotated[str, typer.Option(help="Address to listen on; 0.0.0.0 means every interface.")]
 PortOption = Annotated[int, typer.Option(min=0, max=65535, help="Port to listen on; 0 picks a free one.")]
@@ -67,6 +70,10 @@ class Stats:
     bytes_out: int = 0
 
 
+class OutOfDescriptors(Exception):
+    """accept() failed with EMFILE (or ENFILE...): the client stays queued in the kernel."""
+
+
 ServeLoop = Callable[[socket.socket, "EchoLog", StopFlag], None]
 
 
@@ -86,15 +93,47 @@ class EchoLog:
         self.stats = Stats()
         self.listener_fd = -1
         self.peers: dict[int, str] = {}
+        self.accept_failures: dict[str, RepeatCounter] = {}  # one counter per reason
 
     def who(self, fd: int) -> str:
         return f"{self.peers.get(fd, 'client')} (fd {fd})"
 
-    def ready(self, fd: int, what: str) -> None:
-        """One readiness event, decoded: `poll -> fd 7 POLLIN|POLLHUP`."""
-        if self.trace:
-            note = " (the listening socket: a client is waiting)" if fd == self.listener_fd else ""
-            self.narrate("trace", f"{self.call} -> fd {fd} {what}{note}")
+    def _fd_note(self, fd: int) -> str:
+        return _(" (the listening socket)") if fd == self.listener_fd else ""
+
+    def registered(self, fd: int, mask: str) -> None:
+        """--trace: `register fd 5 POLLIN`; the same for modify (a new mask) and unregister."""
+        self.detail("trace", f"register fd {fd} {mask}{self._fd_note(fd)}")
+
+    def modified(self, fd: int, mask: str) -> None:
+        self.detail("trace", f"modify fd {fd} {mask}{self._fd_note(fd)}")
+
+    def unregistered(self, fd: int) -> None:
+        self.detail("trace", f"unregister fd {fd}{self._fd_note(fd)}")
+
+    def returned(self, events: list, describe: Callable[[int], str]) -> None:
+        """--trace: the whole list one call returned, `poll() -> [(5, POLLIN), (7, POLLIN|POLLHUP)]`."""
+        if self.trace and events:
+            pairs = ", ".join(f"({fd}, {describe(mask)})" for fd, mask in events)
+            waiting = _("  fd {fd}: a client is waiting to be accepted").format(fd=self.listener_fd) \
+                if any(fd == self.listener_fd for fd, _mask in events) else ""
+            self.narrate("trace", f"{self.call}() -> [{pairs}]{waiting}")
+
+    def accept_failed(self, reason: str) -> None:
+        """A flood of failed accepts (EMFILE) becomes one line a second with a count."""
+        counter = self.accept_failures.setdefault(reason, RepeatCounter())
+        self._report_accept_failures(reason, counter.count(time.monotonic()))
+
+    def report_repeats(self) -> None:
+        """Say how many failures were summed up since the last line; called once per round."""
+        now = time.monotonic()
+        for reason, counter in self.accept_failures.items():
+            self._report_accept_failures(reason, counter.due(now))
+
+    def _report_accept_failures(self, reason: str, count: int) -> None:
+        if count:
+            self.narrate("error", ngettext("accept() failed: {reason}", "accept() failed {count:,} times: {reason}",
+                                           count).format(count=count, reason=reason))
 
     def detail(self, tag: str, text: str) -> None:
         """A line only --trace shows."""
@@ -144,11 +183,47 @@ def accept_client(server: socket.socket, log: EchoLog) -> socket.socket | None:
     except BlockingIOError:
         return None  # the queue is empty: readiness is a hint, not a promise
     except OSError as err:  # the client gave up already, or we are out of descriptors
-        log.narrate("error", f"accept() failed: {err.strerror or err}; the server carries on.")
+        if err.errno in OUT_OF_DESCRIPTORS:
+            log.accept_failed(_("{error}; waiting clients stay queued until a client leaves").format(
+                error=err.strerror or err))
+            raise OutOfDescriptors() from None
+        log.accept_failed(_("{error}; the server carries on").format(error=err.strerror or err))
         return None
     conn.setblocking(False)  # a wrong readiness hint must cost an EAGAIN, never a frozen server
     log.accepted(conn.fileno(), address)
     return conn
+
+
+class AcceptPause:
+    """Out of descriptors, the listener stays readable while every accept() fails: a loop
+    that keeps watching it spins at 100% CPU. So the server stops watching it until a
+    client leaves (a descriptor is free again) or ACCEPT_PAUSE has passed.
+    An edge-triggered listener needs this too: its one edge came while accept() failed,
+    and registering it again is what makes epoll look at its queue once more.
+    """
+
+    def __init__(self, log: EchoLog) -> None:
+        self.log = log
+        self.resume_at: float | None = None
+
+    @property
+    def paused(self) -> bool:
+        return self.resume_at is not None
+
+    def pause(self) -> None:
+        self.resume_at = time.monotonic() + ACCEPT_PAUSE
+
+    def descriptor_freed(self) -> None:
+        if self.resume_at is not None:
+            self.resume_at = 0.0  # a client left: try again at the next round
+
+    def time_to_resume(self) -> bool:
+        """Called once per round: True when the listener should be watched again."""
+        self.log.report_repeats()
+        if self.resume_at is not None and time.monotonic() >= self.resume_at:
+            self.resume_at = None
+            return True
+        return False
 
 
 def echo_once(conn: socket.socket, log: EchoLog) -> bool:

@@ -23,10 +23,12 @@ import typer
 from lessons.common import DEFAULT_HOST, DEFAULT_PORT, UserError
 from lessons.echo_driver import (
     TICK_SECONDS,
+    AcceptPause,
     ClientGone,
     DemoOption,
     EchoLog,
     HostOption,
+    OutOfDescriptors,
     PortOption,
     StopFlag,
     TraceOption,
@@ -45,15 +47,30 @@ def serve(server: socket.socket, log: EchoLog, stop: StopFlag, edge: bool = Fals
     epoll = select.epoll()
     watch = select.EPOLLIN | (select.EPOLLET if edge else 0)
     fdmap: dict[int, socket.socket] = {server.fileno(): server}
-    epoll.register(server.fileno(), watch)
+    accepting = AcceptPause(log)
+
+    def register(fd: int) -> None:
+        epoll.register(fd, watch)
+        log.registered(fd, describe_epoll(watch))
+
+    def unregister(fd: int) -> None:
+        epoll.unregister(fd)
+        log.unregistered(fd)
 
     def accept_waiting() -> None:
         """Level-triggered: one accept per report. Edge-triggered: until the queue is empty."""
-        while (conn := accept_client(server, log)) is not None:
-            fdmap[conn.fileno()] = conn
-            epoll.register(conn.fileno(), watch)
-            if not edge:
-                return  # epoll will report the listener again if more clients wait
+        try:
+            while (conn := accept_client(server, log)) is not None:
+                fdmap[conn.fileno()] = conn
+                register(conn.fileno())
+                if not edge:
+                    return  # epoll will report the listener again if more clients wait
+        except OutOfDescriptors:
+            # Level-triggered, the listener would be reported again at once (a spin);
+            # edge-triggered, never again (its edge is spent). Either way: unregister it
+            # now and register it again once a client leaves, which re-arms it.
+            unregister(server.fileno())
+            accepting.pause()
 
     def read(conn: socket.socket) -> None:
         if edge and drain:
@@ -64,15 +81,19 @@ def serve(server: socket.socket, log: EchoLog, stop: StopFlag, edge: bool = Fals
 
     def drop(fd: int, why: str) -> None:
         conn = fdmap.pop(fd)  # out of the map, but still in hand for the last two calls
-        epoll.unregister(fd)  # before close(): once closed, the number means nothing
+        unregister(fd)  # before close(): once closed, the number means nothing
         conn.close()
         log.closed(fd, why)
+        accepting.descriptor_freed()
 
+    register(server.fileno())
     try:
         while not stop.is_set():
+            if accepting.time_to_resume():  # out of descriptors a moment ago: watch the listener again
+                register(server.fileno())
             events = epoll.poll(TICK_SECONDS)  # SECONDS, unlike poll.poll()'s milliseconds
+            log.returned(events, describe_epoll)
             for fd, event in events:
-                log.ready(fd, describe_epoll(event))
                 if fd == server.fileno():
                     accept_waiting()
                 elif event & select.EPOLLIN:  # the notes wrote POLLIN here
@@ -113,4 +134,4 @@ def main(
     if edge:
         reading = _("reading until EAGAIN") if drain else _("reading ONCE per event (--no-drain)")
         mode = _("edge-triggered (EPOLLET), non-blocking sockets, {reading}").format(reading=reading)
-    run_server("epoll", serve_in_mode, host, port, demo, trace, mode=mode)
+    run_server("epoll.poll", serve_in_mode, host, port, demo, trace, mode=mode)

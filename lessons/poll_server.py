@@ -16,10 +16,12 @@ import socket
 from lessons.common import DEFAULT_HOST, DEFAULT_PORT
 from lessons.echo_driver import (
     TICK_SECONDS,
+    AcceptPause,
     ClientGone,
     DemoOption,
     EchoLog,
     HostOption,
+    OutOfDescriptors,
     PortOption,
     StopFlag,
     TraceOption,
@@ -37,24 +39,41 @@ def serve(server: socket.socket, log: EchoLog, stop: StopFlag) -> None:
     """Accept, read and answer with poll() until `stop` is set; close everything at the end."""
     poller = select.poll()
     fdmap: dict[int, socket.socket] = {server.fileno(): server}
-    poller.register(server, select.POLLIN)
+    accepting = AcceptPause(log)
+
+    def register(sock: socket.socket, mask: int) -> None:
+        poller.register(sock, mask)
+        log.registered(sock.fileno(), describe_poll(mask))
+
+    def unregister(fd: int) -> None:
+        poller.unregister(fd)
+        log.unregistered(fd)
 
     def drop(fd: int, why: str) -> None:
         conn = fdmap.pop(fd)  # take it out of the map and keep it in hand: no lookup after this
-        poller.unregister(fd)
+        unregister(fd)
         conn.close()
         log.closed(fd, why)
+        accepting.descriptor_freed()
 
+    register(server, select.POLLIN)
     try:
         while not stop.is_set():
+            if accepting.time_to_resume():  # out of descriptors a moment ago: watch the listener again
+                register(server, select.POLLIN)
             events = poller.poll(TICK_MS)  # [] after TICK_MS: time to look at the stop flag
+            log.returned(events, describe_poll)
             for fd, event in events:
-                log.ready(fd, describe_poll(event))
                 if fd == server.fileno():
-                    conn = accept_client(server, log)
+                    try:
+                        conn = accept_client(server, log)
+                    except OutOfDescriptors:  # it would stay readable: stop watching it for a while
+                        unregister(fd)
+                        accepting.pause()
+                        continue
                     if conn is not None:
                         fdmap[conn.fileno()] = conn
-                        poller.register(conn, select.POLLIN)
+                        register(conn, select.POLLIN)
                 elif event & select.POLLIN:  # data, EOF, or a reset: recv() tells which
                     try:
                         echo_once(fdmap[fd], log)

@@ -20,10 +20,12 @@ import typer
 from lessons.common import DEFAULT_HOST, DEFAULT_PORT, UserError
 from lessons.echo_driver import (
     TICK_SECONDS,
+    AcceptPause,
     ClientGone,
     DemoOption,
     EchoLog,
     HostOption,
+    OutOfDescriptors,
     PortOption,
     StopFlag,
     TraceOption,
@@ -44,19 +46,29 @@ def too_high_for_select(conn: socket.socket) -> bool:
 def serve(server: socket.socket, log: EchoLog, stop: StopFlag) -> None:
     """Accept, read and answer with select() until `stop` is set; close everything at the end."""
     sockets: dict[int, socket.socket] = {server.fileno(): server}  # the same map as the poll server
+    accepting = AcceptPause(log)
 
     def drop(fd: int, why: str) -> None:
         sockets.pop(fd).close()
         log.closed(fd, why)
+        accepting.descriptor_freed()
 
     try:
         while not stop.is_set():
-            readable, _, _ = select.select(list(sockets.values()), [], [], TICK_SECONDS)
+            accepting.time_to_resume()
+            # No register/unregister: the whole list goes in on every call. Out of
+            # descriptors, the listener is left out of it for a while (it would spin).
+            rlist = [sock for sock in sockets.values() if not (sock is server and accepting.paused)]
+            readable, _, _ = select.select(rlist, [], [], TICK_SECONDS)
+            trace_call(log, rlist, readable)
             for sock in readable:
                 fd = sock.fileno()
-                log.ready(fd, "readable")
                 if sock is server:
-                    conn = accept_client(server, log)
+                    try:
+                        conn = accept_client(server, log)
+                    except OutOfDescriptors:
+                        accepting.pause()
+                        continue
                     if conn is not None and too_high_for_select(conn):
                         log.refused(conn.fileno(), f"fd {conn.fileno()} is beyond select()'s limit of "
                                                    f"{FD_SETSIZE}; poll-server and epoll-server have none.")
@@ -71,6 +83,14 @@ def serve(server: socket.socket, log: EchoLog, stop: StopFlag) -> None:
     finally:
         for sock in sockets.values():
             sock.close()
+
+
+def trace_call(log: EchoLog, rlist: list[socket.socket], readable: list[socket.socket]) -> None:
+    """--trace: the lists that went in and what came back, `select([3, 5], [], []) -> ([5], [], [])`."""
+    if log.trace and readable:
+        asked = ", ".join(str(sock.fileno()) for sock in rlist)
+        ready = ", ".join(str(sock.fileno()) for sock in readable)
+        log.narrate("trace", f"select([{asked}], [], []) -> ([{ready}], [], [])")
 
 
 def make_room_for(descriptors: int) -> None:
