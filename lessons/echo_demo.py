@@ -15,6 +15,7 @@ import time
 from typing import Callable
 
 from lessons.common import RunFailure, wait_for
+from lessons.i18n import _, ngettext
 from lessons.echo_driver import (
     RECV_SIZE,
     REPLY_PREFIX,
@@ -73,13 +74,14 @@ class DemoClient:
 class DemoRun:
     """The clients' thread; a failure is kept and reported after the server's summary."""
 
-    def __init__(self, address: tuple, log: EchoLog, stop: StopFlag) -> None:
+    def __init__(self, address: tuple, log: EchoLog, stop: StopFlag, script: Callable = None) -> None:
         self.failure: Exception | None = None
+        self.script = script or story
         self.thread = threading.Thread(target=self._run, args=(address, log, stop), daemon=True)
 
     def _run(self, address: tuple, log: EchoLog, stop: StopFlag) -> None:
         try:
-            story(address, log, stop)
+            self.script(address, log, stop)
         except Exception as err:  # a broken demo must still stop the server, then explain
             if not stop.is_set():
                 self.failure = err
@@ -96,7 +98,8 @@ class DemoRun:
 
 
 def start(address: tuple, log: EchoLog, stop: StopFlag, story_name: str = "") -> DemoRun:
-    run = DemoRun(address, log, stop)
+    """Start the clients' thread; `story_name` "notes-bug" tells the short story of the notes' KeyError."""
+    run = DemoRun(address, log, stop, notes_bug_story if story_name == "notes-bug" else story)
     run.thread.start()
     return run
 
@@ -104,6 +107,11 @@ def start(address: tuple, log: EchoLog, stop: StopFlag, story_name: str = "") ->
 def story(address: tuple, log: EchoLog, stop: StopFlag) -> None:
     """Three clients, one server thread: connect, talk, a long message, a reset, a half-close."""
     Story(address, log, stop).tell()
+
+
+def notes_bug_story(address: tuple, log: EchoLog, stop: StopFlag) -> None:
+    """Two clients, one leaves: the notes' server dies of a KeyError and takes the other one with it."""
+    Story(address, log, stop).tell_notes_bug()
 
 
 class Story:
@@ -161,6 +169,33 @@ class Story:
         alice.close()
         self.server_sees(lambda: self.stats.closed > closed, "alice leaving")
         say("demo", "everyone has left: the demo stops the server.")
+
+    def tell_notes_bug(self) -> None:
+        say = self.say
+        say("demo", _("This is the notes' poll server, bug included. Two clients connect; then one leaves."))
+        alice = self.connect("alice")
+        alice.ask("hello")
+        bob = self.connect("bob")
+        bob.ask("hi, I am bob")
+        say("client", _("alice closes politely: close() sends FIN, the server's recv() returns b''"))
+        alice.close()
+        if not wait_until(self.stop.is_set, STEP_TIMEOUT):
+            say("demo", _("the server is still running {seconds} s later: the bug did not show.").format(
+                seconds=STEP_TIMEOUT))
+            bob.close()
+            return
+        message = b"anyone there?"
+        say("client", _("bob sends '{text}'").format(text=preview(message)))
+        try:
+            bob.sock.sendall(message)
+            answer = read_answer(bob.sock, message, STEP_TIMEOUT)
+        except OSError:
+            answer = None
+        if answer is None or answer.closed:
+            say("client", _("bob gets no answer: his connection was closed when the server died"))
+        bob.close()
+        say("demo", _("one client leaving took the server down for everybody. Run it without --notes-bug: "
+                      "the fixed server drops alice only and goes on serving bob."))
 
     def long_message(self, alice: DemoClient) -> bool:
         """A message longer than one recv(): True if all of it came back, False if it got stuck."""

@@ -12,6 +12,10 @@ from __future__ import annotations
 
 import select
 import socket
+import traceback
+from typing import Annotated
+
+import typer
 
 from lessons.common import DEFAULT_HOST, DEFAULT_PORT
 from lessons.echo_driver import (
@@ -23,6 +27,7 @@ from lessons.echo_driver import (
     HostOption,
     OutOfDescriptors,
     PortOption,
+    REPLY_PREFIX,
     StopFlag,
     TraceOption,
     accept_client,
@@ -30,6 +35,7 @@ from lessons.echo_driver import (
     run_server,
 )
 from lessons.events import describe_poll
+from lessons.i18n import _
 
 TICK_MS = int(TICK_SECONDS * 1000)  # poll() counts its timeout in MILLISECONDS; epoll and select in seconds
 HANG_UP = select.POLLHUP | select.POLLERR | select.POLLNVAL
@@ -86,11 +92,62 @@ def serve(server: socket.socket, log: EchoLog, stop: StopFlag) -> None:
             sock.close()
 
 
+def serve_as_in_the_notes(server: socket.socket, log: EchoLog, stop: StopFlag) -> None:
+    """The notes' loop with the notes' bug (--notes-bug): the first client to leave ends it."""
+    poller = select.poll()
+    poller.register(server, select.POLLIN)
+    fdmap: dict[int, socket.socket] = {server.fileno(): server}
+    try:
+        while not stop.is_set():
+            events = poller.poll(TICK_MS)
+            log.returned(events, describe_poll)
+            for fd, event in events:
+                if fd == server.fileno():
+                    conn, address = server.accept()
+                    log.accepted(conn.fileno(), address)
+                    poller.register(conn, select.POLLIN)
+                    fdmap[conn.fileno()] = conn
+                elif event & select.POLLIN:
+                    data = fdmap[fd].recv(1024)
+                    if data:
+                        log.received(fd, data)
+                        fdmap[fd].sendall(REPLY_PREFIX + data)
+                        log.sent(len(REPLY_PREFIX + data))
+                    else:
+                        log.closed(fd, "it closed its side (recv returned b'')")
+                        del fdmap[fd]
+                        poller.unregister(fdmap[fd])  # the notes' bug: the entry was deleted one line up
+    except KeyError as err:
+        explain_notes_bug(err, log)
+        stop.stop(_("the notes' KeyError"))
+    finally:
+        for sock in fdmap.values():
+            sock.close()
+
+
+def explain_notes_bug(err: KeyError, log: EchoLog) -> None:
+    """Say where the notes' server died and what the fix is, instead of a traceback."""
+    frame = traceback.extract_tb(err.__traceback__)[-1]
+    log.narrate("error", _("KeyError: {key} at poll_server.py line {line}: {code}").format(
+        key=err.args[0], line=frame.lineno, code=(frame.line or "").split("#")[0].strip()))
+    log.narrate("demo", _("this is where the notes' server dies, for every client at once: the line "
+                          "before it, `del fdmap[fd]`, had already taken fd {fd} out of fdmap.").format(fd=err.args[0]))
+    log.narrate("demo", _("the fix, in serve() above: `conn = fdmap.pop(fd)` takes the socket out and keeps "
+                          "it in hand, then `poller.unregister(fd)` and `conn.close()`; nothing looks it up again."))
+
+
 def main(
     host: HostOption = DEFAULT_HOST,
     port: PortOption = DEFAULT_PORT,
     demo: DemoOption = False,
     trace: TraceOption = False,
+    notes_bug: Annotated[
+        bool, typer.Option("--notes-bug", help="Run the notes' own loop, KeyError included, then see the fix.")
+    ] = False,
 ) -> None:
     """Serve clients with poll(): print what arrives and answer "收到了: " plus those bytes."""
+    if notes_bug:
+        run_server("poll", serve_as_in_the_notes, host, port, demo, trace, story="notes-bug",
+                   mode=_("the notes' poll server, bug included (--notes-bug): the first client to leave ends it"))
+        return
     run_server("poll", serve, host, port, demo, trace)
