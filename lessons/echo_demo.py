@@ -109,6 +109,21 @@ def story(address: tuple, log: EchoLog, stop: StopFlag) -> None:
     Story(address, log, stop).tell()
 
 
+def all_back_text(name: str, size: int, answers: int) -> str:
+    """'alice got all 3000 bytes back, in 3 answers' (or 'in 1 answer')."""
+    return ngettext("{name} got all {size} bytes back, in {count} answer",
+                    "{name} got all {size} bytes back, in {count} answers", answers).format(
+        name=name, size=size, count=answers)
+
+
+def pieces_text(pieces: int) -> str:
+    if pieces == 1:
+        return _("the server read the whole message with one recv() this time; make RECV_SIZE smaller "
+                 "(lessons/echo_driver.py) and it takes several: one recv() is not one message.")
+    return _("the server read the message in {count} pieces: TCP carries a stream of bytes, not messages, "
+             "so one recv() is not one message.").format(count=pieces)
+
+
 def notes_bug_story(address: tuple, log: EchoLog, stop: StopFlag) -> None:
     """Two clients, one leaves: the notes' server dies of a KeyError and takes the other one with it."""
     Story(address, log, stop).tell_notes_bug()
@@ -206,9 +221,8 @@ class Story:
         if self.server_keeps_reading(target):
             answer = read_answer(alice.sock, LONG_MESSAGE, STEP_TIMEOUT)
             pieces = answer.data.count(REPLY_PREFIX)
-            say("client", f"alice got all {len(echoed(answer.data))} bytes back, in {pieces} answers")
-            say("demo", f"the server read the message in {pieces} pieces: TCP carries a stream of "
-                        f"bytes, not messages, so one recv() is not one message.")
+            say("client", all_back_text("alice", len(echoed(answer.data)), pieces))
+            say("demo", pieces_text(pieces))
             return True
         answer = read_answer(alice.sock, LONG_MESSAGE, ARRIVED)
         say("client", f"alice got only {len(echoed(answer.data))} of {size} bytes back, and nothing more")

@@ -169,7 +169,7 @@ class EchoLog:
     def summary(self, why: str) -> None:
         s = self.stats
         served = s.accepted - s.refused
-        clients = f"{served} client" + ("" if served == 1 else "s")
+        clients = ngettext("{count} client", "{count} clients", served).format(count=served)
         refused = f", refused {s.refused}" if s.refused else ""
         still = f", {len(self.peers)} still connected at the end" if self.peers else ""
         self.narrate("summary", f"stopped ({why}): served {clients}, {s.bytes_in} bytes in, "

@@ -151,3 +151,12 @@ def test_notes_bug_server_dies_at_the_first_disconnect_with_one_narrated_explana
             process.wait()
         process.stdout.close()
         process.stderr.close()
+
+
+def test_the_demo_counts_answers_with_the_right_plural():
+    """Issue 10 defect 13: "in 1 answers" (seen when RECV_SIZE is raised to 4096, as a page suggests trying)."""
+    from lessons.echo_demo import all_back_text, pieces_text
+
+    assert all_back_text("alice", 3000, 1) == "alice got all 3000 bytes back, in 1 answer"
+    assert all_back_text("alice", 3000, 3) == "alice got all 3000 bytes back, in 3 answers"
+    assert "in 1 pieces" not in pieces_text(1) and "in 3 pieces" in pieces_text(3)
