@@ -150,7 +150,7 @@ class EchoLog:
         self.narrate("recv", f"{self.who(fd)} sent {len(data)} bytes: '{preview(data)}'")
 
     def sending(self, fd: int, size: int) -> None:
-        """Printed before sendall(), so the line comes before the client's reaction to it."""
+        """Printed before send(), so the line comes before the client's reaction to it."""
         self.detail("send", f"fd {fd}: {size} bytes")
 
     def sent(self, size: int) -> None:
@@ -226,11 +226,57 @@ class AcceptPause:
         return False
 
 
-def echo_once(conn: socket.socket, log: EchoLog) -> bool:
+class Outbox:
+    """The part of an answer a client could not take yet, by descriptor.
+
+    When a client does not read, its receive buffer and our send buffer fill up and
+    send() takes only part of an answer (or nothing). Instead of waiting in sendall()
+    (which would freeze every client) the server keeps the rest here, stops reading from
+    that client, and asks the kernel to say when it can write again (POLLOUT, EPOLLOUT,
+    select's write list, EVENT_WRITE). So at most one answer per client waits here.
+    """
+
+    def __init__(self, log: EchoLog) -> None:
+        self.log = log
+        self.waiting: dict[int, bytes] = {}
+
+    def holds(self, fd: int) -> bool:
+        return fd in self.waiting
+
+    def send(self, conn: socket.socket, data: bytes) -> None:
+        """Send what the kernel takes now; keep the rest. Raises ClientGone if the connection broke."""
+        fd = conn.fileno()
+        try:
+            sent = conn.send(data)
+        except BlockingIOError:
+            sent = 0
+        except OSError as err:
+            raise ClientGone(f"connection lost while answering: {err.strerror or err}") from None
+        self.log.sent(sent)
+        if sent < len(data):
+            if fd not in self.waiting:
+                self.log.detail("send", f"fd {fd}: only {sent} of {len(data)} bytes fit; "
+                                        f"the rest waits until the client reads")
+            self.waiting[fd] = data[sent:]
+        else:
+            self.waiting.pop(fd, None)
+
+    def send_rest(self, conn: socket.socket) -> bool:
+        """The client can take more: send what waits. True once nothing is left."""
+        self.send(conn, self.waiting[conn.fileno()])
+        return not self.holds(conn.fileno())
+
+    def forget(self, fd: int) -> None:
+        self.waiting.pop(fd, None)
+
+
+def echo_once(conn: socket.socket, log: EchoLog, outbox: Outbox) -> bool:
     """Read what one client sent (up to RECV_SIZE bytes) and answer "收到了: " + those bytes.
 
-    Returns False if there was nothing to read after all (EAGAIN), True if it answered.
-    Raises ClientGone when the client closed, reset, or stopped reading its answers.
+    Returns True if it answered in full; False if there was nothing to read after all
+    (EAGAIN) or the answer did not fit and waits in `outbox` (then stop reading this
+    client and wait until it can be written to). Raises ClientGone when the client closed
+    or reset.
     """
     fd = conn.fileno()
     try:
@@ -245,14 +291,8 @@ def echo_once(conn: socket.socket, log: EchoLog) -> bool:
     log.received(fd, data)
     answer = REPLY_PREFIX + data
     log.sending(fd, len(answer))
-    try:
-        conn.sendall(answer)
-    except BlockingIOError:  # its receive buffer and our send buffer are both full
-        raise ClientGone("it stopped reading its answers; waiting for it would stall everyone") from None
-    except OSError as err:
-        raise ClientGone(f"connection lost while answering: {err.strerror or err}") from None
-    log.sent(len(answer))
-    return True
+    outbox.send(conn, answer)  # never blocks: what does not fit waits in the outbox
+    return not outbox.holds(fd)
 
 
 def loopback_if_wildcard(address: tuple) -> tuple:

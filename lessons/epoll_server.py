@@ -29,6 +29,7 @@ from lessons.echo_driver import (
     EchoLog,
     HostOption,
     OutOfDescriptors,
+    Outbox,
     PortOption,
     StopFlag,
     TraceOption,
@@ -48,10 +49,15 @@ def serve(server: socket.socket, log: EchoLog, stop: StopFlag, edge: bool = Fals
     watch = select.EPOLLIN | (select.EPOLLET if edge else 0)
     fdmap: dict[int, socket.socket] = {server.fileno(): server}
     accepting = AcceptPause(log)
+    outbox = Outbox(log)  # answers a client could not take yet
 
     def register(fd: int) -> None:
         epoll.register(fd, watch)
         log.registered(fd, describe_epoll(watch))
+
+    def modify(fd: int, mask: int) -> None:
+        epoll.modify(fd, mask)  # edge-triggered: modify re-arms, so data already waiting is reported
+        log.modified(fd, describe_epoll(mask))
 
     def unregister(fd: int) -> None:
         epoll.unregister(fd)
@@ -74,15 +80,18 @@ def serve(server: socket.socket, log: EchoLog, stop: StopFlag, edge: bool = Fals
 
     def read(conn: socket.socket) -> None:
         if edge and drain:
-            while echo_once(conn, log):
+            while echo_once(conn, log, outbox):
                 pass  # until EAGAIN: this report will not come again for the bytes left behind
         else:
-            echo_once(conn, log)
+            echo_once(conn, log, outbox)
+        if outbox.holds(conn.fileno()):  # its answer did not fit: wait until it reads
+            modify(conn.fileno(), (watch & ~select.EPOLLIN) | select.EPOLLOUT)
 
     def drop(fd: int, why: str) -> None:
         conn = fdmap.pop(fd)  # out of the map, but still in hand for the last two calls
         unregister(fd)  # before close(): once closed, the number means nothing
         conn.close()
+        outbox.forget(fd)
         log.closed(fd, why)
         accepting.descriptor_freed()
 
@@ -96,6 +105,12 @@ def serve(server: socket.socket, log: EchoLog, stop: StopFlag, edge: bool = Fals
             for fd, event in events:
                 if fd == server.fileno():
                     accept_waiting()
+                elif event & select.EPOLLOUT:  # it can take more of the answer that waits
+                    try:
+                        if outbox.send_rest(fdmap[fd]):
+                            modify(fd, watch)  # all sent: read from it again
+                    except ClientGone as gone:
+                        drop(fd, gone.reason)
                 elif event & select.EPOLLIN:  # the notes wrote POLLIN here
                     try:
                         read(fdmap[fd])

@@ -26,6 +26,7 @@ from lessons.echo_driver import (
     EchoLog,
     HostOption,
     OutOfDescriptors,
+    Outbox,
     PortOption,
     REPLY_PREFIX,
     StopFlag,
@@ -46,10 +47,15 @@ def serve(server: socket.socket, log: EchoLog, stop: StopFlag) -> None:
     poller = select.poll()
     fdmap: dict[int, socket.socket] = {server.fileno(): server}
     accepting = AcceptPause(log)
+    outbox = Outbox(log)  # answers a client could not take yet
 
     def register(sock: socket.socket, mask: int) -> None:
         poller.register(sock, mask)
         log.registered(sock.fileno(), describe_poll(mask))
+
+    def modify(fd: int, mask: int) -> None:
+        poller.modify(fd, mask)
+        log.modified(fd, describe_poll(mask))
 
     def unregister(fd: int) -> None:
         poller.unregister(fd)
@@ -59,6 +65,7 @@ def serve(server: socket.socket, log: EchoLog, stop: StopFlag) -> None:
         conn = fdmap.pop(fd)  # take it out of the map and keep it in hand: no lookup after this
         unregister(fd)
         conn.close()
+        outbox.forget(fd)
         log.closed(fd, why)
         accepting.descriptor_freed()
 
@@ -80,9 +87,16 @@ def serve(server: socket.socket, log: EchoLog, stop: StopFlag) -> None:
                     if conn is not None:
                         fdmap[conn.fileno()] = conn
                         register(conn, select.POLLIN)
+                elif event & select.POLLOUT:  # it can take more of the answer that waits
+                    try:
+                        if outbox.send_rest(fdmap[fd]):
+                            modify(fd, select.POLLIN)  # all sent: read from it again
+                    except ClientGone as gone:
+                        drop(fd, gone.reason)
                 elif event & select.POLLIN:  # data, EOF, or a reset: recv() tells which
                     try:
-                        echo_once(fdmap[fd], log)
+                        if not echo_once(fdmap[fd], log, outbox) and outbox.holds(fd):
+                            modify(fd, select.POLLOUT)  # its answer did not fit: wait until it reads
                     except ClientGone as gone:
                         drop(fd, gone.reason)
                 elif event & HANG_UP:  # hung up or failed with nothing left to read

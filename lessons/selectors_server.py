@@ -20,6 +20,7 @@ from lessons.echo_driver import (
     EchoLog,
     HostOption,
     OutOfDescriptors,
+    Outbox,
     PortOption,
     StopFlag,
     TraceOption,
@@ -34,10 +35,15 @@ def serve(server: socket.socket, log: EchoLog, stop: StopFlag) -> None:
     """Accept, read and answer with a DefaultSelector until `stop` is set; close everything at the end."""
     selector = selectors.DefaultSelector()
     accepting = AcceptPause(log)
+    outbox = Outbox(log)  # answers a client could not take yet
 
     def register(sock: socket.socket, events: int) -> None:
         selector.register(sock, events)
         log.registered(sock.fileno(), describe_selectors(events))
+
+    def modify(sock: socket.socket, events: int) -> None:
+        selector.modify(sock, events)
+        log.modified(sock.fileno(), describe_selectors(events))
 
     def unregister(sock: socket.socket) -> None:
         selector.unregister(sock)  # before close(), while the selector can still find it
@@ -47,6 +53,7 @@ def serve(server: socket.socket, log: EchoLog, stop: StopFlag) -> None:
         fd = conn.fileno()
         unregister(conn)
         conn.close()
+        outbox.forget(fd)
         log.closed(fd, why)
         accepting.descriptor_freed()
 
@@ -67,9 +74,16 @@ def serve(server: socket.socket, log: EchoLog, stop: StopFlag) -> None:
                         continue
                     if conn is not None:
                         register(conn, selectors.EVENT_READ)
+                elif mask & selectors.EVENT_WRITE:  # it can take more of the answer that waits
+                    try:
+                        if outbox.send_rest(key.fileobj):
+                            modify(key.fileobj, selectors.EVENT_READ)  # all sent: read from it again
+                    except ClientGone as gone:
+                        drop(key.fileobj, gone.reason)
                 else:  # EVENT_READ covers data, EOF and errors: recv() tells which
                     try:
-                        echo_once(key.fileobj, log)
+                        if not echo_once(key.fileobj, log, outbox) and outbox.holds(key.fd):
+                            modify(key.fileobj, selectors.EVENT_WRITE)  # did not fit: wait until it reads
                     except ClientGone as gone:
                         drop(key.fileobj, gone.reason)
     finally:

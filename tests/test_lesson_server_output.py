@@ -118,3 +118,80 @@ def test_a_server_whose_output_nobody_reads_keeps_serving_and_stops_on_sigterm(a
             process.wait()
         os.close(read_end)
         process.stderr.close()
+
+
+WRITE_WAITS = [
+    pytest.param(("poll-server",), r"modify fd (\d+) POLLOUT", r"poll\(\) -> \[.*\({fd}, POLLOUT\)",
+                 r"modify fd {fd} POLLIN", id="poll"),
+    pytest.param(("epoll-server",), r"modify fd (\d+) EPOLLOUT", r"epoll\.poll\(\) -> \[.*\({fd}, EPOLLOUT\)",
+                 r"modify fd {fd} EPOLLIN", id="epoll", marks=needs_epoll),
+    pytest.param(("epoll-server", "--edge"), r"modify fd (\d+) EPOLLOUT\|EPOLLET",
+                 r"epoll\.poll\(\) -> \[.*\({fd}, EPOLLOUT\)", r"modify fd {fd} EPOLLIN\|EPOLLET",
+                 id="epoll-edge", marks=needs_epoll),
+    pytest.param(("select-server",), r"send +fd (\d+): only \d+ of \d+ bytes fit", r"-> \(\[[\d, ]*\], \[{fd}\], \[\]\)",
+                 r"recv .*\(fd {fd}\) sent", id="select"),
+    pytest.param(("selectors-server",), r"modify fd (\d+) EVENT_WRITE", r"select\(\) -> \[.*\({fd}, EVENT_WRITE\)",
+                 r"modify fd {fd} EVENT_READ", id="selectors"),
+]
+
+
+@pytest.mark.timeout(90)
+@pytest.mark.parametrize(("args", "waits", "writable", "resumes"), WRITE_WAITS)
+def test_a_client_that_does_not_read_is_waited_for_with_pollout_and_loses_nothing(args, waits, writable, resumes):
+    """Issue 10: --trace shows the server waiting to write (POLLOUT), and every byte still comes back."""
+    import re
+    import threading
+
+    process = subprocess.Popen(lesson_command(*args, "--trace", "--port", "0"), cwd=REPO, env=child_env(),
+                               stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                               text=True, encoding="utf-8")
+    lines: list[str] = []
+    reader = threading.Thread(target=lambda: lines.extend(process.stdout), daemon=True)
+
+    def wait_for(pattern: str, timeout: float = 30) -> re.Match:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            for line in list(lines):
+                if found := re.search(pattern, line):
+                    return found
+            time.sleep(0.02)  # polling collected output, with a deadline
+        pytest.fail(f"no line matching {pattern!r}:\n{''.join(lines[-20:])}")
+
+    try:
+        reader.start()
+        port = int(wait_for(r"^listening on \S+:(\d+)$").group(1))
+        slow = socket.socket()
+        slow.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)  # small buffers: it fills up sooner
+        slow.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
+        slow.connect(("127.0.0.1", port))
+        slow.setblocking(False)
+        sent = bytearray()
+        deadline = time.monotonic() + 30
+        while not any(re.search(waits, line) for line in list(lines)):  # send, never read
+            assert time.monotonic() < deadline, "the server never waited to write"
+            try:
+                sent += b"z" * slow.send(b"z" * 65536)
+            except BlockingIOError:
+                select.select([], [slow], [], 0.05)
+        fd = wait_for(waits).group(1)
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as other:
+            assert ask(other, b"and me?") == PREFIX + b"and me?", "the others are served meanwhile"
+        slow.setblocking(True)
+        slow.settimeout(20)
+        echoed = 0
+        while echoed < len(sent):  # now read everything: every byte comes back
+            chunk = slow.recv(1 << 20)
+            assert chunk, "the server closed the connection of a client that was only slow"
+            echoed += chunk.count(b"z")
+        assert echoed == len(sent)
+        print(f"{len(sent)} bytes sent before the server waited")
+        wait_for(writable.format(fd=fd))
+        wait_for(resumes.format(fd=fd))
+        slow.close()
+    finally:
+        if process.poll() is None:
+            process.terminate()
+        process.wait(10)
+        reader.join(5)
+        process.stdout.close()
+        process.stderr.close()
