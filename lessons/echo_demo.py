@@ -152,6 +152,7 @@ class Story:
 
     def tell(self) -> None:
         say = self.say
+        self.log.serving.wait(STEP_TIMEOUT)  # so the server's first lines come before the first client
         say("demo", f"One server, one thread, several clients: {self.log.call}() tells the server "
                     f"which socket has something to read, so nobody waits for anybody.")
         alice = self.connect("alice")
@@ -187,6 +188,7 @@ class Story:
 
     def tell_notes_bug(self) -> None:
         say = self.say
+        self.log.serving.wait(STEP_TIMEOUT)
         say("demo", _("This is the notes' poll server, bug included. Two clients connect; then one leaves."))
         alice = self.connect("alice")
         alice.ask("hello")

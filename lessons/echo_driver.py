@@ -94,6 +94,7 @@ class EchoLog:
         self.listener_fd = -1
         self.peers: dict[int, str] = {}
         self.accept_failures: dict[str, RepeatCounter] = {}  # one counter per reason
+        self.serving = threading.Event()  # the listener is watched: the demo's clients may come
 
     def who(self, fd: int) -> str:
         return f"{self.peers.get(fd, 'client')} (fd {fd})"
@@ -104,6 +105,8 @@ class EchoLog:
     def registered(self, fd: int, mask: str) -> None:
         """--trace: `register fd 5 POLLIN`; the same for modify (a new mask) and unregister."""
         self.detail("trace", f"register fd {fd} {mask}{self._fd_note(fd)}")
+        if fd == self.listener_fd:
+            self.serving.set()
 
     def modified(self, fd: int, mask: str) -> None:
         self.detail("trace", f"modify fd {fd} {mask}{self._fd_note(fd)}")

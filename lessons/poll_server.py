@@ -110,6 +110,7 @@ def serve_as_in_the_notes(server: socket.socket, log: EchoLog, stop: StopFlag) -
     """The notes' loop with the notes' bug (--notes-bug): the first client to leave ends it."""
     poller = select.poll()
     poller.register(server, select.POLLIN)
+    log.registered(server.fileno(), "POLLIN")
     fdmap: dict[int, socket.socket] = {server.fileno(): server}
     try:
         while not stop.is_set():
@@ -120,6 +121,7 @@ def serve_as_in_the_notes(server: socket.socket, log: EchoLog, stop: StopFlag) -
                     conn, address = server.accept()
                     log.accepted(conn.fileno(), address)
                     poller.register(conn, select.POLLIN)
+                    log.registered(conn.fileno(), "POLLIN")
                     fdmap[conn.fileno()] = conn
                 elif event & select.POLLIN:
                     data = fdmap[fd].recv(1024)

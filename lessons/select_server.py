@@ -56,6 +56,7 @@ def serve(server: socket.socket, log: EchoLog, stop: StopFlag) -> None:
         log.closed(fd, why)
         accepting.descriptor_freed()
 
+    log.serving.set()  # nothing to register: the listener goes into every call's list
     try:
         while not stop.is_set():
             accepting.time_to_resume()
