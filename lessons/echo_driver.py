@@ -2,9 +2,11 @@
 
 poll_server, epoll_server, select_server and selectors_server differ in one thing: the
 call that waits until a socket is ready. Everything else lives here, once: the options,
-the answer ("收到了: " + what arrived), accepting a client, reading and answering it,
-the narrated log and its --trace lines, Ctrl-C, and the closing summary. The client's
-half of the protocol is here too (`read_answer`), for tcp-client and the --demo clients.
+the answer ("收到了: " + what arrived), accepting a client (and resting at EMFILE),
+reading and answering it (and keeping what did not fit for POLLOUT), the narrated log
+(through a LogSink, so it never blocks) and its --trace lines, Ctrl-C and SIGTERM, and
+the closing summary. The client's half of the protocol is here too (`read_answer`), for
+tcp-client and the --demo clients.
 """
 
 from __future__ import annotations

@@ -3,9 +3,12 @@
 Shape as in the notes: an `fdmap` from descriptor number to socket, `register` and
 `unregister`, and a loop `events = poller.poll()` / `for fd, event in events:`.
 The fixes: a client is looked up *before* it leaves `fdmap` (the notes used it after
-`del fdmap[fd]`, a KeyError at the first disconnect), POLLHUP/POLLERR/POLLNVAL are
-handled, sockets are non-blocking, and one client's error drops that client only.
-The answering itself (recv, "收到了: ...", sendall) is shared: lessons/echo_driver.py.
+`del fdmap[fd]`, a KeyError at the first disconnect: `--notes-bug` runs that version,
+`serve_as_in_the_notes` below), POLLHUP/POLLERR/POLLNVAL are handled, sockets are
+non-blocking, and one client's error drops that client only. An answer a client cannot
+take yet waits for POLLOUT; out of descriptors (EMFILE) the listener is set aside
+instead of spinning. The answering itself (recv, "收到了: ...", send) is shared:
+lessons/echo_driver.py.
 """
 
 from __future__ import annotations
