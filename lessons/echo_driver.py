@@ -377,6 +377,8 @@ def run_server(call: str, serve: ServeLoop, host: str, port: int, demo: bool, tr
         restore_signals()
     if demo_run is not None:
         demo_run.join()
+    if stop.reason == "Ctrl-C" and output.isatty():
+        output.write("\n")  # the terminal echoed ^C: start the summary on a line of its own
     log.summary(stop.reason or "stopped")
     if isinstance(output, LogSink):
         output.wait_written(2.0)  # the writer thread dies with the process: let it finish

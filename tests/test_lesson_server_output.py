@@ -8,6 +8,7 @@ is a real pipe; every wait has a deadline.
 from __future__ import annotations
 
 import os
+import re
 import select
 import signal
 import socket
@@ -195,3 +196,40 @@ def test_a_client_that_does_not_read_is_waited_for_with_pollout_and_loses_nothin
         reader.join(5)
         process.stdout.close()
         process.stderr.close()
+
+
+@pytest.mark.timeout(60)
+def test_ctrl_c_in_a_terminal_puts_the_summary_on_its_own_line():
+    """Issue 10 defect 13: the terminal echoes ^C, and the summary used to glue onto it (`^Csummary`)."""
+    import pty
+
+    pid, master = pty.fork()
+    if pid == 0:  # the child: the server, on a real terminal
+        os.chdir(REPO)
+        os.execve(lesson_command("poll-server", "--port", "0")[0], lesson_command("poll-server", "--port", "0"),
+                  child_env())
+    output = b""
+    try:
+        deadline = time.monotonic() + 30
+        while b"listening on" not in output:
+            assert time.monotonic() < deadline, output
+            ready, _, _ = select.select([master], [], [], 1)
+            if ready:
+                output += os.read(master, 4096)
+        os.write(master, b"\x03")  # Ctrl-C typed at the terminal: echoed as ^C, SIGINT sent
+        while True:
+            ready, _, _ = select.select([master], [], [], 10)
+            try:
+                chunk = os.read(master, 4096) if ready else b""
+            except OSError:  # EIO: the child has gone and the terminal closed
+                chunk = b""
+            if not chunk:
+                break
+            output += chunk
+    finally:
+        _, status = os.waitpid(pid, 0)
+        os.close(master)
+    text = output.decode(errors="replace").replace("\r", "")
+    assert os.waitstatus_to_exitcode(status) == 0, text
+    assert re.search(r"^summary  stopped \(Ctrl-C\)", text, re.MULTILINE), text
+    assert "^Csummary" not in text
