@@ -74,7 +74,7 @@ class DemoClient:
 class DemoRun:
     """The clients' thread; a failure is kept and reported after the server's summary."""
 
-    def __init__(self, address: tuple, log: EchoLog, stop: StopFlag, script: Callable = None) -> None:
+    def __init__(self, address: tuple, log: EchoLog, stop: StopFlag, script: Callable[[tuple, EchoLog, StopFlag], None] | None = None) -> None:
         self.failure: Exception | None = None
         self.script = script or story
         self.thread = threading.Thread(target=self._run, args=(address, log, stop), daemon=True)

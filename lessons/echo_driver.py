@@ -260,8 +260,8 @@ class Outbox:
         self.log.sent(sent)
         if sent < len(data):
             if fd not in self.waiting:
-                self.log.detail("send", f"fd {fd}: only {sent} of {len(data)} bytes fit; "
-                                        f"the rest waits until the client reads")
+                self.log.detail("send", _("fd {fd}: only {sent} of {size} bytes fit; the rest waits until "
+                                          "the client reads").format(fd=fd, sent=sent, size=len(data)))
             self.waiting[fd] = data[sent:]
         else:
             self.waiting.pop(fd, None)
