@@ -15,6 +15,7 @@ import time
 from typing import Callable
 
 from lessons.common import RunFailure, wait_for
+from lessons.i18n import _, ngettext
 from lessons.echo_driver import (
     RECV_SIZE,
     REPLY_PREFIX,
@@ -73,13 +74,14 @@ class DemoClient:
 class DemoRun:
     """The clients' thread; a failure is kept and reported after the server's summary."""
 
-    def __init__(self, address: tuple, log: EchoLog, stop: StopFlag) -> None:
+    def __init__(self, address: tuple, log: EchoLog, stop: StopFlag, script: Callable[[tuple, EchoLog, StopFlag], None] | None = None) -> None:
         self.failure: Exception | None = None
+        self.script = script or story
         self.thread = threading.Thread(target=self._run, args=(address, log, stop), daemon=True)
 
     def _run(self, address: tuple, log: EchoLog, stop: StopFlag) -> None:
         try:
-            story(address, log, stop)
+            self.script(address, log, stop)
         except Exception as err:  # a broken demo must still stop the server, then explain
             if not stop.is_set():
                 self.failure = err
@@ -95,8 +97,9 @@ class DemoRun:
             raise RunFailure(f"the demo went wrong: {self.failure}.")
 
 
-def start(address: tuple, log: EchoLog, stop: StopFlag) -> DemoRun:
-    run = DemoRun(address, log, stop)
+def start(address: tuple, log: EchoLog, stop: StopFlag, story_name: str = "") -> DemoRun:
+    """Start the clients' thread; `story_name` "notes-bug" tells the short story of the notes' KeyError."""
+    run = DemoRun(address, log, stop, notes_bug_story if story_name == "notes-bug" else story)
     run.thread.start()
     return run
 
@@ -104,6 +107,26 @@ def start(address: tuple, log: EchoLog, stop: StopFlag) -> DemoRun:
 def story(address: tuple, log: EchoLog, stop: StopFlag) -> None:
     """Three clients, one server thread: connect, talk, a long message, a reset, a half-close."""
     Story(address, log, stop).tell()
+
+
+def all_back_text(name: str, size: int, answers: int) -> str:
+    """'alice got all 3000 bytes back, in 3 answers' (or 'in 1 answer')."""
+    return ngettext("{name} got all {size} bytes back, in {count} answer",
+                    "{name} got all {size} bytes back, in {count} answers", answers).format(
+        name=name, size=size, count=answers)
+
+
+def pieces_text(pieces: int) -> str:
+    if pieces == 1:
+        return _("the server read the whole message with one recv() this time; make RECV_SIZE smaller "
+                 "(lessons/echo_driver.py) and it takes several: one recv() is not one message.")
+    return _("the server read the message in {count} pieces: TCP carries a stream of bytes, not messages, "
+             "so one recv() is not one message.").format(count=pieces)
+
+
+def notes_bug_story(address: tuple, log: EchoLog, stop: StopFlag) -> None:
+    """Two clients, one leaves: the notes' server dies of a KeyError and takes the other one with it."""
+    Story(address, log, stop).tell_notes_bug()
 
 
 class Story:
@@ -129,6 +152,7 @@ class Story:
 
     def tell(self) -> None:
         say = self.say
+        self.log.serving.wait(STEP_TIMEOUT)  # so the server's first lines come before the first client
         say("demo", f"One server, one thread, several clients: {self.log.call}() tells the server "
                     f"which socket has something to read, so nobody waits for anybody.")
         alice = self.connect("alice")
@@ -162,6 +186,34 @@ class Story:
         self.server_sees(lambda: self.stats.closed > closed, "alice leaving")
         say("demo", "everyone has left: the demo stops the server.")
 
+    def tell_notes_bug(self) -> None:
+        say = self.say
+        self.log.serving.wait(STEP_TIMEOUT)
+        say("demo", _("This is the notes' poll server, bug included. Two clients connect; then one leaves."))
+        alice = self.connect("alice")
+        alice.ask("hello")
+        bob = self.connect("bob")
+        bob.ask("hi, I am bob")
+        say("client", _("alice closes politely: close() sends FIN, the server's recv() returns b''"))
+        alice.close()
+        if not wait_until(self.stop.is_set, STEP_TIMEOUT):
+            say("demo", _("the server is still running {seconds} s later: the bug did not show.").format(
+                seconds=STEP_TIMEOUT))
+            bob.close()
+            return
+        message = b"anyone there?"
+        say("client", _("bob sends '{text}'").format(text=preview(message)))
+        try:
+            bob.sock.sendall(message)
+            answer = read_answer(bob.sock, message, STEP_TIMEOUT)
+        except OSError:
+            answer = None
+        if answer is None or answer.closed:
+            say("client", _("bob gets no answer: his connection was closed when the server died"))
+        bob.close()
+        say("demo", _("one client leaving took the server down for everybody. Run it without --notes-bug: "
+                      "the fixed server drops alice only and goes on serving bob."))
+
     def long_message(self, alice: DemoClient) -> bool:
         """A message longer than one recv(): True if all of it came back, False if it got stuck."""
         say, size = self.say, len(LONG_MESSAGE)
@@ -171,9 +223,8 @@ class Story:
         if self.server_keeps_reading(target):
             answer = read_answer(alice.sock, LONG_MESSAGE, STEP_TIMEOUT)
             pieces = answer.data.count(REPLY_PREFIX)
-            say("client", f"alice got all {len(echoed(answer.data))} bytes back, in {pieces} answers")
-            say("demo", f"the server read the message in {pieces} pieces: TCP carries a stream of "
-                        f"bytes, not messages, so one recv() is not one message.")
+            say("client", all_back_text("alice", len(echoed(answer.data)), pieces))
+            say("demo", pieces_text(pieces))
             return True
         answer = read_answer(alice.sock, LONG_MESSAGE, ARRIVED)
         say("client", f"alice got only {len(echoed(answer.data))} of {size} bytes back, and nothing more")

@@ -23,10 +23,13 @@ import typer
 from lessons.common import DEFAULT_HOST, DEFAULT_PORT, UserError
 from lessons.echo_driver import (
     TICK_SECONDS,
+    AcceptPause,
     ClientGone,
     DemoOption,
     EchoLog,
     HostOption,
+    OutOfDescriptors,
+    Outbox,
     PortOption,
     StopFlag,
     TraceOption,
@@ -35,6 +38,7 @@ from lessons.echo_driver import (
     run_server,
 )
 from lessons.events import describe_epoll
+from lessons.i18n import _
 
 HANG_UP = (select.EPOLLHUP | select.EPOLLERR) if hasattr(select, "epoll") else 0  # only Linux has them
 
@@ -44,36 +48,69 @@ def serve(server: socket.socket, log: EchoLog, stop: StopFlag, edge: bool = Fals
     epoll = select.epoll()
     watch = select.EPOLLIN | (select.EPOLLET if edge else 0)
     fdmap: dict[int, socket.socket] = {server.fileno(): server}
-    epoll.register(server.fileno(), watch)
+    accepting = AcceptPause(log)
+    outbox = Outbox(log)  # answers a client could not take yet
+
+    def register(fd: int) -> None:
+        epoll.register(fd, watch)
+        log.registered(fd, describe_epoll(watch))
+
+    def modify(fd: int, mask: int) -> None:
+        epoll.modify(fd, mask)  # edge-triggered: modify re-arms, so data already waiting is reported
+        log.modified(fd, describe_epoll(mask))
+
+    def unregister(fd: int) -> None:
+        epoll.unregister(fd)
+        log.unregistered(fd)
 
     def accept_waiting() -> None:
         """Level-triggered: one accept per report. Edge-triggered: until the queue is empty."""
-        while (conn := accept_client(server, log)) is not None:
-            fdmap[conn.fileno()] = conn
-            epoll.register(conn.fileno(), watch)
-            if not edge:
-                return  # epoll will report the listener again if more clients wait
+        try:
+            while (conn := accept_client(server, log)) is not None:
+                fdmap[conn.fileno()] = conn
+                register(conn.fileno())
+                if not edge:
+                    return  # epoll will report the listener again if more clients wait
+        except OutOfDescriptors:
+            # Level-triggered, the listener would be reported again at once (a spin);
+            # edge-triggered, never again (its edge is spent). Either way: unregister it
+            # now and register it again once a client leaves, which re-arms it.
+            unregister(server.fileno())
+            accepting.pause()
 
     def read(conn: socket.socket) -> None:
         if edge and drain:
-            while echo_once(conn, log):
+            while echo_once(conn, log, outbox):
                 pass  # until EAGAIN: this report will not come again for the bytes left behind
         else:
-            echo_once(conn, log)
+            echo_once(conn, log, outbox)
+        if outbox.holds(conn.fileno()):  # its answer did not fit: wait until it reads
+            modify(conn.fileno(), (watch & ~select.EPOLLIN) | select.EPOLLOUT)
 
     def drop(fd: int, why: str) -> None:
         conn = fdmap.pop(fd)  # out of the map, but still in hand for the last two calls
-        epoll.unregister(fd)  # before close(): once closed, the number means nothing
+        unregister(fd)  # before close(): once closed, the number means nothing
         conn.close()
+        outbox.forget(fd)
         log.closed(fd, why)
+        accepting.descriptor_freed()
 
+    register(server.fileno())
     try:
         while not stop.is_set():
+            if accepting.time_to_resume():  # out of descriptors a moment ago: watch the listener again
+                register(server.fileno())
             events = epoll.poll(TICK_SECONDS)  # SECONDS, unlike poll.poll()'s milliseconds
+            log.returned(events, describe_epoll)
             for fd, event in events:
-                log.ready(fd, describe_epoll(event))
                 if fd == server.fileno():
                     accept_waiting()
+                elif event & select.EPOLLOUT:  # it can take more of the answer that waits
+                    try:
+                        if outbox.send_rest(fdmap[fd]):
+                            modify(fd, watch)  # all sent: read from it again
+                    except ClientGone as gone:
+                        drop(fd, gone.reason)
                 elif event & select.EPOLLIN:  # the notes wrote POLLIN here
                     try:
                         read(fdmap[fd])
@@ -108,7 +145,8 @@ def main(
     def serve_in_mode(server: socket.socket, log: EchoLog, stop: StopFlag) -> None:
         serve(server, log, stop, edge=edge, drain=drain)
 
+    mode = ""
     if edge:
-        reading = "reading until EAGAIN" if drain else "reading ONCE per event (--no-drain)"
-        print(f"edge-triggered (EPOLLET), non-blocking sockets, {reading}", flush=True)
-    run_server("epoll", serve_in_mode, host, port, demo, trace)
+        reading = _("reading until EAGAIN") if drain else _("reading ONCE per event (--no-drain)")
+        mode = _("edge-triggered (EPOLLET), non-blocking sockets, {reading}").format(reading=reading)
+    run_server("epoll.poll", serve_in_mode, host, port, demo, trace, mode=mode)

@@ -1,7 +1,7 @@
 """Name the bits of a readiness mask the way the kernel reported them.
 
 `--trace` in every lesson server, and the capstone's trace output, print
-`poll -> fd 7 POLLIN|POLLHUP` with these helpers instead of a bare number.
+`poll() -> [(7, POLLIN|POLLHUP)]` with these helpers instead of a bare number.
 """
 
 from __future__ import annotations

@@ -20,10 +20,13 @@ import typer
 from lessons.common import DEFAULT_HOST, DEFAULT_PORT, UserError
 from lessons.echo_driver import (
     TICK_SECONDS,
+    AcceptPause,
     ClientGone,
     DemoOption,
     EchoLog,
     HostOption,
+    OutOfDescriptors,
+    Outbox,
     PortOption,
     StopFlag,
     TraceOption,
@@ -44,19 +47,40 @@ def too_high_for_select(conn: socket.socket) -> bool:
 def serve(server: socket.socket, log: EchoLog, stop: StopFlag) -> None:
     """Accept, read and answer with select() until `stop` is set; close everything at the end."""
     sockets: dict[int, socket.socket] = {server.fileno(): server}  # the same map as the poll server
+    accepting = AcceptPause(log)
+    outbox = Outbox(log)  # answers a client could not take yet
 
     def drop(fd: int, why: str) -> None:
         sockets.pop(fd).close()
+        outbox.forget(fd)
         log.closed(fd, why)
+        accepting.descriptor_freed()
 
+    log.serving.set()  # nothing to register: the listener goes into every call's list
     try:
         while not stop.is_set():
-            readable, _, _ = select.select(list(sockets.values()), [], [], TICK_SECONDS)
+            accepting.time_to_resume()
+            # No register/unregister: the whole lists go in on every call. A client whose
+            # answer waits is asked about writing only; out of descriptors, the listener is
+            # left out for a while (it would spin).
+            wlist = [sock for fd, sock in sockets.items() if outbox.holds(fd)]
+            rlist = [sock for fd, sock in sockets.items()
+                     if not outbox.holds(fd) and not (sock is server and accepting.paused)]
+            readable, writable, _ = select.select(rlist, wlist, [], TICK_SECONDS)
+            trace_call(log, rlist, wlist, readable, writable)
+            for sock in writable:  # it can take more of the answer that waits
+                try:
+                    outbox.send_rest(sock)
+                except ClientGone as gone:
+                    drop(sock.fileno(), gone.reason)
             for sock in readable:
                 fd = sock.fileno()
-                log.ready(fd, "readable")
                 if sock is server:
-                    conn = accept_client(server, log)
+                    try:
+                        conn = accept_client(server, log)
+                    except OutOfDescriptors:
+                        accepting.pause()
+                        continue
                     if conn is not None and too_high_for_select(conn):
                         log.refused(conn.fileno(), f"fd {conn.fileno()} is beyond select()'s limit of "
                                                    f"{FD_SETSIZE}; poll-server and epoll-server have none.")
@@ -65,12 +89,21 @@ def serve(server: socket.socket, log: EchoLog, stop: StopFlag) -> None:
                         sockets[conn.fileno()] = conn
                 else:  # readable means data, EOF or an error: recv() tells which
                     try:
-                        echo_once(sock, log)
+                        echo_once(sock, log, outbox)
                     except ClientGone as gone:
                         drop(fd, gone.reason)
     finally:
         for sock in sockets.values():
             sock.close()
+
+
+def trace_call(log: EchoLog, rlist: list, wlist: list, readable: list, writable: list) -> None:
+    """--trace: the lists that went in and what came back, `select([3, 5], [], []) -> ([5], [], [])`."""
+    if log.trace and (readable or writable):
+        def fds(sockets: list[socket.socket]) -> str:
+            return "[" + ", ".join(str(sock.fileno()) for sock in sockets) + "]"
+
+        log.narrate("trace", f"select({fds(rlist)}, {fds(wlist)}, []) -> ({fds(readable)}, {fds(writable)}, [])")
 
 
 def make_room_for(descriptors: int) -> None:

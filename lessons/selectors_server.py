@@ -14,10 +14,13 @@ import socket
 from lessons.common import DEFAULT_HOST, DEFAULT_PORT
 from lessons.echo_driver import (
     TICK_SECONDS,
+    AcceptPause,
     ClientGone,
     DemoOption,
     EchoLog,
     HostOption,
+    OutOfDescriptors,
+    Outbox,
     PortOption,
     StopFlag,
     TraceOption,
@@ -31,25 +34,56 @@ from lessons.events import describe_selectors
 def serve(server: socket.socket, log: EchoLog, stop: StopFlag) -> None:
     """Accept, read and answer with a DefaultSelector until `stop` is set; close everything at the end."""
     selector = selectors.DefaultSelector()
-    selector.register(server, selectors.EVENT_READ)
+    accepting = AcceptPause(log)
+    outbox = Outbox(log)  # answers a client could not take yet
+
+    def register(sock: socket.socket, events: int) -> None:
+        selector.register(sock, events)
+        log.registered(sock.fileno(), describe_selectors(events))
+
+    def modify(sock: socket.socket, events: int) -> None:
+        selector.modify(sock, events)
+        log.modified(sock.fileno(), describe_selectors(events))
+
+    def unregister(sock: socket.socket) -> None:
+        selector.unregister(sock)  # before close(), while the selector can still find it
+        log.unregistered(sock.fileno())
 
     def drop(conn: socket.socket, why: str) -> None:
         fd = conn.fileno()
-        selector.unregister(conn)  # before close(), while the selector can still find it
+        unregister(conn)
         conn.close()
+        outbox.forget(fd)
         log.closed(fd, why)
+        accepting.descriptor_freed()
 
+    register(server, selectors.EVENT_READ)
     try:
         while not stop.is_set():
-            for key, mask in selector.select(timeout=TICK_SECONDS):  # seconds, like epoll
-                log.ready(key.fd, describe_selectors(mask))
+            if accepting.time_to_resume():  # out of descriptors a moment ago: watch the listener again
+                register(server, selectors.EVENT_READ)
+            ready = selector.select(timeout=TICK_SECONDS)  # seconds, like epoll
+            log.returned([(key.fd, mask) for key, mask in ready], describe_selectors)
+            for key, mask in ready:
                 if key.fileobj is server:
-                    conn = accept_client(server, log)
+                    try:
+                        conn = accept_client(server, log)
+                    except OutOfDescriptors:  # it would stay readable: stop watching it for a while
+                        unregister(server)
+                        accepting.pause()
+                        continue
                     if conn is not None:
-                        selector.register(conn, selectors.EVENT_READ)
+                        register(conn, selectors.EVENT_READ)
+                elif mask & selectors.EVENT_WRITE:  # it can take more of the answer that waits
+                    try:
+                        if outbox.send_rest(key.fileobj):
+                            modify(key.fileobj, selectors.EVENT_READ)  # all sent: read from it again
+                    except ClientGone as gone:
+                        drop(key.fileobj, gone.reason)
                 else:  # EVENT_READ covers data, EOF and errors: recv() tells which
                     try:
-                        echo_once(key.fileobj, log)
+                        if not echo_once(key.fileobj, log, outbox) and outbox.holds(key.fd):
+                            modify(key.fileobj, selectors.EVENT_WRITE)  # did not fit: wait until it reads
                     except ClientGone as gone:
                         drop(key.fileobj, gone.reason)
     finally:
