@@ -189,6 +189,7 @@ LANGUAGES = tuple(TEXTS)
 CONTINUATION = "  | "  # starts the 2nd, 3rd... line of a message; no name can start with a space
 CLIENT_MAX_FRAME = 16 << 20  # server frames may exceed its payload limit (long MEMBERS)
 ANSWER_TIMEOUT = 15.0  # seconds to wait for WELCOME, or for the close after LEAVE
+INTERRUPTED_PATIENCE = 1.0  # after Ctrl-C, seconds to wait for the close after LEAVE
 CONNECT_TIMEOUT = 10.0
 # PROTOCOL.md's defaults, which a client has to assume: WELCOME does not carry the server's limits.
 MAX_SAY = codec.DEFAULT_MAX_PAYLOAD  # bytes in one SAY
@@ -677,7 +678,7 @@ def run_pipe(target: Target, view: View, name: str | None, linger: float) -> int
     except KeyboardInterrupt:
         if link is None:
             raise  # not in the room yet: run_client says so
-        leave(link, view, screen.show)
+        leave(link, view, screen.show, INTERRUPTED_PATIENCE)
         say_on_fresh_line(view.goodbye(), after_echoed_ctrl_c=True)
         return 0
     leave(link, view, screen.show)
@@ -762,14 +763,14 @@ def show_frames(received: list[Frame] | Ended, view: View, show: Callable[[Shown
     return None
 
 
-def leave(link: Link, view: View, show: Callable[[Shown], None]) -> None:
-    """LEAVE, then show what still arrives until the server closes (or a deadline passes).
+def leave(link: Link, view: View, show: Callable[[Shown], None], patience: float = ANSWER_TIMEOUT) -> None:
+    """LEAVE, then show what still arrives until the server closes (or `patience` runs out).
 
-    A second Ctrl-C while we wait stops the waiting: we are leaving anyway."""
+    After Ctrl-C we wait only a moment, and a second Ctrl-C stops the waiting."""
     try:
         link.sock.setblocking(True)
         link.send(codec.encode(Kind.LEAVE))
-        while (frame := link.next_frame(ANSWER_TIMEOUT)) is not None:
+        while (frame := link.next_frame(patience)) is not None:
             outcome = view.frame(frame)
             if isinstance(outcome, Shown):
                 show(outcome)
@@ -840,7 +841,7 @@ def run_interactive(target: Target, view: View, name: str | None) -> int:
         ended = asyncio.run(chat_interactive(session, link, view))
     except KeyboardInterrupt:  # a SIGINT while no prompt was up to turn it into a key
         print(flush=True)  # past the ^C the terminal echoed
-        leave(link, view, show_styled)
+        leave(link, view, show_styled, INTERRUPTED_PATIENCE)
         ended = None
     finally:
         link.close()

@@ -881,6 +881,46 @@ def test_interactive_ctrl_c_leaves_with_one_line_and_no_traceback(clients, serve
         dave.stop()
 
 
+@pytest.mark.timeout(60)
+def test_ctrl_c_while_waiting_for_the_close_stops_the_waiting() -> None:
+    """After /quit the client waits for the server to close; a SIGINT there (no prompt up to
+    turn it into a key) escapes the event loop: still no traceback, and no 15 s wait."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    listener.settimeout(30)
+    received: list[bytes] = []
+
+    def server_that_never_closes() -> None:
+        conn, _ = listener.accept()
+        with conn:
+            conn.settimeout(30)
+            conn.recv(100)
+            conn.sendall(codec.encode_text(Kind.WELCOME, "dave"))
+            while data := conn.recv(100):
+                received.append(data)
+
+    thread = threading.Thread(target=server_that_never_closes, daemon=True)
+    thread.start()
+    dave = Terminal("--port", str(listener.getsockname()[1]), "--name", "dave")
+    try:
+        at = dave.expect("/quit or Ctrl-D leaves")
+        dave.wait_prompt(at)
+        dave.type("/quit\r")
+        wait_for(lambda: received, LINE_TIMEOUT)  # the LEAVE arrived: the client now waits
+        started = time.monotonic()
+        os.killpg(dave.process.pid, signal.SIGINT)
+        assert dave.wait_exit() == 0
+        assert time.monotonic() - started < 10  # ANSWER_TIMEOUT is 15 s
+        dave.thread.join(LINE_TIMEOUT)
+        after = ANSI.sub(b"", bytes(dave.output[at:])).decode(errors="replace")
+        assert "Traceback" not in after and "Task exception" not in after, after
+        assert after.count("you left the room") == 1, after
+        thread.join(LINE_TIMEOUT)
+        assert b"".join(received).startswith(codec.encode(Kind.LEAVE))
+    finally:
+        dave.stop()
+        listener.close()
+
+
 @pytest.mark.timeout(120)
 def test_interactive_paste_of_5000_characters_is_split(clients, server) -> None:
     watcher = server.connect("watcher")
