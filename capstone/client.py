@@ -48,6 +48,7 @@ import errno
 import os
 import re
 import select
+import signal
 import socket
 import sys
 import time
@@ -821,6 +822,7 @@ def run_interactive(target: Target, view: View, name: str | None) -> int:
         event.app.exit(exception=EOFError())
 
     session: PromptSession[str] = PromptSession(key_bindings=bindings)
+    signal.signal(signal.SIGTERM, end_prompt_on_sigterm(session))
 
     def ask_name(problem: str | None) -> str | None:
         if problem:
@@ -849,6 +851,23 @@ def run_interactive(target: Target, view: View, name: str | None) -> int:
         finish(ended)
     show_styled(Shown("left", (view.goodbye(),)))
     return 0
+
+
+def end_prompt_on_sigterm(session: PromptSession[str]) -> Callable[[int, object], None]:
+    """SIGTERM ends a prompt the way Ctrl-C does, so prompt_toolkit restores the terminal
+    (raw mode, bracketed paste); with no prompt up it is a KeyboardInterrupt."""
+    def handler(signum: int, frame: object) -> None:
+        app = session.app
+        if not app.is_running or app.loop is None:
+            raise KeyboardInterrupt
+        app.loop.call_soon_threadsafe(end_prompt, app)
+
+    return handler
+
+
+def end_prompt(app) -> None:  # type: ignore[no-untyped-def]
+    if app.is_running and app.future is not None and not app.future.done():
+        app.exit(exception=EOFError())
 
 
 def ignore_interrupts(loop: asyncio.AbstractEventLoop, context: dict) -> None:
@@ -929,6 +948,11 @@ async def receive_forever(loop: asyncio.AbstractEventLoop, link: Link, view: Vie
 
 # ----- the entry point ---------------------------------------------------------------------
 
+def stop_like_ctrl_c(signum: int, frame: object) -> None:
+    """SIGTERM: leave the room the way Ctrl-C does (LEAVE, one line, exit 0)."""
+    raise KeyboardInterrupt
+
+
 def run_client(target: Target, name: str | None = None, lang: str = "en", linger: float = 0.0) -> int:
     """`learn chat join`: interactive in a terminal, pipe mode otherwise.
 
@@ -936,6 +960,7 @@ def run_client(target: Target, name: str | None = None, lang: str = "en", linger
     or the server stopped; errors go to the CLI as UserError (2) or RunFailure (1).
     """
     view = View(lang)
+    signal.signal(signal.SIGTERM, stop_like_ctrl_c)
     try:
         if sys.stdin.isatty() and sys.stdout.isatty():
             return run_interactive(target, view, name)

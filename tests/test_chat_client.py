@@ -535,14 +535,15 @@ def server_log_has(server, text: str, timeout: float = LINE_TIMEOUT) -> None:
 
 
 @pytest.mark.timeout(90)
-def test_pipe_mode_ctrl_c_leaves_with_one_line_and_exit_0(clients, server) -> None:
-    """Finding 1 (pipe mode): SIGINT sends LEAVE and says so in one line."""
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+def test_pipe_mode_ctrl_c_leaves_with_one_line_and_exit_0(clients, server, signum: int) -> None:
+    """Finding 1 (pipe mode): SIGINT (and SIGTERM) sends LEAVE and says so in one line."""
     bob = clients("--name", "bob")
     bob.expect("you are in the room as bob")
     erin = clients("--name", "erin")
     erin.expect("you are in the room as erin")
     bob.expect("erin entered the room")
-    erin.process.send_signal(signal.SIGINT)
+    erin.process.send_signal(signum)
     assert erin.wait_exit() == 0, erin.diagnostics()
     assert erin.stderr.text.strip() == TEXTS["en"]["goodbye"], erin.diagnostics()
     bob.expect("erin left the room")
@@ -853,7 +854,7 @@ ANSI = re.compile(rb"\x1b\[[0-9;?]*[A-Za-z]|\x1b\][^\x07]*\x07")
 
 
 @pytest.mark.timeout(90)
-@pytest.mark.parametrize("how", ["key", "signal"])
+@pytest.mark.parametrize("how", ["key", "SIGINT", "SIGTERM"])
 def test_interactive_ctrl_c_leaves_with_one_line_and_no_traceback(clients, server, how: str) -> None:
     """Finding 1: Ctrl-C printed "Task exception was never retrieved" and a 35-line traceback."""
     bob = clients("--name", "bob")
@@ -866,7 +867,7 @@ def test_interactive_ctrl_c_leaves_with_one_line_and_no_traceback(clients, serve
         if how == "key":
             dave.type("\x03")
         else:
-            os.killpg(dave.process.pid, signal.SIGINT)
+            os.killpg(dave.process.pid, getattr(signal, how))
         assert dave.wait_exit() == 0
         dave.thread.join(LINE_TIMEOUT)
         after = ANSI.sub(b"", bytes(dave.output[at:])).decode(errors="replace")
@@ -875,6 +876,7 @@ def test_interactive_ctrl_c_leaves_with_one_line_and_no_traceback(clients, serve
         visible = [line for line in lines if line]
         assert visible[-1] == "you left the room", visible
         assert all(set(line) == {">"} for line in visible[:-1]), visible  # only the prompt, redrawn
+        assert b"\x1b[?2004l" in dave.output[at:]  # the prompt ended properly: bracketed paste off again
         bob.expect("dave left the room")
         server_log_has(server, "dave left")  # a LEAVE, not only a closed connection
     finally:
