@@ -598,7 +598,7 @@ def request_join(link: Link, name: str, view: View) -> Shown | Ended | None:
         link.send(codec.encode(Kind.JOIN, name.encode("utf-8", "surrogateescape")))
         frame = link.next_frame(ANSWER_TIMEOUT)
     except TimeoutError:
-        if link.first_bytes:
+        if link.decoder.pending:  # something came, but not even one frame header of ours
             raise UserError(view.not_chat(link.where, link.first_bytes)) from None
         raise RunFailure(view.texts["no_answer"].format(seconds=ANSWER_TIMEOUT)) from None
     except (BrokenPipeError, ConnectionResetError):
