@@ -91,7 +91,8 @@ TEXTS: dict[str, dict[str, str]] = {
         "too_long": ("your text is {size} bytes, more than the {most} bytes this client sends at once "
                      "({parts} messages of {limit}); nothing of it was sent."),
         "no_server": "no chat server is listening on {where}.",
-        "not_chat": "{where} does not look like a learn chat server (it answered {answer}); check --host, --port or --unix.",
+        "not_chat": ("{where} does not look like a learn chat server (it answered {answer}); "
+                     "check --host, --port or --unix."),
         "forbidden": "you are not allowed to connect to {where}.",
         "unreachable": "cannot reach {where}: {error}.",
         "bad_host": "cannot resolve the host name {host!r}.",
@@ -100,7 +101,8 @@ TEXTS: dict[str, dict[str, str]] = {
         "lost": "the connection to the server was lost ({error}).",
         "shutdown": "the server is stopping, so the chat is over.",
         "kicked": "the administrator removed you from the room.",
-        "no_answer": "the server did not answer within {seconds:g} seconds.",
+        "no_answer": ("the server on {where} did not answer within {seconds:g} seconds; "
+                      "check that it is a learn chat server."),
         "huge_frame": "the server sent a frame of {length} bytes, more than this client accepts.",
         # The server's ERROR codes in our words (English shows the server's own reason when it gave one).
         "reason_NAME_TAKEN": "the name {name} is taken",
@@ -159,7 +161,7 @@ TEXTS: dict[str, dict[str, str]] = {
         "lost": "与服务器的连接断了 ({error})。",
         "shutdown": "服务器正在关闭, 聊天结束了。",
         "kicked": "管理员把你移出了聊天室。",
-        "no_answer": "服务器在 {seconds:g} 秒内没有回答。",
+        "no_answer": "{where} 上的服务器在 {seconds:g} 秒内没有回答; 请确认它是 learn 聊天服务器。",
         "huge_frame": "服务器发来 {length} 字节的帧, 超过了客户端能接受的大小。",
         "reason_NAME_TAKEN": "名字 {name} 已经有人用了",
         "reason_NAME_INVALID": "名字 {name} 不能用 (名字要有 1 到 {most} 个字符, 不能含控制字符, 也不能是 admin 这样的保留名字)",
@@ -600,7 +602,7 @@ def request_join(link: Link, name: str, view: View) -> Shown | Ended | None:
     except TimeoutError:
         if link.decoder.pending:  # something came, but not even one frame header of ours
             raise UserError(view.not_chat(link.where, link.first_bytes)) from None
-        raise RunFailure(view.texts["no_answer"].format(seconds=ANSWER_TIMEOUT)) from None
+        raise RunFailure(view.texts["no_answer"].format(where=link.where, seconds=ANSWER_TIMEOUT)) from None
     except (BrokenPipeError, ConnectionResetError):
         return None
     except FrameTooLarge:

@@ -90,7 +90,8 @@ def test_a_hostile_server_cannot_reach_the_terminal() -> None:
 
 def test_errors_that_end_the_chat() -> None:
     view = View()
-    assert view.frame(frame(Kind.ERROR, bytes([ErrorCode.SHUTDOWN]) + b"bye")) == Ended(TEXTS["en"]["shutdown"], notice=True)
+    shutdown = view.frame(frame(Kind.ERROR, bytes([ErrorCode.SHUTDOWN]) + b"bye"))
+    assert shutdown == Ended(TEXTS["en"]["shutdown"], notice=True)
     assert view.frame(frame(Kind.ERROR, bytes([ErrorCode.KICKED]) + b"out")) == Ended(TEXTS["en"]["kicked"], notice=True)
     timeout = view.frame(frame(Kind.ERROR, bytes([ErrorCode.TIMEOUT]) + b"no JOIN"))
     assert isinstance(timeout, Ended) and not timeout.notice
@@ -675,7 +676,8 @@ def test_a_server_that_is_not_a_chat_is_named_as_such(banner: bytes, answer: byt
     try:
         assert client.wait_exit() == 2, client.diagnostics()
         sentence = error_sentence(client)
-        assert sentence.startswith(f"error: 127.0.0.1:{port} does not look like a learn chat server (it answered "), sentence
+        expected = f"error: 127.0.0.1:{port} does not look like a learn chat server (it answered "
+        assert sentence.startswith(expected), sentence
         assert shown in sentence and "bytes" not in sentence
     finally:
         client.stop()
