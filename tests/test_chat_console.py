@@ -100,8 +100,8 @@ def test_bytes_are_split_into_lines_and_the_end_is_said_once() -> None:
 class ConsoleServer(ChatServer):
     """`learn chat serve --port 0` whose stdin is a terminal we type on."""
 
-    def __init__(self) -> None:  # noqa: D107 - same fields as ChatServer, stdin a pty
-        self.options = ["--port", "0"]
+    def __init__(self, engine: str) -> None:  # noqa: D107 - same fields as ChatServer, stdin a pty
+        self.options = ["--port", "0", "--engine", engine]
         self.master, slave = pty.openpty()
         self.process = subprocess.Popen(serve_command(*self.options), stdin=slave, stdout=subprocess.PIPE,
                                         stderr=subprocess.PIPE, start_new_session=True)
@@ -135,9 +135,9 @@ class ConsoleServer(ChatServer):
         os.close(self.master)
 
 
-@pytest.fixture
-def console_server():
-    server = ConsoleServer()
+@pytest.fixture(params=["epoll", "fork"])
+def console_server(request):
+    server = ConsoleServer(request.param)
     try:
         server._read_banner()
         yield server
