@@ -52,10 +52,14 @@ def join(
     wait: Annotated[float, typer.Option(
         help="Pipe mode: stay this many seconds after stdin ends, to see the replies.", min=0)] = 0.0,
 ) -> None:
-    """Join the chat: type messages, /who lists the members, /quit or Ctrl-D leaves.
+    """Join the chat: type messages; /help lists the commands; /quit, Ctrl-D or Ctrl-C leaves.
 
     Without a terminal (stdin a pipe or a file), each line is a message and
     each event is printed as one plain line, so scripts can drive the chat.
+    A text over 4096 bytes (the protocol's default limit) goes out as several
+    messages, paced to the default rate limit; one over 160 KiB is refused.
+    Exit status: 0 you left, 1 kicked, server stopped or connection lost, 2 no
+    chat server there or name refused (pipe mode).
     """
     from capstone.client import Target, run_client
     from lessons.common import DEFAULT_HOST, DEFAULT_PORT, UserError

@@ -131,6 +131,14 @@ class Room:
         return [Broadcast(codec.encode_text(Kind.ANNOUNCE, text)),
                 Log("admin", f"{source} announced: {text}")]
 
+    def kick(self, wanted: str) -> list[Effect] | None:
+        """Remove the member called `wanted` (matched as JOIN compares names); None: nobody is."""
+        victim = self.by_key.get(name_key(normalize(wanted)))
+        if victim is None:
+            return None
+        return self._close_with_error(victim.id, ErrorCode.KICKED, "the administrator removed you",
+                                      why="was kicked by the administrator")
+
     def shutdown(self) -> list[Effect]:
         """The server is stopping: ERROR SHUTDOWN to every connection, then close each."""
         effects: list[Effect] = []
@@ -238,11 +246,9 @@ class Room:
         return self._kick(conn, text)
 
     def _kick(self, admin_conn: int, wanted: str) -> list[Effect]:
-        victim = self.by_key.get(name_key(normalize(wanted)))
-        if victim is None:
+        effects = self.kick(wanted)
+        if effects is None:
             return self._error(admin_conn, ErrorCode.NO_SUCH_MEMBER, f"nobody is called {wanted}")
-        effects = self._close_with_error(victim.id, ErrorCode.KICKED, "the administrator removed you",
-                                         why="was kicked by the administrator")
         return effects + [Send(admin_conn, codec.encode(Kind.OK))]
 
     # ----- shared steps ----------------------------------------------------------------

@@ -10,6 +10,7 @@ from capstone import multiplexers
 from capstone.room import Limits
 from capstone.server import ChatServer, Listeners, plain_log, rich_log
 from lessons.common import DEFAULT_HOST, DEFAULT_PORT, UserError, address_text, open_listener
+from lessons.i18n import _
 from lessons.unixsock import bind_unix
 
 ENGINES = ("epoll", "poll", "select", "selectors", "fork")
@@ -89,7 +90,8 @@ def serve(options: ServeOptions) -> None:
         print(f"listening on {where}", flush=True)
         print(f"admin socket {listeners.admin_path}", flush=True)
         if console is not None:
-            log("admin", "type a line here to announce it to everyone; Ctrl-C stops the server")
+            log("admin", _("type a line here to announce it to everyone; /help lists the console's commands; "
+                           "Ctrl-C stops the server"))
 
     server.serve_forever(on_ready=announce_ready)
     log("stop", "stopped")

@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from typing import Callable
 
 from capstone import codec
+from capstone.console import ServerConsole
 from capstone.multiplexers import Backend
 from capstone.room import Broadcast, Close, Limits, Log, Room, Send
 from lessons.common import address_text, printable
@@ -78,7 +79,7 @@ class ChatServer:
         self.broadcast_pending = False  # a broadcast was queued: every member has output
         self.draining: dict[int, float] = {}  # fd -> deadline, oldest first
         self.stopping_at: float | None = None
-        self._console_buffer = b""
+        self._console = ServerConsole()  # what the administrator types on that terminal
         self._spare_fd: int | None = None
         self._wakeup_r, self._wakeup_w = socket.socketpair()
 
@@ -410,18 +411,16 @@ class ChatServer:
         """Hook: a signal arrived (the fork engine reaps its relays here)."""
 
     def _on_console(self) -> None:
-        """A line typed on the server's terminal is the administrator's announcement."""
-        data = os.read(self.console, 4096)
+        """A line typed on the server's terminal: an announcement or a command (console.py)."""
+        try:
+            data = os.read(self.console, 4096)
+        except OSError:  # EIO: the terminal hung up; the same as its end
+            data = b""
         if not data:
             self.backend.unregister(self.console)
             self.console = None
-            return
-        self._console_buffer += data
-        *lines, self._console_buffer = self._console_buffer.split(b"\n")
-        for line in lines:
-            text = line.decode(errors="replace").strip()
-            if text:
-                self._apply(self.room.announce(text))
+        for effects in self._console.feed(data, self.room):
+            self._apply(effects)
 
 
 def set_keepalive(sock: socket.socket) -> None:

@@ -22,13 +22,16 @@ from pathlib import Path
 
 import pytest
 from chatserver import ChatServer, OutputPipe
+from hypothesis import given
+from hypothesis import strategies as st
 
 from capstone import codec
 from capstone.client import (
-    CONTINUATION, TEXTS, Ended, LineSplitter, Shown, Target, View, display_name, frame_for_line, join_room,
+    CONTINUATION, MAX_PARTS, MAX_SAY, SAY_BURST, SAY_RATE, TEXTS, Ended, LineSplitter, Pacer, Shown, Target, View,
+    display_name, join_room, split_payload,
 )
 from capstone.codec import ErrorCode, Kind
-from lessons.common import UserError
+from lessons.common import UserError, wait_for
 from lessons.framing import Frame
 
 LINE_TIMEOUT = 30.0  # seconds to wait for one expected line; generous for a busy 2-core machine
@@ -87,20 +90,103 @@ def test_a_hostile_server_cannot_reach_the_terminal() -> None:
 
 def test_errors_that_end_the_chat() -> None:
     view = View()
-    assert view.frame(frame(Kind.ERROR, bytes([ErrorCode.SHUTDOWN]) + b"bye")) == Ended(TEXTS["en"]["shutdown"])
-    assert view.frame(frame(Kind.ERROR, bytes([ErrorCode.KICKED]) + b"out")) == Ended(TEXTS["en"]["kicked"])
+    shutdown = view.frame(frame(Kind.ERROR, bytes([ErrorCode.SHUTDOWN]) + b"bye"))
+    assert shutdown == Ended(TEXTS["en"]["shutdown"], notice=True)
+    assert view.frame(frame(Kind.ERROR, bytes([ErrorCode.KICKED]) + b"out")) == Ended(TEXTS["en"]["kicked"], notice=True)
+    timeout = view.frame(frame(Kind.ERROR, bytes([ErrorCode.TIMEOUT]) + b"no JOIN"))
+    assert isinstance(timeout, Ended) and not timeout.notice
     rate = view.frame(frame(Kind.ERROR, bytes([ErrorCode.RATE_LIMITED]) + b"slow down"))
     assert rate == Shown("problem", ("the server refused that: slow down",))
     assert view.frame(frame(Kind.PONG, b"x")) is None
 
 
+def outgoing(line: str, lang: str = "en"):
+    return View(lang).outgoing(line)
+
+
 def test_input_lines_become_frames() -> None:
-    assert frame_for_line("hello") == codec.encode_text(Kind.SAY, "hello")
-    assert frame_for_line("/who") == codec.encode(Kind.WHO)
-    assert frame_for_line(" /quit ") == "/quit"
-    assert frame_for_line("//who") == codec.encode_text(Kind.SAY, "/who")
-    assert frame_for_line("/etc is a directory") == codec.encode_text(Kind.SAY, "/etc is a directory")
-    assert frame_for_line("   ") is None
+    assert outgoing("hello").frames == (codec.encode_text(Kind.SAY, "hello"),)
+    assert outgoing("/who").frames == (codec.encode(Kind.WHO),)
+    assert outgoing(" /quit ").quit
+    assert outgoing("//who").frames == (codec.encode_text(Kind.SAY, "/who"),)
+    assert outgoing("/etc/passwd is a file").frames == (codec.encode_text(Kind.SAY, "/etc/passwd is a file"),)
+    assert outgoing("/ is the root").frames == (codec.encode_text(Kind.SAY, "/ is the root"),)
+    assert outgoing("   ") == outgoing("") and not outgoing("").frames and outgoing("").shown is None
+
+
+def test_help_lists_the_commands_and_unknown_commands_stay_here() -> None:
+    """Finding 8: `/help` was sent to everyone as a message; now it is answered locally."""
+    shown = outgoing("/help").shown
+    assert not outgoing("/help").frames and shown is not None
+    text = "\n".join(shown.lines)
+    for command in ("/who", "/quit", "/help", "//"):
+        assert command in text
+    for line in ("/nope", "/etc is a directory", "/WHO", "/kick bob"):
+        refused = outgoing(line)
+        assert refused.frames == () and not refused.quit, line
+        assert refused.shown.style == "problem"
+        assert line.split()[0] in refused.shown.lines[0] and "/help" in refused.shown.lines[0]
+    assert outgoing("//nope").frames == (codec.encode_text(Kind.SAY, "/nope"),)
+
+
+# ----- long texts: split at character boundaries, paced like the server's default bucket ------------
+
+def payloads(frames: tuple[bytes, ...]) -> list[bytes]:
+    assert all(data[4] == Kind.SAY for data in frames)
+    return [data[5:] for data in frames]
+
+
+def test_a_long_text_is_split_into_say_frames_within_the_default_limit() -> None:
+    """Finding 2: 5,000 pasted characters got the sender thrown out with TOO_LARGE."""
+    words = " ".join(f"word{i}" for i in range(1200))  # about 10 KB
+    shown = outgoing(words)
+    parts = payloads(shown.frames)
+    assert len(parts) == 3 and all(len(part) <= MAX_SAY == 4096 for part in parts)
+    assert b"".join(parts).decode() == words  # cut after a space: nothing lost, no word cut
+    assert all(part.endswith(b" ") for part in parts[:-1])
+    assert shown.shown is not None and "3" in shown.shown.lines[0]
+
+
+def test_splitting_never_cuts_a_character_and_prefers_line_breaks() -> None:
+    text = "é" * 3000 + "\n" + "字" * 2000  # 6000 + 1 + 6000 bytes, no space anywhere
+    parts = split_payload(text.encode(), 4096)
+    assert [len(part) for part in parts][0] <= 4096
+    decoded = [part.decode() for part in parts]  # raises if a character was cut
+    assert decoded[0] == "é" * 2048 and decoded[1] == "é" * 952  # the newline is past the first 4096 bytes
+    assert decoded[2].startswith("字") and "\n" not in "".join(decoded)
+    assert "".join(decoded) == text.replace("\n", "")
+
+
+@given(st.text(alphabet=st.characters(blacklist_categories=("Cs",)), min_size=1, max_size=400),
+       st.integers(min_value=4, max_value=64))
+def test_split_payload_keeps_every_piece_valid_and_in_order(text: str, limit: int) -> None:
+    data = text.encode()
+    parts = split_payload(data, limit)
+    assert all(0 < len(part) <= limit for part in parts)
+    joined = "".join(part.decode() for part in parts)  # every piece is whole UTF-8
+    assert joined.replace("\n", "") == text.replace("\n", "")
+
+
+def test_a_text_over_the_whole_bucket_is_refused_with_one_sentence() -> None:
+    too_long = "x" * (MAX_SAY * MAX_PARTS + 1)
+    refused = outgoing(too_long)
+    assert refused.frames == () and refused.shown.style == "problem" and len(refused.shown.lines) == 1
+    assert len(payloads(outgoing("x" * MAX_SAY * MAX_PARTS).frames)) == MAX_PARTS
+
+
+def test_the_pacer_stays_below_the_default_token_bucket() -> None:
+    assert SAY_RATE == 20 and SAY_BURST < 2 * SAY_RATE  # PROTOCOL.md: 20 per second, a bucket of 40
+    pacer = Pacer(now=100.0)
+    for _ in range(SAY_BURST):
+        assert pacer.delay(100.0) == 0
+        pacer.take(100.0)
+    assert pacer.delay(100.0) == pytest.approx(1 / SAY_RATE)
+    assert pacer.delay(100.0 + 1 / SAY_RATE) == pytest.approx(0)
+    pacer.take(100.0 + 1 / SAY_RATE)
+    assert pacer.delay(1000.0) == 0  # refilled, never above the bucket
+    for _ in range(SAY_BURST):
+        pacer.take(1000.0)
+    assert pacer.delay(1000.0) > 0
 
 
 def test_line_splitter_handles_pieces_crlf_and_bad_utf8() -> None:
@@ -354,14 +440,38 @@ def test_untrusted_names_and_text_are_shown_safely(clients, server) -> None:
     assert "\x1b" not in bob.stdout.text
 
 
+def notice_sentence(client: Client) -> str:
+    """Finding 13: a kick or a shutdown is a notice: one plain sentence, not `error:`."""
+    text = client.stderr.text
+    assert "Traceback" not in text and "error" not in text, text
+    lines = text.strip().split("\n")
+    assert len(lines) == 1, text
+    return lines[0]
+
+
 @pytest.mark.timeout(90)
-def test_the_server_stopping_ends_the_client_with_exit_1(clients, server) -> None:
+def test_the_server_stopping_ends_the_client_with_a_notice_and_exit_1(clients, server) -> None:
     bob = clients("--name", "bob")
     bob.expect("you are in the room as bob")
     server.signal(signal.SIGTERM)
     assert bob.wait_exit() == 1
-    assert error_sentence(bob) == "error: " + TEXTS["en"]["shutdown"]
+    assert notice_sentence(bob) == TEXTS["en"]["shutdown"] == "the server is stopping, so the chat is over."
     assert server.wait_exit(30) == 0
+
+
+@pytest.mark.timeout(90)
+@pytest.mark.parametrize("lang", ["en", "zh"])
+def test_a_kicked_member_gets_a_notice_and_exit_1(clients, server, lang: str) -> None:
+    bob = clients("--name", "bob", "--lang", lang)
+    bob.expect(TEXTS[lang]["welcome"].format(name="bob"))
+    admin = server.admin()
+    try:
+        admin.send_frame(Kind.KICK, "bob")
+        admin.expect(Kind.OK)
+    finally:
+        admin.close()
+    assert bob.wait_exit() == 1
+    assert notice_sentence(bob) == TEXTS[lang]["kicked"]
 
 
 @pytest.mark.timeout(90)
@@ -415,6 +525,223 @@ def test_chat_over_a_unix_socket(tmp_path) -> None:
             assert bob.wait_exit() == 0
         finally:
             bob.stop()
+
+
+def server_log_has(server, text: str, timeout: float = LINE_TIMEOUT) -> None:
+    """Wait until the server's log shows `text` (e.g. "dave left": a LEAVE, not a bare close)."""
+    try:
+        wait_for(lambda: text in server.stdout.text, timeout)
+    except TimeoutError:
+        raise AssertionError(f"the server never logged {text!r}: {server.stdout.text[-2000:]!r}") from None
+
+
+@pytest.mark.timeout(90)
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+def test_pipe_mode_ctrl_c_leaves_with_one_line_and_exit_0(clients, server, signum: int) -> None:
+    """Finding 1 (pipe mode): SIGINT (and SIGTERM) sends LEAVE and says so in one line."""
+    bob = clients("--name", "bob")
+    bob.expect("you are in the room as bob")
+    erin = clients("--name", "erin")
+    erin.expect("you are in the room as erin")
+    bob.expect("erin entered the room")
+    erin.process.send_signal(signum)
+    assert erin.wait_exit() == 0, erin.diagnostics()
+    assert erin.stderr.text.strip() == TEXTS["en"]["goodbye"], erin.diagnostics()
+    bob.expect("erin left the room")
+    server_log_has(server, "erin left")
+
+
+@pytest.mark.timeout(90)
+def test_slash_commands_in_pipe_mode(clients) -> None:
+    """Finding 8: /help answers locally, an unknown /x is refused here, // sends a slash."""
+    bob = clients("--name", "bob")
+    bob.expect("you are in the room as bob")
+    carol = clients("--name", "carol")
+    carol.expect("you are in the room as carol")
+    bob.expect("carol entered the room")
+    carol.send("/help", "/nope", "//nope", "done")
+    bob.expect("carol: done")
+    carol.end_input()
+    assert carol.wait_exit() == 0
+    assert "/who" in carol.stdout.text and "/quit" in carol.stdout.text
+    assert "/nope" in carol.stderr.text and "/help" in carol.stderr.text
+    assert len(carol.stderr.text.strip().split("\n")) == 1, carol.diagnostics()
+    assert [line for line in bob.lines() if line.startswith("carol:")] == ["carol: /nope", "carol: done"]
+
+
+@pytest.mark.timeout(90)
+def test_a_long_paste_is_split_and_the_sender_stays(clients, server) -> None:
+    """Finding 2: 5,000 characters, then 100 KB, reach the others whole; the sender stays in."""
+    watcher = server.connect("watcher")
+    try:
+        watcher.join("watcher")
+        dan = clients("--name", "dan")
+        dan.expect("you are in the room as dan")
+        watcher.expect(Kind.JOINED, "dan")
+        five_k = "x" * 5000
+        hundred_k = " ".join(f"w{i:05d}" for i in range(100_000 // 7))
+        dan.send(five_k, hundred_k, "still here")
+        texts = []
+        while not texts or texts[-1] != "still here":
+            name, text = watcher.expect(Kind.MESSAGE).message()
+            assert name == "dan"
+            texts.append(text)
+        assert "".join(texts[:2]) == five_k and len(texts[0].encode()) <= 4096
+        assert "".join(texts[2:-1]) == hundred_k and len(texts) == 2 + 25 + 1
+        dan.end_input()
+        assert dan.wait_exit() == 0, dan.diagnostics()
+        assert "over the limit" not in dan.stderr.text and "refused" not in dan.stderr.text
+    finally:
+        watcher.close()
+
+
+@pytest.mark.timeout(90)
+def test_more_lines_than_the_rate_limit_are_paced_not_dropped(clients, server) -> None:
+    """Finding 2: 60 lines at once (more than the server's bucket of 40) all arrive, none RATE_LIMITED."""
+    watcher = server.connect("watcher")
+    try:
+        watcher.join("watcher")
+        dan = clients("--name", "dan")
+        dan.expect("you are in the room as dan")
+        watcher.expect(Kind.JOINED, "dan")
+        dan.send(*(f"line {i}" for i in range(60)))
+        dan.end_input()
+        received: list[str] = []
+        while len(received) < 60:
+            frame = watcher.recv_frame()
+            assert frame.kind == Kind.MESSAGE, f"{frame!r} after {len(received)} messages; {dan.diagnostics()}"
+            received.append(frame.message()[1])
+        assert received == [f"line {i}" for i in range(60)]
+        assert dan.wait_exit() == 0
+        assert dan.stderr.text == "", dan.diagnostics()
+    finally:
+        watcher.close()
+
+
+@pytest.mark.timeout(90)
+def test_a_text_too_long_to_send_is_refused_in_one_sentence_and_the_chat_goes_on(clients, server) -> None:
+    watcher = server.connect("watcher")
+    try:
+        watcher.join("watcher")
+        dan = clients("--name", "dan")
+        dan.expect("you are in the room as dan")
+        watcher.expect(Kind.JOINED, "dan")
+        dan.send("y" * 200_000, "after")
+        watcher.expect(Kind.MESSAGE, codec.encode_message("dan", "after")[5:])
+        dan.end_input()
+        assert dan.wait_exit() == 0
+        assert len(dan.stderr.text.strip().split("\n")) == 1 and "200000 bytes" in dan.stderr.text, dan.diagnostics()
+    finally:
+        watcher.close()
+
+
+# ----- pointed at something that is not a chat server ---------------------------------------------
+
+def not_a_chat_server(banner: bytes, answer: bytes, echo: bool = False) -> tuple[socket.socket, threading.Thread]:
+    """A real TCP listener that greets with `banner`, answers the JOIN with `answer` (or echoes it)."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    listener.settimeout(30)
+
+    def serve() -> None:
+        try:
+            conn, _ = listener.accept()
+        except OSError:
+            return
+        with conn:
+            conn.settimeout(30)
+            conn.sendall(banner)
+            try:
+                data = conn.recv(100)
+                conn.sendall(data if echo else answer)
+                conn.recv(100)
+            except OSError:
+                pass
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    return listener, thread
+
+
+@pytest.mark.timeout(90)
+@pytest.mark.parametrize(("banner", "answer", "echo", "shown"), [
+    (b"SSH-2.0-OpenSSH_9.6\r\n", b"Invalid SSH identification string.\r\n", False, "SSH-2.0-OpenSSH_9.6"),
+    (b"", b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n", False, "HTTP/1.1 400 Bad Request"),
+    (b"", b"", True, "\\x00\\x00\\x00\\x03\\x01bob"),
+], ids=["ssh", "http", "echo"])
+def test_a_server_that_is_not_a_chat_is_named_as_such(banner: bytes, answer: bytes, echo: bool, shown: str) -> None:
+    """Finding 12: not "the server sent a frame of 3868505829 bytes"."""
+    listener, thread = not_a_chat_server(banner, answer, echo)
+    port = listener.getsockname()[1]
+    client = Client(["--port", str(port)], "--name", "bob")
+    try:
+        assert client.wait_exit() == 2, client.diagnostics()
+        sentence = error_sentence(client)
+        expected = f"error: 127.0.0.1:{port} does not look like a learn chat server (it answered "
+        assert sentence.startswith(expected), sentence
+        assert shown in sentence and "bytes" not in sentence
+    finally:
+        client.stop()
+        listener.close()
+        thread.join(10)
+
+
+# ----- every string of the zh client is Chinese -----------------------------------------------------
+
+ENGLISH_RUN = re.compile(r"[A-Za-z]+(?:[ ,.;:'!?-]+[A-Za-z]+){2,}")
+NAME = "bob"
+WHERE = "127.0.0.1:8888"
+
+
+def english_runs(text: str) -> list[str]:
+    """Runs of 3+ ASCII words, once names and addresses are taken out."""
+    return ENGLISH_RUN.findall(text.replace(NAME, " ").replace(WHERE, " "))
+
+
+ENGLISH_REASONS = {
+    ErrorCode.NAME_TAKEN: "the name bob is taken", ErrorCode.NAME_INVALID: "the name 'bob' is reserved",
+    ErrorCode.NOT_JOINED: "join the room first", ErrorCode.ALREADY_JOINED: "you are already in the room",
+    ErrorCode.TOO_LARGE: "a frame of 5000 bytes is over the limit of 4096",
+    ErrorCode.BAD_FRAME: "a message cannot contain the control character U+001B",
+    ErrorCode.RATE_LIMITED: "too many messages, slow down", ErrorCode.SHUTDOWN: "the server is stopping",
+    ErrorCode.TIMEOUT: "no JOIN within 10 seconds", ErrorCode.KICKED: "the administrator removed you",
+    ErrorCode.NO_SUCH_MEMBER: "nobody is called bob",
+}
+
+
+def test_zh_shows_no_english_for_any_error_code_or_client_message() -> None:
+    """Finding 7: "无法加入: the name alice is taken。" mixed the server's English in."""
+    view = View("zh")
+    shown: list[str] = []
+    for code in list(ErrorCode) + [99]:
+        payload = codec.encode_error(code, ENGLISH_REASONS.get(code, "something new went wrong"))[5:]
+        outcome = view.frame(Frame((Kind.ERROR,), payload))
+        shown += outcome.lines if isinstance(outcome, Shown) else [outcome.sentence]
+        refusal = view.join_refusal(payload, NAME)
+        if refusal is not None:
+            shown += refusal.lines if isinstance(refusal, Shown) else [refusal.sentence]
+    for err in (ConnectionResetError(104, "Connection reset by peer"), BrokenPipeError(32, "Broken pipe"),
+                TimeoutError(110, "Connection timed out"), OSError(5, "Input/output error"), OSError("odd")):
+        shown.append(view.lost(err).sentence)
+        shown.append(view.unreachable(WHERE, err))
+    for line in ("/help", "/nope", "x" * 5000, "x" * (MAX_SAY * MAX_PARTS + 1)):
+        result = view.outgoing(line)
+        shown += result.shown.lines
+    shown += [view.closed().sentence, view.not_chat(WHERE, b"SSH-2.0-OpenSSH\r\n"), view.goodbye(),
+              view.texts["no_server"].format(where=WHERE), view.texts["hint"], view.texts["name_needed"]]
+    for text in shown:
+        assert not english_runs(text), text
+    for key, template in TEXTS["zh"].items():
+        assert not english_runs(template.replace("{name}", NAME).replace("{where}", WHERE)), key
+
+
+@pytest.mark.timeout(90)
+def test_zh_join_refusal_from_a_real_server_is_all_chinese(clients) -> None:
+    bob = clients("--name", "bob")
+    bob.expect("you are in the room as bob")
+    second = clients("--name", "BOB", "--lang", "zh")
+    assert second.wait_exit() == 2
+    sentence = error_sentence(second)
+    assert "BOB" in sentence and not english_runs(sentence.removeprefix("error: ").replace("BOB", " ")), sentence
 
 
 # ----- interactive mode, through a pseudo-terminal ------------------------------------------------
@@ -509,8 +836,7 @@ def test_interactive_client_retries_a_taken_name_and_chats(clients, server) -> N
 
 
 @pytest.mark.timeout(90)
-@pytest.mark.parametrize("key", ["\x04", "\x03"], ids=["ctrl-d", "ctrl-c"])
-def test_interactive_ctrl_d_and_ctrl_c_leave_cleanly(clients, server, key: str) -> None:
+def test_interactive_ctrl_d_leaves_cleanly(clients, server) -> None:
     bob = clients("--name", "bob")
     bob.expect("you are in the room as bob")
     dave = Terminal("--port", str(server.port), "--name", "dave")
@@ -518,12 +844,106 @@ def test_interactive_ctrl_d_and_ctrl_c_leave_cleanly(clients, server, key: str) 
         at = dave.expect("/quit or Ctrl-D leaves")
         dave.wait_prompt(at)
         bob.expect("dave entered the room")
-        dave.type(key)
+        dave.type("\x04")
         dave.expect("you left the room", at)
         assert dave.wait_exit() == 0
         bob.expect("dave left the room")
     finally:
         dave.stop()
+
+
+ANSI = re.compile(rb"\x1b\[[0-9;?]*[A-Za-z]|\x1b\][^\x07]*\x07")
+
+
+@pytest.mark.timeout(90)
+@pytest.mark.parametrize("how", ["key", "SIGINT", "SIGTERM"])
+def test_interactive_ctrl_c_leaves_with_one_line_and_no_traceback(clients, server, how: str) -> None:
+    """Finding 1: Ctrl-C printed "Task exception was never retrieved" and a 35-line traceback."""
+    bob = clients("--name", "bob")
+    bob.expect("you are in the room as bob")
+    dave = Terminal("--port", str(server.port), "--name", "dave")
+    try:
+        at = dave.expect("/quit or Ctrl-D leaves")
+        dave.wait_prompt(at)
+        bob.expect("dave entered the room")
+        if how == "key":
+            dave.type("\x03")
+        else:
+            os.killpg(dave.process.pid, getattr(signal, how))
+        assert dave.wait_exit() == 0
+        dave.thread.join(LINE_TIMEOUT)
+        after = ANSI.sub(b"", bytes(dave.output[at:])).decode(errors="replace")
+        assert "Traceback" not in after and "Task exception" not in after, after
+        lines = [re.sub(r"[\x00-\x1f]", "", line).strip() for line in after.replace("\r", "\n").split("\n")]
+        visible = [line for line in lines if line]
+        assert visible[-1] == "you left the room", visible
+        assert all(set(line) == {">"} for line in visible[:-1]), visible  # only the prompt, redrawn
+        assert b"\x1b[?2004l" in dave.output[at:]  # the prompt ended properly: bracketed paste off again
+        bob.expect("dave left the room")
+        server_log_has(server, "dave left")  # a LEAVE, not only a closed connection
+    finally:
+        dave.stop()
+
+
+@pytest.mark.timeout(60)
+def test_ctrl_c_while_waiting_for_the_close_stops_the_waiting() -> None:
+    """After /quit the client waits for the server to close; a SIGINT there (no prompt up to
+    turn it into a key) escapes the event loop: still no traceback, and no 15 s wait."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    listener.settimeout(30)
+    received: list[bytes] = []
+
+    def server_that_never_closes() -> None:
+        conn, _ = listener.accept()
+        with conn:
+            conn.settimeout(30)
+            conn.recv(100)
+            conn.sendall(codec.encode_text(Kind.WELCOME, "dave"))
+            while data := conn.recv(100):
+                received.append(data)
+
+    thread = threading.Thread(target=server_that_never_closes, daemon=True)
+    thread.start()
+    dave = Terminal("--port", str(listener.getsockname()[1]), "--name", "dave")
+    try:
+        at = dave.expect("/quit or Ctrl-D leaves")
+        dave.wait_prompt(at)
+        dave.type("/quit\r")
+        wait_for(lambda: received, LINE_TIMEOUT)  # the LEAVE arrived: the client now waits
+        started = time.monotonic()
+        os.killpg(dave.process.pid, signal.SIGINT)
+        assert dave.wait_exit() == 0
+        assert time.monotonic() - started < 10  # ANSWER_TIMEOUT is 15 s
+        dave.thread.join(LINE_TIMEOUT)
+        after = ANSI.sub(b"", bytes(dave.output[at:])).decode(errors="replace")
+        assert "Traceback" not in after and "Task exception" not in after, after
+        assert after.count("you left the room") == 1, after
+        thread.join(LINE_TIMEOUT)
+        assert b"".join(received).startswith(codec.encode(Kind.LEAVE))
+    finally:
+        dave.stop()
+        listener.close()
+
+
+@pytest.mark.timeout(120)
+def test_interactive_paste_of_5000_characters_is_split(clients, server) -> None:
+    watcher = server.connect("watcher")
+    carol = Terminal("--port", str(server.port), "--name", "carol")
+    try:
+        watcher.join("watcher")
+        at = carol.expect("/quit or Ctrl-D leaves")
+        carol.wait_prompt(at)
+        watcher.expect(Kind.JOINED, "carol")
+        pasted = "p" * 5000
+        carol.type("\x1b[200~" + pasted + "\x1b[201~\r")
+        first = watcher.expect(Kind.MESSAGE).message()[1]
+        second = watcher.expect(Kind.MESSAGE).message()[1]
+        assert first + second == pasted
+        carol.type("/quit\r")
+        assert carol.wait_exit() == 0
+    finally:
+        carol.stop()
+        watcher.close()
 
 
 # ----- docs/protocol.md: every hex example decodes to what the page says ----------------------------
