@@ -29,6 +29,7 @@ import typer
 
 from lessons import procfs
 from lessons.common import RunFailure, UserError, wait_for
+from lessons.i18n import _
 from lessons.narrate import Narrator
 
 NOBODY = 65534  # the conventional uid/gid of "nobody": an ordinary, unprivileged user
@@ -177,14 +178,17 @@ def show_return_values(say: Narrator) -> None:
 # --- 2. no fixed order ----------------------------------------------------------------
 
 
-def race_once() -> tuple[str, int]:
+def race_once() -> tuple[str, int, int]:
     """Fork once; both processes write '<who> <time>' into one pipe right after fork().
 
     A pipe keeps the order the writes reached the kernel, so its first line says who won;
     the child reports its own clock reading, so the gap needs no printing from the child.
+    Also returns how long os.fork() took in the parent: the kernel's copy of the page
+    tables and descriptor table is done inside that call, before it returns.
     """
     read_end, write_end = os.pipe()
     sys.stdout.flush()
+    before_fork = time.monotonic_ns()
     pid = os.fork()
     if pid == 0:
         try:
@@ -200,21 +204,32 @@ def race_once() -> tuple[str, int]:
         os.waitpid(pid, 0)
     stamps = dict(line.split() for line in lines)
     first = lines[0].split()[0]
-    return first, int(stamps["child"]) - int(stamps["parent"])
+    return first, int(stamps["child"]) - int(stamps["parent"]), int(stamps["parent"]) - before_fork
 
 
 def times(count: int) -> str:
     return f"{count} time" if count == 1 else f"{count} times"
 
 
+def median(values: list[int]) -> int:
+    return sorted(values)[len(values) // 2]
+
+
 def show_order(say: Narrator, repeat: int) -> None:
     say.rule(f"2. Who runs first after fork()? {repeat} races")
     results = [race_once() for _ in range(repeat)]
-    parent_first = sum(1 for first, _ in results if first == "parent")
-    gaps = sorted(gap for _, gap in results)
+    parent_first = sum(1 for first, _, _ in results if first == "parent")
     say("result", f"parent wrote first {times(parent_first)}, child wrote first {times(repeat - parent_first)} "
                   f"(out of {repeat})")
-    say("result", f"median time from the parent's write to the child's: {gaps[len(gaps) // 2] / 1000:.0f} µs")
+    say("result", _("median time os.fork() took in the parent, until it returned: {micro} µs").format(
+        micro=median([in_fork for _, _, in_fork in results]) // 1000))
+    say("result", _("median time from the parent's write to the child's: {micro} µs").format(
+        micro=median([gap for _, gap, _ in results]) // 1000))
+    say("explain", _("The kernel copied the page tables and the descriptor table inside fork(), before it "
+                     "returned to the parent. The child's extra delay is Python's own after-fork work in "
+                     "the child (re-initialising its runtime and threading state, running "
+                     "os.register_at_fork hooks) and copy-on-write page faults: every page the child "
+                     "writes to is copied on that first write. A C child runs within tens of microseconds."))
     say("explain", "The scheduler decides, and the answer changes with the kernel, the number of CPUs and "
                    "the load. Code that needs an order must make it (a pipe, waitpid, a lock).")
 
@@ -252,8 +267,8 @@ def race_into_file(children: Children, path: Path, count: int, shared: bool) -> 
 
     shared=True: the child uses the descriptor it inherited, so both move one file offset.
     shared=False: the child opens the file again and gets its own offset, starting at 0.
-    A new child needs about a millisecond before it runs at full speed, so it says "ready"
-    and waits for "go" before writing.
+    A new Python child needs most of a millisecond before it runs at full speed (its after-fork
+    work, copy-on-write faults), so it says "ready" and waits for "go" before writing.
     """
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     ready_read, ready_write = os.pipe()
@@ -468,6 +483,49 @@ def fork_with_a_thread(python: str = sys.executable) -> str:
     return "\n".join(line.strip() for line in result.stderr.splitlines() if "Warning" in line)
 
 
+LOCK_HELD_AT_FORK = """\
+import logging, os, sys, threading
+ours = threading.Lock()
+handler = logging.StreamHandler(sys.stderr)
+holding, done = threading.Event(), threading.Event()
+
+def hold_both_locks():
+    with ours:
+        handler.acquire()
+        holding.set()
+        done.wait()
+        handler.release()
+
+holder = threading.Thread(target=hold_both_locks)
+holder.start()
+holding.wait()
+pid = os.fork()  # the holder thread holds both locks right now; the child gets no holder
+if pid == 0:
+    got_ours = ours.acquire(timeout={wait})
+    got_logging = handler.lock.acquire(timeout={wait})
+    os.write(1, f"{{got_ours}} {{got_logging}} {{threading.active_count()}}".encode())
+    os._exit(0)
+os.waitpid(pid, 0)
+done.set()
+holder.join()
+"""
+
+
+def lock_held_at_fork(wait: float = 0.3) -> tuple[bool, bool, int]:
+    """Fork while another thread holds our own Lock and a logging handler's lock.
+
+    Returns what the child saw: could it take our lock, could it take logging's lock
+    (within `wait` seconds each), and how many threads it has. Runs in a new Python so
+    that this lesson itself never forks with a thread running.
+    """
+    result = subprocess.run([sys.executable, "-W", "ignore", "-c", LOCK_HELD_AT_FORK.format(wait=wait)],
+                            check=False, stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=30)
+    fields = result.stdout.split()
+    if result.returncode != 0 or len(fields) != 3:
+        raise RunFailure(_("the lock experiment failed: {error}").format(error=result.stderr.strip()[-200:]))
+    return fields[0] == "True", fields[1] == "True", int(fields[2])
+
+
 def show_thread_warning(say: Narrator) -> None:
     say.rule("8. Forking a process that has threads")
     version = ".".join(map(str, sys.version_info[:3]))
@@ -477,10 +535,21 @@ def show_thread_warning(say: Narrator) -> None:
     else:
         say("result", f"Python {version} printed no warning when forking with a thread running "
                       f"(the DeprecationWarning arrived in Python 3.12)")
-    say("explain", "fork() copies only the thread that called it. A lock another thread held at that "
-                   "moment stays locked forever in the child, so the child can hang in logging, malloc "
-                   "or I/O. Python 3.12+ warns; fork before starting threads, or use subprocess or "
-                   "multiprocessing's 'spawn' / 'forkserver'.")
+    wait = 0.3
+    got_ours, got_logging, threads = lock_held_at_fork(wait)
+    say("child", _("threading.active_count() is {count} in the child: only the thread that called fork() "
+                   "was copied").format(count=threads))
+    say("child", _("our own threading.Lock, held by the other thread at fork time: acquire(timeout={wait}) "
+                   "returned {got}").format(wait=wait, got=got_ours))
+    say("child", _("a logging handler's lock, also held at fork time: acquire(timeout={wait}) "
+                   "returned {got}").format(wait=wait, got=got_logging))
+    say("explain", _("fork() copies only the thread that called it. Our lock was copied locked, and the "
+                     "thread that would release it does not exist in the child: without a timeout, "
+                     "acquire() would wait forever. logging is safe here because it re-creates its locks "
+                     "in the child (os.register_at_fork); your own locks, a print() whose buffer lock "
+                     "another thread held, or the C library's internal locks are not. Python 3.12+ "
+                     "warns; fork before starting threads, or use subprocess or multiprocessing's "
+                     "'spawn' / 'forkserver'."))
 
 
 def check_nothing_left(say: Narrator) -> None:

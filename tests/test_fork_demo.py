@@ -207,3 +207,28 @@ def test_without_fork_the_lesson_says_so(monkeypatch: pytest.MonkeyPatch) -> Non
     monkeypatch.delattr(os, "fork")
     with pytest.raises(UserError, match="Windows"):
         fork.main()
+
+
+def test_the_fork_call_and_the_childs_delay_are_measured_apart(demo) -> None:  # type: ignore[no-untyped-def]
+    """Fact: the page tables are copied inside fork(); the child's delay is Python's after-fork work."""
+    _, out, _, _ = demo
+    assert re.search(r"median time os\.fork\(\) took in the parent, until it returned: \d+ µs", out)
+    assert re.search(r"median time from the parent's write to the child's: -?\d+ µs", out)
+    assert "copy-on-write page faults" in out
+    assert "set up its copy of the address space" not in out
+
+
+@pytest.mark.timeout(60)
+def test_a_lock_held_by_another_thread_at_fork_stays_locked_in_the_child_but_loggings_does_not() -> None:
+    got_ours, got_logging, threads = fork.lock_held_at_fork(wait=0.2)
+    assert threads == 1  # only the forking thread exists in the child
+    assert got_ours is False  # copied locked, and its holder is not there to release it
+    assert got_logging is True  # logging re-creates its locks after fork (os.register_at_fork)
+
+
+def test_the_demo_shows_the_lock_held_at_fork(demo) -> None:  # type: ignore[no-untyped-def]
+    _, out, _, _ = demo
+    assert "threading.active_count() is 1 in the child" in out
+    assert re.search(r"our own threading\.Lock, held by the other thread at fork time: "
+                     r"acquire\(timeout=[\d.]+\) returned False", out)
+    assert re.search(r"a logging handler's lock, also held at fork time: acquire\(timeout=[\d.]+\) returned True", out)
