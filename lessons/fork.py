@@ -552,14 +552,42 @@ def show_thread_warning(say: Narrator) -> None:
                      "'spawn' / 'forkserver'."))
 
 
-def check_nothing_left(say: Narrator) -> None:
-    """The lesson's promise, checked from /proc: every child exited and was reaped."""
+def check_nothing_left(say: Narrator, interrupted: bool = False) -> None:
+    """The lesson's promise, checked from /proc: every child exited and was reaped.
+
+    When the lesson was interrupted this is its one closing line, and it says so.
+    """
     if not procfs.PROC.is_dir():
+        if interrupted:
+            say("summary", _("interrupted: every child was killed and reaped"))
         return
     left = procfs.children(os.getpid())
     if left:
         raise RunFailure(f"the lesson left child processes behind: {left}.")
-    say("summary", "no child process left: every child exited and was reaped, no orphan, no zombie")
+    if interrupted:
+        say("summary", _("interrupted; no child process left: every child was killed and reaped"))
+    else:
+        say("summary", "no child process left: every child exited and was reaped, no orphan, no zombie")
+
+
+@contextmanager
+def closing_calmly(say: Narrator) -> Iterator[None]:
+    """A demo's frame: on Ctrl-C (exit 130) or SIGTERM/SIGHUP, one closing line and no traceback.
+
+    A demo ends by itself, so an interruption is not a normal end: the exit status says so.
+    On a terminal the line starts on a fresh line, not glued to the echoed ^C.
+    """
+    try:
+        with signals_exit_cleanly():
+            yield
+    except KeyboardInterrupt:
+        if say.console.is_terminal:
+            say.console.print()
+        check_nothing_left(say, interrupted=True)
+        raise SystemExit(130) from None
+    except SystemExit:
+        check_nothing_left(say, interrupted=True)
+        raise
 
 
 def main(
@@ -570,14 +598,10 @@ def main(
     if not hasattr(os, "fork"):
         raise UserError("os.fork() does not exist on Windows; run this lesson on Linux or macOS (or WSL).")
     say = Narrator()
-    try:
-        with signals_exit_cleanly(), Children() as children:
+    with closing_calmly(say):
+        with Children() as children:
             run_parts(say, children, repeat, lines)
-    except (KeyboardInterrupt, SystemExit):
-        say("summary", "interrupted")
         check_nothing_left(say)
-        raise
-    check_nothing_left(say)
 
 
 def run_parts(say: Narrator, children: Children, repeat: int, lines: int) -> None:

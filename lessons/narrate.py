@@ -41,7 +41,22 @@ class Narrator:
         style = TAG_STYLES.get(tag, "")
         label = f"[{style}]{escape(tag):>7}[/]" if style else f"{escape(tag):>7}"
         with self._lock:
-            self.console.print(f"{escape(self.prefix)}{label}  {escape(text)}")
+            if self.console.is_terminal:
+                self.console.print(self._wrapped(f"{escape(self.prefix)}{label}", text), soft_wrap=False)
+            else:  # a pipe or a file: one line per event, whole, for grep and for tests
+                self.console.print(f"{escape(self.prefix)}{label}  {escape(text)}")
+
+    @staticmethod
+    def _wrapped(label: str, text: str) -> object:
+        """On a terminal: the text wraps between words, indented under itself, never mid-word at the edge."""
+        from rich.table import Table
+        from rich.text import Text
+
+        grid = Table.grid(padding=(0, 0, 0, 2))
+        grid.add_column(no_wrap=True)
+        grid.add_column(overflow="fold")
+        grid.add_row(Text.from_markup(label), Text(text))
+        return grid
 
     def rule(self, title: str) -> None:
         from rich.markup import escape

@@ -25,7 +25,7 @@ import typer
 
 from lessons import procfs
 from lessons.common import RunFailure, UserError, wait_for
-from lessons.fork import NOBODY, Children, check_nothing_left, drop_privileges, signals_exit_cleanly
+from lessons.fork import NOBODY, Children, check_nothing_left, closing_calmly, drop_privileges
 from lessons.narrate import Narrator
 
 SHORT_NAMES = {"R": "running", "S": "sleeping", "D": "disk sleep", "T": "stopped",
@@ -129,8 +129,9 @@ def process_table(pids: list[int]) -> Any:
     from rich.table import Table
 
     table = Table(title="read from /proc/<pid>/stat", title_justify="left")
-    for column in ("pid", "ppid", "state", "nice", "cpu s", "name"):
-        table.add_column(column, justify="right" if column in ("pid", "ppid", "nice", "cpu s") else "left")
+    for column in ("pid", "ppid", "state", "nice", "cpu s", "name"):  # no_wrap: never split a word
+        table.add_column(column, justify="right" if column in ("pid", "ppid", "nice", "cpu s") else "left",
+                         no_wrap=True)
     for pid in pids:
         info = procfs.read_stat(pid)
         if info is None:
@@ -357,14 +358,10 @@ def main(
     say = Narrator()
     say("explain", "ps aux shows one letter per process in its STAT column; four children are put "
                    "into four of them on purpose, and everything below is read from /proc/<pid>/stat.")
-    try:
-        with signals_exit_cleanly(), Children() as children:
+    with closing_calmly(say):
+        with Children() as children:
             run_parts(say, children, watch_seconds, seconds, nice_value)
-    except (KeyboardInterrupt, SystemExit):
-        say("summary", "interrupted")
         check_nothing_left(say)
-        raise
-    check_nothing_left(say)
 
 
 def run_parts(say: Narrator, children: Children, watch_seconds: float, seconds: float, nice_value: int) -> None:
