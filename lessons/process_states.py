@@ -13,9 +13,12 @@ delivered, and a child is a zombie only once it has really exited.
 
 from __future__ import annotations
 
+import errno
 import functools
 import os
+import shutil
 import signal
+import subprocess
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -25,6 +28,7 @@ import typer
 
 from lessons import procfs
 from lessons.common import RunFailure, UserError, wait_for
+from lessons.i18n import _
 from lessons.fork import NOBODY, Children, check_nothing_left, closing_calmly, drop_privileges
 from lessons.narrate import Narrator
 
@@ -314,7 +318,67 @@ def nice_limit_text() -> str:
     return f"{soft} here, so no lowering at all" if soft <= 1 else f"{soft} here: down to nice {20 - soft}"
 
 
+def run_under_nice(options: list[str]) -> str:
+    """`nice OPTIONS nice`: the inner nice, given no command, prints the niceness it runs at."""
+    result = subprocess.run(["nice", *options, "nice"], check=False, stdin=subprocess.DEVNULL,
+                            capture_output=True, text=True, timeout=30)
+    said = result.stderr.strip()
+    answer = _("$ nice {options} nice  ->  {niceness}").format(options=" ".join(options),
+                                                               niceness=result.stdout.strip() or "?")
+    return answer + (_("   (nice warned: {warning})").format(warning=said) if said else "")
+
+
+def refused_calls(value: int = -9) -> list[str]:
+    """The two system calls behind nice, tried with a negative value: nice(2) and setpriority(2)."""
+    calls = ((f"os.nice({value})", lambda: os.nice(value)),
+             (f"os.setpriority(os.PRIO_PROCESS, 0, {value})", lambda: os.setpriority(os.PRIO_PROCESS, 0, value)))
+    lines = []
+    for label, call in calls:
+        try:
+            call()
+            lines.append(_("{call} worked: nice is now {nice}").format(call=label, nice=os.getpriority(os.PRIO_PROCESS, 0)))
+        except OSError as err:
+            name = errno.errorcode.get(err.errno or 0, "?")
+            lines.append(_("{call} raised {error} [{name}] {reason}").format(
+                call=label, error=type(err).__name__, name=name, reason=err.strerror))
+    return lines
+
+
+def nice_as_root() -> str:
+    """In a child that stays root: the four spellings, the notes' two among them."""
+    return "\n".join(run_under_nice(options) for options in (["-n", "9"], ["-9"], ["-n", "-9"], ["--9"]))
+
+
+def nice_as_nobody() -> str:
+    """In a child that gave up root: going up works, going below 0 is refused."""
+    drop_privileges()
+    lines = [_("uid {uid}:").format(uid=os.getuid())]
+    if shutil.which("nice"):
+        lines += [run_under_nice(["-n", "9"]), run_under_nice(["-n", "-9"])]
+    return "\n".join(lines + refused_calls(-9))
+
+
+def show_nice_command(say: Narrator, children: Children) -> None:
+    """`nice -n 9` and `nice -n -9`, and the notes' spellings `nice -9` and `nice --9`."""
+    if shutil.which("nice") is None:
+        say("perm", _("the nice command is not installed here; only the system calls are tried"))
+    elif os.geteuid() == 0:
+        say("perm", _("as root, the nice command in four spellings (the inner `nice` prints its niceness):"))
+        for line in children.ask(nice_as_root).splitlines():
+            say("result", line)
+    say("perm", _("a child that gave up root (setuid {uid}, nobody) tries the same:").format(uid=NOBODY)
+        if os.geteuid() == 0 else _("as uid {uid}, an ordinary user:").format(uid=os.geteuid()))
+    for line in children.ask(nice_as_nobody).splitlines():
+        say("result", line)
+    say("explain", _("`nice -9` is the old spelling of `nice -n 9`: the dash marks an option, the option is "
+                     "the number, so -9 means +9. `nice --9` is option -9, a real minus: `nice -n -9`. "
+                     "Going below 0 takes CPU from everyone else, so only a process with CAP_SYS_NICE "
+                     "(root) may: the kernel refuses nice(2) with EPERM and setpriority(2) with EACCES. "
+                     "GNU nice only warns and runs the command anyway, at its old niceness."))
+
+
 def show_privileges(say: Narrator, children: Children) -> None:
+    show_nice_command(say, children)
     if os.geteuid() == 0:
         say("perm", "we run as root: a child that stays root tries nice -5 ...")
         say("result", children.ask(try_lowering_nice))
@@ -333,6 +397,150 @@ def explain_disk_sleep(say: Narrator) -> None:
                    "even SIGKILL (except in the few 'killable' waits); it counts in the load average. "
                    "It is not produced here: making one on purpose needs a slow device or a hung NFS server.")
     say("result", f"right now {len(in_d)} processes on this machine are in D")
+
+
+# --- the STAT column's suffixes ----------------------------------------------------------
+
+
+def sleep_at_nice(level: int) -> Callable[[], None]:
+    def run() -> None:
+        os.setpriority(os.PRIO_PROCESS, 0, level)
+        sleep_forever()
+    return run
+
+
+def sleep_with_a_thread() -> None:
+    import threading
+
+    threading.Thread(target=sleep_forever, daemon=True).start()
+    sleep_forever()
+
+
+def lead_a_session() -> None:
+    os.setsid()  # a new session and process group, with this process as the leader of both
+    sleep_forever()
+
+
+def lead_a_session_on(terminal: str) -> Callable[[], None]:
+    def run() -> None:
+        os.setsid()
+        os.open(terminal, os.O_RDWR)  # a session leader's first terminal becomes its controlling one
+        sleep_forever()
+    return run
+
+
+def suffix_children(terminal: str) -> list[tuple[str, Callable[[], None], str, str]]:
+    """(name, body, the suffixes /proc must show, why) for each child of part 6.
+
+    Children that stay in our process group are in the terminal's foreground group when
+    the lesson runs in the foreground of a terminal: they show `+` too.
+    """
+    me = procfs.read_stat(os.getpid())
+    ours = "+" if me is not None and me.tpgid == me.pgrp else ""
+    family = []
+    if os.geteuid() == 0:
+        family.append(("learn-high", sleep_at_nice(-5), "<" + ours, _("nice -5: high priority")))
+    family += [
+        ("learn-low", sleep_at_nice(5), "N" + ours, _("nice 5: low priority")),
+        ("learn-threads", sleep_with_a_thread, "l" + ours, _("a second thread: multi-threaded")),
+        ("learn-leader", lead_a_session, "s", _("os.setsid(): leads a new session, no terminal")),
+        ("learn-term", lead_a_session_on(terminal), "s+", _("os.setsid(), then opened a terminal: its foreground")),
+    ]
+    return family
+
+
+def ps_stat(pids: list[int]) -> dict[int, str]:
+    """ps's own STAT column for `pids`, when ps is installed."""
+    if shutil.which("ps") is None:
+        return {}
+    result = subprocess.run(["ps", "-o", "pid=,stat=", "-p", ",".join(map(str, pids))], check=False,
+                            stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=30)
+    rows = (line.split() for line in result.stdout.splitlines())
+    return {int(row[0]): row[1] for row in rows if len(row) == 2}
+
+
+def suffix_table(rows: list[tuple[str, int, str, str]], from_ps: dict[int, str]) -> Any:
+    from rich.table import Table
+
+    from rich import box
+
+    table = Table(title=_("STAT computed from /proc/<pid>/stat, next to ps -o stat"), title_justify="left",
+                  box=box.SIMPLE_HEAD)
+    for column in ("pid", "name", "nice", "threads", "sid", "pgrp", "tpgid", "ours", "ps"):
+        table.add_column(column, no_wrap=True)
+    for name, pid, stat, _why in rows:
+        info = procfs.read_stat(pid)
+        if info is None:
+            continue
+        table.add_row(str(pid), name, str(info.nice), str(info.threads), str(info.session), str(info.pgrp),
+                      str(info.tpgid), f"[bold]{stat}[/]", from_ps.get(pid, "-"))
+    return table
+
+
+def show_stat_suffixes(say: Narrator, children: Children) -> None:
+    """Children made to carry each of ps's suffixes, read back as procps reads them."""
+    import pty
+
+    controller, terminal = pty.openpty()
+    try:
+        rows = []
+        for name, body, suffixes, why in suffix_children(os.ttyname(terminal)):
+            pid = start_child(children, name, body)
+            try:
+                wait_for(lambda: procfs.stat_of(pid) == "S" + suffixes, timeout=15)
+            except TimeoutError:
+                raise RunFailure(_("child {pid} did not show STAT S{suffixes} within 15 s (it shows {stat}).")
+                                 .format(pid=pid, suffixes=suffixes, stat=procfs.stat_of(pid))) from None
+            rows.append((name, pid, "S" + suffixes, why))
+        from_ps = ps_stat([pid for _, pid, _, _ in rows])
+        say.console.print(suffix_table(rows, from_ps))
+        for name, pid, stat, why in rows:
+            agree = _("ps agrees") if from_ps.get(pid) == stat else _("ps says {ps}").format(ps=from_ps.get(pid, "-"))
+            say("stat", _("{name} (pid {pid}) is {stat}: {why}; {agree}").format(
+                name=name, pid=pid, stat=stat, why=why, agree=agree))
+        for _name, pid, _stat, _why in rows:
+            os.kill(pid, signal.SIGKILL)
+            children.wait(pid)
+    finally:
+        os.close(controller)
+        os.close(terminal)
+    say("explain", _("After the state letter ps adds: < nice below 0, N nice above 0, L pages locked in "
+                     "memory, s the leader of its session (its pid is the session id), l more than one "
+                     "thread, + in the foreground process group of its terminal (its process group is the "
+                     "terminal's tpgid). A shell in a terminal reads Ss, the command you run from it S+."))
+
+
+# --- the five-state model ---------------------------------------------------------------
+
+FIVE_STATES = """\
+   fork()
+  ┌─────┐ admitted ┌───────┐ scheduled ┌─────────┐ exit ┌──────────┐
+  │ new │ ───────> │ ready │ ────────> │ running │ ───> │terminated│
+  └─────┘          │   R   │ <──────── │    R    │      │    Z     │
+                   └───────┘ preempted └─────────┘      └──────────┘
+                       ^    (time slice     │           waitpid()
+                       │     used up)       │ waits:    removes it
+          event comes  │                    │ read(),
+      (data, a timer)  │   ┌─────────┐      │ sleep(),
+                       └───│ waiting │<─────┘ a lock
+                           │ S or D  │
+                           └─────────┘"""
+
+LINUX_LETTERS = (
+    ("R", "ready and running: one letter for both"),
+    ("S", "waiting; a signal wakes it"),
+    ("D", "waiting inside the kernel; nothing wakes it"),
+    ("Z", "terminated, not yet reaped by its parent"),
+    ("T", "stopped by SIGSTOP or Ctrl-Z: outside the five (suspended)"),
+    ("-", "new has no letter of its own: the kernel builds the child inside fork()"),
+)
+
+
+def show_five_states(say: Narrator) -> None:
+    """The textbook's diagram, then what each of Linux's letters is in it."""
+    say.console.print(FIVE_STATES, markup=False, highlight=False, soft_wrap=True)
+    for letter, meaning in LINUX_LETTERS:
+        say("letter", f"{letter}  {_(meaning)}")
 
 
 # --- the lesson -----------------------------------------------------------------------
@@ -376,3 +584,7 @@ def run_parts(say: Narrator, children: Children, watch_seconds: float, seconds: 
     show_privileges(say, children)
     say.rule("5. The state you will not see here: D")
     explain_disk_sleep(say)
+    say.rule(_("6. The STAT column's suffixes: < N l s +"))
+    show_stat_suffixes(say, children)
+    say.rule(_("7. The five-state model, and where Linux's letters sit"))
+    show_five_states(say)

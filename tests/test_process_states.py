@@ -8,6 +8,7 @@ import os
 import pty
 import re
 import select
+import shutil
 import signal
 import struct
 import subprocess
@@ -179,7 +180,7 @@ def test_as_root_the_lesson_shows_both_sides() -> None:
     assert "we run as root" in report
     assert "uid 65534: nice" in report
     assert "os.setpriority(..., -5) raised PermissionError" in report
-    root_line = report.splitlines()[1]  # the answer of the child that stayed root
+    root_line = next(line for line in report.splitlines() if "os.setpriority(..., -5)" in line)  # root's child first
     if has_cap_sys_nice():
         assert "os.setpriority(..., -5) worked: nice is now -5" in root_line
     else:
@@ -274,3 +275,62 @@ def test_on_a_narrow_terminal_lines_wrap_between_words_and_the_table_keeps_whole
         assert re.search(rf"│ {name} +│", screen.text()), name  # the table row holds the whole name
     words = set(re.findall(r"[a-z]{4,}", " ".join(lines)))
     assert "sleepi" not in words and "runnin" not in words
+
+
+def quick_run_output() -> str:
+    result = subprocess.run([*LESSON, "--quick"], check=False, capture_output=True, text=True, timeout=50,
+                            start_new_session=True)
+    assert result.returncode == 0, result.stderr
+    return result.stdout
+
+
+@pytest.fixture(scope="module")
+def quick_output() -> str:
+    return quick_run_output()
+
+
+@pytest.mark.timeout(60)
+def test_the_stat_suffixes_appear_on_children_made_for_them_and_ps_agrees(quick_output: str) -> None:
+    expected = {"learn-low": "SN", "learn-threads": "Sl", "learn-leader": "Ss", "learn-term": "Ss+"}
+    if os.geteuid() == 0:
+        expected["learn-high"] = "S<"
+    for name, stat in expected.items():
+        line = re.search(rf"{name} \(pid \d+\) is (\S+): .*; (ps agrees|ps says \S+)", quick_output)
+        assert line, (name, quick_output)
+        assert line.group(1) == stat, line.group(0)
+        if shutil.which("ps"):
+            assert line.group(2) == "ps agrees", line.group(0)
+
+
+@pytest.mark.timeout(60)
+def test_the_five_state_diagram_is_drawn_with_linuxs_letters(quick_output: str) -> None:
+    diagram = quick_output[quick_output.index("7. The five-state model"):]
+    for box in ("│ new │", "│ ready │", "│ running │", "│terminated│", "│ waiting │"):
+        assert box in diagram, box
+    for letter in "RSDZT":
+        assert re.search(rf"letter  {letter}  \w", diagram), letter
+    assert max(len(line) for line in diagram.splitlines()[1:14]) <= 72  # fits a terminal
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.skipif(os.geteuid() != 0, reason="the root branch needs root")
+def test_as_root_nice_takes_both_spellings_of_the_notes(quick_output: str) -> None:
+    assert "$ nice -n 9 nice  ->  9" in quick_output
+    assert "$ nice -9 nice  ->  9" in quick_output  # the notes' nice -9: option 9, not minus nine
+    if has_cap_sys_nice():
+        assert "$ nice -n -9 nice  ->  -9" in quick_output
+        assert "$ nice --9 nice  ->  -9" in quick_output  # the notes' nice --9
+
+
+@pytest.mark.timeout(30)
+@pytest.mark.skipif(shutil.which("nice") is None, reason="needs the nice command")
+def test_an_ordinary_user_is_refused_below_0_by_nice_and_both_system_calls() -> None:
+    from lessons.process_states import nice_as_nobody
+
+    with Children() as children:
+        report = children.ask(nice_as_nobody)  # drops to uid 65534 when we are root
+    assert not report.startswith("uid 0:")
+    assert "$ nice -n 9 nice  ->  9" in report  # going up: allowed
+    assert re.search(r"\$ nice -n -9 nice  ->  0 .*cannot set niceness", report)  # warned, ran anyway
+    assert "os.nice(-9) raised PermissionError [EPERM]" in report
+    assert "os.setpriority(os.PRIO_PROCESS, 0, -9) raised PermissionError [EACCES]" in report
