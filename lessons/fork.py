@@ -85,6 +85,12 @@ class Children:
         self.unreaped.discard(pid)
         return os.waitstatus_to_exitcode(status)
 
+    def wait_with_usage(self, pid: int) -> tuple[int, float]:
+        """wait4: like wait(), and also the CPU seconds (user + system) the child used in its life."""
+        _pid, status, usage = os.wait4(pid, 0)
+        self.unreaped.discard(pid)
+        return os.waitstatus_to_exitcode(status), usage.ru_utime + usage.ru_stime
+
     def ask(self, question: Callable[[], str]) -> str:
         """Run `question` in a throwaway child and return its answer, sent back through a pipe.
 
