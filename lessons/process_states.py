@@ -28,7 +28,7 @@ import typer
 
 from lessons import procfs
 from lessons.common import RunFailure, UserError, wait_for
-from lessons.i18n import _
+from lessons.i18n import _, ngettext
 from lessons.fork import NOBODY, Children, check_nothing_left, closing_calmly, drop_privileges
 from lessons.narrate import Narrator
 
@@ -396,7 +396,8 @@ def explain_disk_sleep(say: Narrator) -> None:
                    "must finish (a disk or NFS read, some driver calls). Signals wait until it returns, "
                    "even SIGKILL (except in the few 'killable' waits); it counts in the load average. "
                    "It is not produced here: making one on purpose needs a slow device or a hung NFS server.")
-    say("result", f"right now {len(in_d)} processes on this machine are in D")
+    say("result", ngettext("right now {count} process on this machine is in D",
+                           "right now {count} processes on this machine are in D", len(in_d)).format(count=len(in_d)))
 
 
 # --- the STAT column's suffixes ----------------------------------------------------------
@@ -465,7 +466,7 @@ def suffix_table(rows: list[tuple[str, int, str, str]], from_ps: dict[int, str])
     from rich import box
 
     table = Table(title=_("STAT computed from /proc/<pid>/stat, next to ps -o stat"), title_justify="left",
-                  box=box.SIMPLE_HEAD)
+                  box=box.SIMPLE_HEAD, show_edge=False)
     for column in ("pid", "name", "nice", "threads", "sid", "pgrp", "tpgid", "ours", "ps"):
         table.add_column(column, no_wrap=True)
     for name, pid, stat, _why in rows:
