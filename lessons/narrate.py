@@ -46,17 +46,17 @@ class Narrator:
             else:  # a pipe or a file: one line per event, whole, for grep and for tests
                 self.console.print(f"{escape(self.prefix)}{label}  {escape(text)}")
 
-    @staticmethod
-    def _wrapped(label: str, text: str) -> object:
+    def _wrapped(self, label: str, text: str) -> object:
         """On a terminal: the text wraps between words, indented under itself, never mid-word at the edge."""
-        from rich.table import Table
         from rich.text import Text
 
-        grid = Table.grid(padding=(0, 0, 0, 2))
-        grid.add_column(no_wrap=True)
-        grid.add_column(overflow="fold")
-        grid.add_row(Text.from_markup(label), Text(text))
-        return grid
+        head = Text.from_markup(label + "  ")
+        indent = head.cell_len
+        lines = Text(text).wrap(self.console, max(20, self.console.width - indent))
+        for line in lines:
+            line.rstrip()
+        body = Text("\n" + " " * indent).join(lines)
+        return head + body
 
     def rule(self, title: str) -> None:
         from rich.markup import escape
