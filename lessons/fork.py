@@ -4,7 +4,8 @@ os.fork() copies the calling process. Both copies continue from the line after t
 call: the parent sees the child's pid, the child sees 0. The parts below show the
 return values, the race between the two, copied memory, a shared file offset,
 zombies and waitpid, how a failing fork looks in Python, the duplicated-output trap,
-and Python 3.12's warning about forking with threads.
+and forking with threads: Python 3.12's warning, and a lock held by another thread that
+stays locked in the child.
 
 `Children` at the top is the safe shape of a fork that the other lessons reuse:
 flush before forking, always os._exit in the child, always waitpid in the parent.

@@ -5,7 +5,10 @@ four children are put into four states on purpose: a busy loop (R), a sleeper (S
 stopped with SIGSTOP (T) and one that exits while we do not wait for it (Z). Then every
 child is reaped and the zombie disappears. Two busy children pinned to one CPU at
 different nice values show how the scheduler shares it, and a child that gave up root
-shows which priority changes need privileges. D is explained, not produced.
+shows which priority changes need privileges, with the nice command in the notes' spellings
+too. D is explained, not produced. Five more children carry the suffixes ps prints after
+the letter (< N l s +), computed from /proc as procps does and set beside ps's own column;
+last, the textbooks' five-state model is drawn with Linux's letters on it.
 
 Every state is awaited by polling /proc with a deadline: kill() returns before SIGSTOP is
 delivered, and a child is a zombie only once it has really exited.

@@ -273,6 +273,7 @@ def test_on_a_narrow_terminal_lines_wrap_between_words_and_the_table_keeps_whole
     assert any(line.startswith(" " * 9) and line.strip() for line in lines)  # continued under the text
     for name in ("learn-busy", "learn-sleeper", "learn-stopped", "learn-zombie"):
         assert re.search(rf"│ {name} +│", screen.text()), name  # the table row holds the whole name
+    assert re.search(r"learn-low \(pid \d+\) is SN\+:", screen.text())  # in the terminal's foreground group
     words = set(re.findall(r"[a-z]{4,}", " ".join(lines)))
     assert "sleepi" not in words and "runnin" not in words
 
