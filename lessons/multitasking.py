@@ -28,7 +28,7 @@ import typer
 from lessons import procfs
 from lessons.common import RunFailure, wait_for
 from lessons.fork import Children, check_nothing_left, closing_calmly
-from lessons.i18n import _
+from lessons.i18n import _, ngettext
 from lessons.narrate import Narrator
 from lessons.process_states import busy_loop, check_linux, cpu_used, start_child
 
@@ -198,8 +198,9 @@ def first_processes_text() -> list[str]:
             lines.append(_("PID {pid} is {name}, PPid {ppid}").format(pid=pid, name=info.name, ppid=info.ppid))
     kernel_threads = [pid for pid in procfs.all_pids() if procfs.ppid(pid) == 2]
     if procfs.name(2) == "kthreadd":
-        lines.append(_("{count} kernel threads here have PPid 2: kthreadd made them, not a fork() from PID 1")
-                     .format(count=len(kernel_threads)))
+        lines.append(ngettext("{count} kernel thread here has PPid 2: kthreadd made it, not a fork() from PID 1",
+                              "{count} kernel threads here have PPid 2: kthreadd made them, not a fork() from PID 1",
+                              len(kernel_threads)).format(count=len(kernel_threads)))
     else:
         lines.append(_("PID 2 is not kthreadd: this runs in a PID namespace (a container); on the host, "
                        "kthreadd is PID 2"))

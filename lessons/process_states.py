@@ -530,21 +530,23 @@ FIVE_STATES = """\
                            │ S or D  │
                            └─────────┘"""
 
-LINUX_LETTERS = (
-    ("R", "ready and running: one letter for both"),
-    ("S", "waiting; a signal wakes it"),
-    ("D", "waiting inside the kernel; nothing wakes it"),
-    ("Z", "terminated, not yet reaped by its parent"),
-    ("T", "stopped by SIGSTOP or Ctrl-Z: outside the five (suspended)"),
-    ("-", "new has no letter of its own: the kernel builds the child inside fork()"),
-)
+def linux_letters() -> list[tuple[str, str]]:
+    """Each of Linux's state letters, and where it sits in the five-state model."""
+    return [
+        ("R", _("ready and running: one letter for both")),
+        ("S", _("waiting; a signal wakes it")),
+        ("D", _("waiting inside the kernel; nothing wakes it")),
+        ("Z", _("terminated, not yet reaped by its parent")),
+        ("T", _("stopped by SIGSTOP or Ctrl-Z: outside the five (suspended)")),
+        ("-", _("new has no letter of its own: the kernel builds the child inside fork()")),
+    ]
 
 
 def show_five_states(say: Narrator) -> None:
     """The textbook's diagram, then what each of Linux's letters is in it."""
     say.console.print(FIVE_STATES, markup=False, highlight=False, soft_wrap=True)
-    for letter, meaning in LINUX_LETTERS:
-        say("letter", f"{letter}  {_(meaning)}")
+    for letter, meaning in linux_letters():
+        say("letter", f"{letter}  {meaning}")
 
 
 # --- the lesson -----------------------------------------------------------------------
