@@ -63,13 +63,13 @@ class Children:
         sys.stderr.flush()
         # Hold these signals across fork(): one that reaches the child before it has reset
         # its handlers is then delivered after the reset, instead of running ours or being lost.
-        mask = signal.pthread_sigmask(signal.SIG_BLOCK, HANDED_OVER_SIGNALS)
+        held = hold_signals()
         pid = os.fork()
         if pid == 0:  # the child: run the body, then leave at once
             code = 1
             try:
                 leave_signals_to_parent()
-                signal.pthread_sigmask(signal.SIG_SETMASK, mask)
+                release_signals(held)
                 code = body() or 0
             except BaseException as err:  # noqa: BLE001 - whatever happens, the child must _exit
                 print(f"child {os.getpid()} failed: {err!r}", file=sys.stderr)
@@ -77,7 +77,7 @@ class Children:
                 flush_quietly()
                 os._exit(code)
         self.unreaped.add(pid)  # before unblocking: a pending Ctrl-C must find it registered
-        signal.pthread_sigmask(signal.SIG_SETMASK, mask)
+        release_signals(held)
         return pid
 
     def wait(self, pid: int) -> int:
@@ -147,6 +147,17 @@ def drop_privileges(uid: int = NOBODY, gid: int = NOBODY) -> None:
     os.setuid(uid)
 
 
+def hold_signals() -> set[signal.Signals]:
+    """Block Ctrl-C, SIGTERM and SIGHUP until release_signals: around a bare os.fork(), so an
+    interruption cannot land between fork() and the try whose finally reaps the child."""
+    return signal.pthread_sigmask(signal.SIG_BLOCK, HANDED_OVER_SIGNALS)
+
+
+def release_signals(previous: set[signal.Signals]) -> None:
+    """Unblock them again; a signal that came meanwhile is delivered now."""
+    signal.pthread_sigmask(signal.SIG_SETMASK, previous)
+
+
 @contextmanager
 def signals_exit_cleanly() -> Iterator[None]:
     """Turn SIGTERM and SIGHUP into SystemExit so finally blocks (which reap children) run."""
@@ -169,6 +180,7 @@ def show_return_values(say: Narrator) -> None:
     say.rule("1. fork() returns twice: the child's pid in the parent, 0 in the child")
     say("parent", f"I am pid {os.getpid()} and I call os.fork() once")
     sys.stdout.flush()  # see part 7: unflushed output would be copied into the child
+    held = hold_signals()  # see hold_signals: a Ctrl-C must not leave this child unreaped
     pid = os.fork()
     if pid == 0:  # only the child gets here, starting on the line after fork()
         try:
@@ -176,7 +188,10 @@ def show_return_values(say: Narrator) -> None:
         finally:
             flush_quietly()
             os._exit(0)
-    os.waitpid(pid, 0)  # wait for the child first, so the two lines come in this order
+    try:
+        release_signals(held)
+    finally:
+        os.waitpid(pid, 0)  # wait for the child first, so the two lines come in this order
     say("parent", f"fork() returned {pid} in the parent: the child's pid")
     say("explain", "The 'I call os.fork() once' line was printed once: the child did not run it again, "
                    "it started on the line after fork().")
@@ -195,6 +210,7 @@ def race_once() -> tuple[str, int, int]:
     """
     read_end, write_end = os.pipe()
     sys.stdout.flush()
+    held = hold_signals()  # see hold_signals: a Ctrl-C must not leave this child unreaped
     before_fork = time.monotonic_ns()
     pid = os.fork()
     if pid == 0:
@@ -204,6 +220,7 @@ def race_once() -> tuple[str, int, int]:
             os._exit(0)
     try:
         os.write(write_end, f"parent {time.monotonic_ns()}\n".encode())
+        release_signals(held)
         os.close(write_end)
         with os.fdopen(read_end, "rb") as pipe:
             lines = pipe.read().decode().split("\n")[:2]

@@ -232,3 +232,55 @@ def test_the_demo_shows_the_lock_held_at_fork(demo) -> None:  # type: ignore[no-
     assert re.search(r"our own threading\.Lock, held by the other thread at fork time: "
                      r"acquire\(timeout=[\d.]+\) returned False", out)
     assert re.search(r"a logging handler's lock, also held at fork time: acquire\(timeout=[\d.]+\) returned True", out)
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.skipif(not procfs.PROC.is_dir(), reason="needs Linux /proc")
+def test_ctrl_c_ends_the_demo_with_one_line_and_exit_130() -> None:
+    """A demo ends by itself, so being interrupted is not a normal end: 130, one calm line, nothing left."""
+    process = subprocess.Popen([*LESSON, "--repeat", "1000", "--lines", "10000"], stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True, start_new_session=True)
+    try:
+        assert process.stdout is not None
+        for line in process.stdout:
+            if "4. Open files are shared" in line or "2. Who runs first" in line:
+                break
+        os.kill(process.pid, signal.SIGINT)
+        out, err = process.communicate(timeout=30)
+    finally:
+        for info in procfs.in_session(process.pid):
+            os.kill(info.pid, signal.SIGKILL)
+        process.kill()
+        process.wait(timeout=30)
+    assert process.returncode == 130, err
+    assert "Traceback" not in out + err
+    assert [line for line in out.splitlines() if line.lstrip().startswith("summary")] == [
+        "summary  interrupted; no child process left: every child was killed and reaped"]
+    assert procfs.in_session(process.pid) == []
+
+
+@pytest.mark.timeout(30)
+def test_a_ctrl_c_the_instant_a_bare_fork_returns_still_reaps_the_child(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Parts 1 and 2 fork without Children, as the notes do: the signal must wait for the reaping try."""
+    import io
+
+    from lessons.narrate import Narrator
+
+    real_fork = os.fork
+
+    def fork_then_ctrl_c() -> int:
+        pid = real_fork()
+        if pid:
+            signal.raise_signal(signal.SIGINT)  # as if Ctrl-C came the moment fork() returned
+        return pid
+
+    monkeypatch.setattr(os, "fork", fork_then_ctrl_c)
+    before = set(procfs.children(os.getpid()))
+    try:
+        for part in (fork.race_once, lambda: fork.show_return_values(Narrator(stream=io.StringIO()))):
+            with pytest.raises(KeyboardInterrupt):
+                part()
+            assert set(procfs.children(os.getpid())) <= before, "the child was left unreaped"
+    finally:
+        for pid in set(procfs.children(os.getpid())) - before:
+            os.waitpid(pid, 0)
