@@ -81,10 +81,14 @@ def load_text() -> str:
     return text
 
 
+def gil_enabled() -> bool:
+    """sys._is_gil_enabled() from Python 3.13 on; every older CPython has the GIL."""
+    return getattr(sys, "_is_gil_enabled", lambda: True)()
+
+
 def gil_text() -> str:
     version = ".".join(map(str, sys.version_info[:3]))
-    gil_enabled = getattr(sys, "_is_gil_enabled", lambda: True)()
-    if gil_enabled:
+    if gil_enabled():
         return _("Python {version} here has the GIL: one thread at a time runs Python code").format(version=version)
     return _("Python {version} here runs without the GIL (a free-threaded build)").format(version=version)
 
@@ -105,12 +109,16 @@ def show_threads_against_processes(say: Narrator, children: Children, steps: int
                         "{speed:3.1f}x the speed of one after the other").format(
             way=labels[way], wall=wall, cpu=cpu, busy=cpu / wall if wall else 0.0, speed=base / wall if wall else 0.0))
     say("result", gil_text())
-    say("explain", _("Two threads are no faster: the GIL lets one thread at a time run Python, so they "
-                     "take turns on one core. Two processes each have their own interpreter and GIL, so "
-                     "the kernel can run them on two cores at once. Threads still help when the work waits "
-                     "(sockets, files, sleep): a waiting thread releases the GIL. Free-threaded builds "
-                     "(python3.13t, python3.14t; PEP 703) drop the GIL, and there two threads would use two "
-                     "cores too; `python -VV` says which build you have."))
+    if gil_enabled():
+        say("explain", _("Two threads are no faster: the GIL lets one thread at a time run Python, so they "
+                         "take turns on one core. Two processes each have their own interpreter and GIL, so "
+                         "the kernel can run them on two cores at once. Threads still help when the work "
+                         "waits (sockets, files, sleep): a waiting thread releases the GIL. Free-threaded "
+                         "builds (python3.13t, python3.14t; PEP 703) drop the GIL, and there two threads "
+                         "would use two cores too; `python -VV` says which build you have."))
+    else:
+        say("explain", _("Without the GIL, two threads can run Python on two cores at once, as two processes "
+                         "can; with the GIL (the default build) they would take turns on one core."))
     return results
 
 

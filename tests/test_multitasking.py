@@ -15,7 +15,7 @@ import sys
 
 import pytest
 
-from lessons import procfs
+from lessons import multitasking, procfs
 from lessons.common import wait_for
 
 pytestmark = pytest.mark.skipif(not procfs.PROC.is_dir(), reason="needs Linux /proc")
@@ -77,7 +77,7 @@ def test_two_threads_under_the_gil_keep_at_most_one_core_busy(whole_run) -> None
     out = whole_run[0].stdout
     measured = ways(out)
     assert set(measured) == {"one after the other", "2 threads", "2 processes"}, out
-    gil = getattr(sys, "_is_gil_enabled", lambda: True)()
+    gil = multitasking.gil_enabled()
     assert ("here has the GIL" in out) == gil
     if gil:
         wall, cpu, busy = measured["2 threads"]
