@@ -132,19 +132,22 @@ def pinned_busy_loop(cpu: int) -> Callable[[], None]:
     return run
 
 
-def measure_racers(children: Children, cpus: list[int], window: float) -> list[float]:
-    """Busy children pinned to `cpus` (one each); the CPU seconds each got in `window` seconds."""
+def measure_racers(children: Children, cpus: list[int], window: float) -> tuple[list[float], float]:
+    """Busy children pinned to `cpus` (one each): the CPU seconds each got, and the seconds that
+    really passed between the two readings (a loaded machine can oversleep `window`)."""
     pids = [start_child(children, f"learn-core{cpu}-{number}", pinned_busy_loop(cpu))
             for number, cpu in enumerate(cpus)]
     for pid, cpu in zip(pids, cpus):
         wait_for(lambda: os.sched_getaffinity(pid) == {cpu}, timeout=15)
+    started = time.monotonic()
     before = [procfs.read_stat(pid) for pid in pids]
     time.sleep(window)  # the measurement window
     used = [cpu_used(start, pid) for start, pid in zip(before, pids)]
+    elapsed = time.monotonic() - started
     for pid in pids:
         os.kill(pid, signal.SIGKILL)
         children.wait(pid)
-    return used
+    return used, elapsed
 
 
 def show_parallel_and_concurrent(say: Narrator, children: Children, window: float) -> dict[str, float]:
@@ -153,19 +156,19 @@ def show_parallel_and_concurrent(say: Narrator, children: Children, window: floa
     say("cores", _("os.cpu_count() = {count}; os.sched_getaffinity(0) = {usable}: the cores this process "
                    "may run on").format(count=os.cpu_count(), usable=set(usable)))
     shares = {}
-    shared = measure_racers(children, [usable[0], usable[0]], window)
-    shares["one core"] = sum(shared) / window
+    shared, elapsed = measure_racers(children, [usable[0], usable[0]], window)
+    shares["one core"] = sum(shared) / elapsed
     say("result", _("both pinned to core {cpu}: {first:.2f} s + {second:.2f} s of CPU in {window:.1f} s = "
                     "{cores:.2f} cores: concurrent, they take turns").format(
-        cpu=usable[0], first=shared[0], second=shared[1], window=window, cores=shares["one core"]))
+        cpu=usable[0], first=shared[0], second=shared[1], window=elapsed, cores=shares["one core"]))
     if len(usable) < 2:
         say("result", _("only one core is usable here, so nothing can run in parallel"))
     else:
-        apart = measure_racers(children, usable[:2], window)
-        shares["two cores"] = sum(apart) / window
+        apart, elapsed = measure_racers(children, usable[:2], window)
+        shares["two cores"] = sum(apart) / elapsed
         say("result", _("pinned to cores {first_cpu} and {second_cpu}: {first:.2f} s + {second:.2f} s of CPU in "
                         "{window:.1f} s = {cores:.2f} cores: parallel, at the same instant").format(
-            first_cpu=usable[0], second_cpu=usable[1], first=apart[0], second=apart[1], window=window,
+            first_cpu=usable[0], second_cpu=usable[1], first=apart[0], second=apart[1], window=elapsed,
             cores=shares["two cores"]))
     say("explain", _("Concurrency is several tasks in progress over the same time, taking turns: one core "
                      "is enough, and one core never gives more than 1 s of CPU per second. Parallelism is "
