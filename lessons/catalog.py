@@ -70,6 +70,9 @@ LESSONS: tuple[Lesson, ...] = (
     Lesson("process-states", "Process states and priorities", "Processes",
            "Watch children in R, S, T and Z from /proc, a process tree, and nice at work.",
            "process_states", platforms=(LINUX,), exercise="proc-reader"),
+    Lesson("multitasking", "Processes, threads and cores", "Processes",
+           "Threads against processes under the GIL, concurrent against parallel, the PCB "
+           "in /proc, and what a process owns.", "multitasking", platforms=(LINUX,)),
     Lesson("fork-demo", "os.fork() step by step", "Processes",
            "Return values, copied memory, shared files, zombies, and duplicated output.",
            "fork", platforms=POSIX, exercise="fork-workers"),

@@ -4,7 +4,8 @@ os.fork() copies the calling process. Both copies continue from the line after t
 call: the parent sees the child's pid, the child sees 0. The parts below show the
 return values, the race between the two, copied memory, a shared file offset,
 zombies and waitpid, how a failing fork looks in Python, the duplicated-output trap,
-and Python 3.12's warning about forking with threads.
+and forking with threads: Python 3.12's warning, and a lock held by another thread that
+stays locked in the child.
 
 `Children` at the top is the safe shape of a fork that the other lessons reuse:
 flush before forking, always os._exit in the child, always waitpid in the parent.
@@ -29,6 +30,7 @@ import typer
 
 from lessons import procfs
 from lessons.common import RunFailure, UserError, wait_for
+from lessons.i18n import _
 from lessons.narrate import Narrator
 
 NOBODY = 65534  # the conventional uid/gid of "nobody": an ordinary, unprivileged user
@@ -61,13 +63,13 @@ class Children:
         sys.stderr.flush()
         # Hold these signals across fork(): one that reaches the child before it has reset
         # its handlers is then delivered after the reset, instead of running ours or being lost.
-        mask = signal.pthread_sigmask(signal.SIG_BLOCK, HANDED_OVER_SIGNALS)
+        held = hold_signals()
         pid = os.fork()
         if pid == 0:  # the child: run the body, then leave at once
             code = 1
             try:
                 leave_signals_to_parent()
-                signal.pthread_sigmask(signal.SIG_SETMASK, mask)
+                release_signals(held)
                 code = body() or 0
             except BaseException as err:  # noqa: BLE001 - whatever happens, the child must _exit
                 print(f"child {os.getpid()} failed: {err!r}", file=sys.stderr)
@@ -75,7 +77,7 @@ class Children:
                 flush_quietly()
                 os._exit(code)
         self.unreaped.add(pid)  # before unblocking: a pending Ctrl-C must find it registered
-        signal.pthread_sigmask(signal.SIG_SETMASK, mask)
+        release_signals(held)
         return pid
 
     def wait(self, pid: int) -> int:
@@ -83,6 +85,12 @@ class Children:
         _, status = os.waitpid(pid, 0)
         self.unreaped.discard(pid)
         return os.waitstatus_to_exitcode(status)
+
+    def wait_with_usage(self, pid: int) -> tuple[int, float]:
+        """wait4: like wait(), and also the CPU seconds (user + system) the child used in its life."""
+        _pid, status, usage = os.wait4(pid, 0)
+        self.unreaped.discard(pid)
+        return os.waitstatus_to_exitcode(status), usage.ru_utime + usage.ru_stime
 
     def ask(self, question: Callable[[], str]) -> str:
         """Run `question` in a throwaway child and return its answer, sent back through a pipe.
@@ -139,6 +147,17 @@ def drop_privileges(uid: int = NOBODY, gid: int = NOBODY) -> None:
     os.setuid(uid)
 
 
+def hold_signals() -> set[signal.Signals]:
+    """Block Ctrl-C, SIGTERM and SIGHUP until release_signals: around a bare os.fork(), so an
+    interruption cannot land between fork() and the try whose finally reaps the child."""
+    return signal.pthread_sigmask(signal.SIG_BLOCK, HANDED_OVER_SIGNALS)
+
+
+def release_signals(previous: set[signal.Signals]) -> None:
+    """Unblock them again; a signal that came meanwhile is delivered now."""
+    signal.pthread_sigmask(signal.SIG_SETMASK, previous)
+
+
 @contextmanager
 def signals_exit_cleanly() -> Iterator[None]:
     """Turn SIGTERM and SIGHUP into SystemExit so finally blocks (which reap children) run."""
@@ -161,6 +180,7 @@ def show_return_values(say: Narrator) -> None:
     say.rule("1. fork() returns twice: the child's pid in the parent, 0 in the child")
     say("parent", f"I am pid {os.getpid()} and I call os.fork() once")
     sys.stdout.flush()  # see part 7: unflushed output would be copied into the child
+    held = hold_signals()  # see hold_signals: a Ctrl-C must not leave this child unreaped
     pid = os.fork()
     if pid == 0:  # only the child gets here, starting on the line after fork()
         try:
@@ -168,7 +188,10 @@ def show_return_values(say: Narrator) -> None:
         finally:
             flush_quietly()
             os._exit(0)
-    os.waitpid(pid, 0)  # wait for the child first, so the two lines come in this order
+    try:
+        release_signals(held)
+    finally:
+        os.waitpid(pid, 0)  # wait for the child first, so the two lines come in this order
     say("parent", f"fork() returned {pid} in the parent: the child's pid")
     say("explain", "The 'I call os.fork() once' line was printed once: the child did not run it again, "
                    "it started on the line after fork().")
@@ -177,14 +200,18 @@ def show_return_values(say: Narrator) -> None:
 # --- 2. no fixed order ----------------------------------------------------------------
 
 
-def race_once() -> tuple[str, int]:
+def race_once() -> tuple[str, int, int]:
     """Fork once; both processes write '<who> <time>' into one pipe right after fork().
 
     A pipe keeps the order the writes reached the kernel, so its first line says who won;
     the child reports its own clock reading, so the gap needs no printing from the child.
+    Also returns how long os.fork() took in the parent: the kernel's copy of the page
+    tables and descriptor table is done inside that call, before it returns.
     """
     read_end, write_end = os.pipe()
     sys.stdout.flush()
+    held = hold_signals()  # see hold_signals: a Ctrl-C must not leave this child unreaped
+    before_fork = time.monotonic_ns()
     pid = os.fork()
     if pid == 0:
         try:
@@ -193,6 +220,7 @@ def race_once() -> tuple[str, int]:
             os._exit(0)
     try:
         os.write(write_end, f"parent {time.monotonic_ns()}\n".encode())
+        release_signals(held)
         os.close(write_end)
         with os.fdopen(read_end, "rb") as pipe:
             lines = pipe.read().decode().split("\n")[:2]
@@ -200,21 +228,32 @@ def race_once() -> tuple[str, int]:
         os.waitpid(pid, 0)
     stamps = dict(line.split() for line in lines)
     first = lines[0].split()[0]
-    return first, int(stamps["child"]) - int(stamps["parent"])
+    return first, int(stamps["child"]) - int(stamps["parent"]), int(stamps["parent"]) - before_fork
 
 
 def times(count: int) -> str:
     return f"{count} time" if count == 1 else f"{count} times"
 
 
+def median(values: list[int]) -> int:
+    return sorted(values)[len(values) // 2]
+
+
 def show_order(say: Narrator, repeat: int) -> None:
     say.rule(f"2. Who runs first after fork()? {repeat} races")
     results = [race_once() for _ in range(repeat)]
-    parent_first = sum(1 for first, _ in results if first == "parent")
-    gaps = sorted(gap for _, gap in results)
+    parent_first = sum(1 for first, _, _ in results if first == "parent")
     say("result", f"parent wrote first {times(parent_first)}, child wrote first {times(repeat - parent_first)} "
                   f"(out of {repeat})")
-    say("result", f"median time from the parent's write to the child's: {gaps[len(gaps) // 2] / 1000:.0f} µs")
+    say("result", _("median time os.fork() took in the parent, until it returned: {micro} µs").format(
+        micro=median([in_fork for _, _, in_fork in results]) // 1000))
+    say("result", _("median time from the parent's write to the child's: {micro} µs").format(
+        micro=median([gap for _, gap, _ in results]) // 1000))
+    say("explain", _("The kernel copied the page tables and the descriptor table inside fork(), before it "
+                     "returned to the parent. The child's extra delay is Python's own after-fork work in "
+                     "the child (re-initialising its runtime and threading state, running "
+                     "os.register_at_fork hooks) and copy-on-write page faults: every page the child "
+                     "writes to is copied on that first write. A C child runs within tens of microseconds."))
     say("explain", "The scheduler decides, and the answer changes with the kernel, the number of CPUs and "
                    "the load. Code that needs an order must make it (a pipe, waitpid, a lock).")
 
@@ -252,8 +291,8 @@ def race_into_file(children: Children, path: Path, count: int, shared: bool) -> 
 
     shared=True: the child uses the descriptor it inherited, so both move one file offset.
     shared=False: the child opens the file again and gets its own offset, starting at 0.
-    A new child needs about a millisecond before it runs at full speed, so it says "ready"
-    and waits for "go" before writing.
+    A new Python child needs most of a millisecond before it runs at full speed (its after-fork
+    work, copy-on-write faults), so it says "ready" and waits for "go" before writing.
     """
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     ready_read, ready_write = os.pipe()
@@ -468,6 +507,49 @@ def fork_with_a_thread(python: str = sys.executable) -> str:
     return "\n".join(line.strip() for line in result.stderr.splitlines() if "Warning" in line)
 
 
+LOCK_HELD_AT_FORK = """\
+import logging, os, sys, threading
+ours = threading.Lock()
+handler = logging.StreamHandler(sys.stderr)
+holding, done = threading.Event(), threading.Event()
+
+def hold_both_locks():
+    with ours:
+        handler.acquire()
+        holding.set()
+        done.wait()
+        handler.release()
+
+holder = threading.Thread(target=hold_both_locks)
+holder.start()
+holding.wait()
+pid = os.fork()  # the holder thread holds both locks right now; the child gets no holder
+if pid == 0:
+    got_ours = ours.acquire(timeout={wait})
+    got_logging = handler.lock.acquire(timeout={wait})
+    os.write(1, f"{{got_ours}} {{got_logging}} {{threading.active_count()}}".encode())
+    os._exit(0)
+os.waitpid(pid, 0)
+done.set()
+holder.join()
+"""
+
+
+def lock_held_at_fork(wait: float = 0.3) -> tuple[bool, bool, int]:
+    """Fork while another thread holds our own Lock and a logging handler's lock.
+
+    Returns what the child saw: could it take our lock, could it take logging's lock
+    (within `wait` seconds each), and how many threads it has. Runs in a new Python so
+    that this lesson itself never forks with a thread running.
+    """
+    result = subprocess.run([sys.executable, "-W", "ignore", "-c", LOCK_HELD_AT_FORK.format(wait=wait)],
+                            check=False, stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=30)
+    fields = result.stdout.split()
+    if result.returncode != 0 or len(fields) != 3:
+        raise RunFailure(_("the lock experiment failed: {error}").format(error=result.stderr.strip()[-200:]))
+    return fields[0] == "True", fields[1] == "True", int(fields[2])
+
+
 def show_thread_warning(say: Narrator) -> None:
     say.rule("8. Forking a process that has threads")
     version = ".".join(map(str, sys.version_info[:3]))
@@ -477,20 +559,59 @@ def show_thread_warning(say: Narrator) -> None:
     else:
         say("result", f"Python {version} printed no warning when forking with a thread running "
                       f"(the DeprecationWarning arrived in Python 3.12)")
-    say("explain", "fork() copies only the thread that called it. A lock another thread held at that "
-                   "moment stays locked forever in the child, so the child can hang in logging, malloc "
-                   "or I/O. Python 3.12+ warns; fork before starting threads, or use subprocess or "
-                   "multiprocessing's 'spawn' / 'forkserver'.")
+    wait = 0.3
+    got_ours, got_logging, threads = lock_held_at_fork(wait)
+    say("child", _("threading.active_count() is {count} in the child: only the thread that called fork() "
+                   "was copied").format(count=threads))
+    say("child", _("our own threading.Lock, held by the other thread at fork time: acquire(timeout={wait}) "
+                   "returned {got}").format(wait=wait, got=got_ours))
+    say("child", _("a logging handler's lock, also held at fork time: acquire(timeout={wait}) "
+                   "returned {got}").format(wait=wait, got=got_logging))
+    say("explain", _("fork() copies only the thread that called it. Our lock was copied locked, and the "
+                     "thread that would release it does not exist in the child: without a timeout, "
+                     "acquire() would wait forever. logging is safe here because it re-creates its locks "
+                     "in the child (os.register_at_fork); your own locks, a print() whose buffer lock "
+                     "another thread held, or the C library's internal locks are not. Python 3.12+ "
+                     "warns; fork before starting threads, or use subprocess or multiprocessing's "
+                     "'spawn' / 'forkserver'."))
 
 
-def check_nothing_left(say: Narrator) -> None:
-    """The lesson's promise, checked from /proc: every child exited and was reaped."""
+def check_nothing_left(say: Narrator, interrupted: bool = False) -> None:
+    """The lesson's promise, checked from /proc: every child exited and was reaped.
+
+    When the lesson was interrupted this is its one closing line, and it says so.
+    """
     if not procfs.PROC.is_dir():
+        if interrupted:
+            say("summary", _("interrupted: every child was killed and reaped"))
         return
     left = procfs.children(os.getpid())
     if left:
         raise RunFailure(f"the lesson left child processes behind: {left}.")
-    say("summary", "no child process left: every child exited and was reaped, no orphan, no zombie")
+    if interrupted:
+        say("summary", _("interrupted; no child process left: every child was killed and reaped"))
+    else:
+        say("summary", "no child process left: every child exited and was reaped, no orphan, no zombie")
+
+
+@contextmanager
+def closing_calmly(say: Narrator) -> Iterator[None]:
+    """A demo's frame: on Ctrl-C (exit 130) or SIGTERM/SIGHUP, one closing line and no traceback.
+
+    A demo ends by itself, so an interruption is not a normal end: the exit status says so.
+    On a terminal the line starts on a fresh line, not glued to the echoed ^C.
+    """
+    try:
+        with signals_exit_cleanly():
+            yield
+    except KeyboardInterrupt:
+        if say.console.is_terminal:
+            say.console.print()
+        check_nothing_left(say, interrupted=True)
+        raise SystemExit(130) from None
+    except SystemExit:
+        check_nothing_left(say, interrupted=True)
+        raise
 
 
 def main(
@@ -501,14 +622,10 @@ def main(
     if not hasattr(os, "fork"):
         raise UserError("os.fork() does not exist on Windows; run this lesson on Linux or macOS (or WSL).")
     say = Narrator()
-    try:
-        with signals_exit_cleanly(), Children() as children:
+    with closing_calmly(say):
+        with Children() as children:
             run_parts(say, children, repeat, lines)
-    except (KeyboardInterrupt, SystemExit):
-        say("summary", "interrupted")
         check_nothing_left(say)
-        raise
-    check_nothing_left(say)
 
 
 def run_parts(say: Narrator, children: Children, repeat: int, lines: int) -> None:

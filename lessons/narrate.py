@@ -41,7 +41,22 @@ class Narrator:
         style = TAG_STYLES.get(tag, "")
         label = f"[{style}]{escape(tag):>7}[/]" if style else f"{escape(tag):>7}"
         with self._lock:
-            self.console.print(f"{escape(self.prefix)}{label}  {escape(text)}")
+            if self.console.is_terminal:
+                self.console.print(self._wrapped(f"{escape(self.prefix)}{label}", text), soft_wrap=False)
+            else:  # a pipe or a file: one line per event, whole, for grep and for tests
+                self.console.print(f"{escape(self.prefix)}{label}  {escape(text)}")
+
+    def _wrapped(self, label: str, text: str) -> object:
+        """On a terminal: the text wraps between words, indented under itself, never mid-word at the edge."""
+        from rich.text import Text
+
+        head = Text.from_markup(label + "  ")
+        indent = head.cell_len
+        lines = Text(text).wrap(self.console, max(20, self.console.width - indent))
+        for line in lines:
+            line.rstrip()
+        body = Text("\n" + " " * indent).join(lines)
+        return head + body
 
     def rule(self, title: str) -> None:
         from rich.markup import escape

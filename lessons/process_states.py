@@ -5,7 +5,10 @@ four children are put into four states on purpose: a busy loop (R), a sleeper (S
 stopped with SIGSTOP (T) and one that exits while we do not wait for it (Z). Then every
 child is reaped and the zombie disappears. Two busy children pinned to one CPU at
 different nice values show how the scheduler shares it, and a child that gave up root
-shows which priority changes need privileges. D is explained, not produced.
+shows which priority changes need privileges, with the nice command in the notes' spellings
+too. D is explained, not produced. Five more children carry the suffixes ps prints after
+the letter (< N l s +), computed from /proc as procps does and set beside ps's own column;
+last, the textbooks' five-state model is drawn with Linux's letters on it.
 
 Every state is awaited by polling /proc with a deadline: kill() returns before SIGSTOP is
 delivered, and a child is a zombie only once it has really exited.
@@ -13,9 +16,12 @@ delivered, and a child is a zombie only once it has really exited.
 
 from __future__ import annotations
 
+import errno
 import functools
 import os
+import shutil
 import signal
+import subprocess
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -25,7 +31,8 @@ import typer
 
 from lessons import procfs
 from lessons.common import RunFailure, UserError, wait_for
-from lessons.fork import NOBODY, Children, check_nothing_left, drop_privileges, signals_exit_cleanly
+from lessons.i18n import _, ngettext
+from lessons.fork import NOBODY, Children, check_nothing_left, closing_calmly, drop_privileges
 from lessons.narrate import Narrator
 
 SHORT_NAMES = {"R": "running", "S": "sleeping", "D": "disk sleep", "T": "stopped",
@@ -129,8 +136,9 @@ def process_table(pids: list[int]) -> Any:
     from rich.table import Table
 
     table = Table(title="read from /proc/<pid>/stat", title_justify="left")
-    for column in ("pid", "ppid", "state", "nice", "cpu s", "name"):
-        table.add_column(column, justify="right" if column in ("pid", "ppid", "nice", "cpu s") else "left")
+    for column in ("pid", "ppid", "state", "nice", "cpu s", "name"):  # no_wrap: never split a word
+        table.add_column(column, justify="right" if column in ("pid", "ppid", "nice", "cpu s") else "left",
+                         no_wrap=True)
     for pid in pids:
         info = procfs.read_stat(pid)
         if info is None:
@@ -248,13 +256,15 @@ def race(say: Narrator, children: Children, seconds: float, kinder: int) -> None
             raise RunFailure(f"racer {pid} was not at nice {level} on CPU {cpu} within 15 s.") from None
     say("race", f"two busy loops pinned to CPU {cpu} at nice {levels[0]} and {levels[1]}; "
                 f"measuring utime+stime for {seconds:.1f} s")
+    started = time.monotonic()
     before = [procfs.read_stat(pid) for pid in pids]
     time.sleep(seconds)  # the measurement window
     used = [cpu_used(start, pid) for start, pid in zip(before, pids)]
+    elapsed = time.monotonic() - started  # a loaded machine may oversleep
     for pid in pids:
         os.kill(pid, signal.SIGKILL)
         children.wait(pid)
-    report_race(say, levels, used, seconds)
+    report_race(say, levels, used, elapsed)
 
 
 def racer_ready(pid: int, level: int, cpu: int) -> bool:
@@ -313,7 +323,67 @@ def nice_limit_text() -> str:
     return f"{soft} here, so no lowering at all" if soft <= 1 else f"{soft} here: down to nice {20 - soft}"
 
 
+def run_under_nice(options: list[str]) -> str:
+    """`nice OPTIONS nice`: the inner nice, given no command, prints the niceness it runs at."""
+    result = subprocess.run(["nice", *options, "nice"], check=False, stdin=subprocess.DEVNULL,
+                            capture_output=True, text=True, timeout=30)
+    said = result.stderr.strip()
+    answer = _("$ nice {options} nice  ->  {niceness}").format(options=" ".join(options),
+                                                               niceness=result.stdout.strip() or "?")
+    return answer + (_("   (nice warned: {warning})").format(warning=said) if said else "")
+
+
+def refused_calls(value: int = -9) -> list[str]:
+    """The two system calls behind nice, tried with a negative value: nice(2) and setpriority(2)."""
+    calls = ((f"os.nice({value})", lambda: os.nice(value)),
+             (f"os.setpriority(os.PRIO_PROCESS, 0, {value})", lambda: os.setpriority(os.PRIO_PROCESS, 0, value)))
+    lines = []
+    for label, call in calls:
+        try:
+            call()
+            lines.append(_("{call} worked: nice is now {nice}").format(call=label, nice=os.getpriority(os.PRIO_PROCESS, 0)))
+        except OSError as err:
+            name = errno.errorcode.get(err.errno or 0, "?")
+            lines.append(_("{call} raised {error} [{name}] {reason}").format(
+                call=label, error=type(err).__name__, name=name, reason=err.strerror))
+    return lines
+
+
+def nice_as_root() -> str:
+    """In a child that stays root: the four spellings, the notes' two among them."""
+    return "\n".join(run_under_nice(options) for options in (["-n", "9"], ["-9"], ["-n", "-9"], ["--9"]))
+
+
+def nice_as_nobody() -> str:
+    """In a child that gave up root: going up works, going below 0 is refused."""
+    drop_privileges()
+    lines = [_("uid {uid}:").format(uid=os.getuid())]
+    if shutil.which("nice"):
+        lines += [run_under_nice(["-n", "9"]), run_under_nice(["-n", "-9"])]
+    return "\n".join(lines + refused_calls(-9))
+
+
+def show_nice_command(say: Narrator, children: Children) -> None:
+    """`nice -n 9` and `nice -n -9`, and the notes' spellings `nice -9` and `nice --9`."""
+    if shutil.which("nice") is None:
+        say("perm", _("the nice command is not installed here; only the system calls are tried"))
+    elif os.geteuid() == 0:
+        say("perm", _("as root, the nice command in four spellings (the inner `nice` prints its niceness):"))
+        for line in children.ask(nice_as_root).splitlines():
+            say("result", line)
+    say("perm", _("a child that gave up root (setuid {uid}, nobody) tries the same:").format(uid=NOBODY)
+        if os.geteuid() == 0 else _("as uid {uid}, an ordinary user:").format(uid=os.geteuid()))
+    for line in children.ask(nice_as_nobody).splitlines():
+        say("result", line)
+    say("explain", _("`nice -9` is the old spelling of `nice -n 9`: the dash marks an option, the option is "
+                     "the number, so -9 means +9. `nice --9` is option -9, a real minus: `nice -n -9`. "
+                     "Going below 0 takes CPU from everyone else, so only a process with CAP_SYS_NICE "
+                     "(root) may: the kernel refuses nice(2) with EPERM and setpriority(2) with EACCES. "
+                     "GNU nice only warns and runs the command anyway, at its old niceness."))
+
+
 def show_privileges(say: Narrator, children: Children) -> None:
+    show_nice_command(say, children)
     if os.geteuid() == 0:
         say("perm", "we run as root: a child that stays root tries nice -5 ...")
         say("result", children.ask(try_lowering_nice))
@@ -331,7 +401,154 @@ def explain_disk_sleep(say: Narrator) -> None:
                    "must finish (a disk or NFS read, some driver calls). Signals wait until it returns, "
                    "even SIGKILL (except in the few 'killable' waits); it counts in the load average. "
                    "It is not produced here: making one on purpose needs a slow device or a hung NFS server.")
-    say("result", f"right now {len(in_d)} processes on this machine are in D")
+    say("result", ngettext("right now {count} process on this machine is in D",
+                           "right now {count} processes on this machine are in D", len(in_d)).format(count=len(in_d)))
+
+
+# --- the STAT column's suffixes ----------------------------------------------------------
+
+
+def sleep_at_nice(level: int) -> Callable[[], None]:
+    def run() -> None:
+        os.setpriority(os.PRIO_PROCESS, 0, level)
+        sleep_forever()
+    return run
+
+
+def sleep_with_a_thread() -> None:
+    import threading
+
+    threading.Thread(target=sleep_forever, daemon=True).start()
+    sleep_forever()
+
+
+def lead_a_session() -> None:
+    os.setsid()  # a new session and process group, with this process as the leader of both
+    sleep_forever()
+
+
+def lead_a_session_on(terminal: str) -> Callable[[], None]:
+    def run() -> None:
+        os.setsid()
+        os.open(terminal, os.O_RDWR)  # a session leader's first terminal becomes its controlling one
+        sleep_forever()
+    return run
+
+
+def suffix_children(terminal: str) -> list[tuple[str, Callable[[], None], str, str]]:
+    """(name, body, the suffixes /proc must show, why) for each child of part 6.
+
+    Children that stay in our process group are in the terminal's foreground group when
+    the lesson runs in the foreground of a terminal: they show `+` too.
+    """
+    me = procfs.read_stat(os.getpid())
+    ours = "+" if me is not None and me.tpgid == me.pgrp else ""
+    family = []
+    if os.geteuid() == 0:
+        family.append(("learn-high", sleep_at_nice(-5), "<" + ours, _("nice -5: high priority")))
+    family += [
+        ("learn-low", sleep_at_nice(5), "N" + ours, _("nice 5: low priority")),
+        ("learn-threads", sleep_with_a_thread, "l" + ours, _("a second thread: multi-threaded")),
+        ("learn-leader", lead_a_session, "s", _("os.setsid(): leads a new session, no terminal")),
+        ("learn-term", lead_a_session_on(terminal), "s+", _("os.setsid(), then opened a terminal: its foreground")),
+    ]
+    return family
+
+
+def ps_stat(pids: list[int]) -> dict[int, str]:
+    """ps's own STAT column for `pids`, when ps is installed."""
+    if shutil.which("ps") is None:
+        return {}
+    result = subprocess.run(["ps", "-o", "pid=,stat=", "-p", ",".join(map(str, pids))], check=False,
+                            stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=30)
+    rows = (line.split() for line in result.stdout.splitlines())
+    return {int(row[0]): row[1] for row in rows if len(row) == 2}
+
+
+def suffix_table(rows: list[tuple[str, int, str, str]], from_ps: dict[int, str]) -> Any:
+    from rich.table import Table
+
+    from rich import box
+
+    table = Table(title=_("STAT computed from /proc/<pid>/stat, next to ps -o stat"), title_justify="left",
+                  box=box.SIMPLE_HEAD, show_edge=False)
+    for column in ("pid", "name", "nice", "threads", "sid", "pgrp", "tpgid", "ours", "ps"):
+        table.add_column(column, no_wrap=True)
+    for name, pid, stat, _why in rows:
+        info = procfs.read_stat(pid)
+        if info is None:
+            continue
+        table.add_row(str(pid), name, str(info.nice), str(info.threads), str(info.session), str(info.pgrp),
+                      str(info.tpgid), f"[bold]{stat}[/]", from_ps.get(pid, "-"))
+    return table
+
+
+def show_stat_suffixes(say: Narrator, children: Children) -> None:
+    """Children made to carry each of ps's suffixes, read back as procps reads them."""
+    import pty
+
+    controller, terminal = pty.openpty()
+    try:
+        rows = []
+        for name, body, suffixes, why in suffix_children(os.ttyname(terminal)):
+            pid = start_child(children, name, body)
+            try:
+                wait_for(lambda: procfs.stat_of(pid) == "S" + suffixes, timeout=15)
+            except TimeoutError:
+                raise RunFailure(_("child {pid} did not show STAT S{suffixes} within 15 s (it shows {stat}).")
+                                 .format(pid=pid, suffixes=suffixes, stat=procfs.stat_of(pid))) from None
+            rows.append((name, pid, "S" + suffixes, why))
+        from_ps = ps_stat([pid for _, pid, _, _ in rows])
+        say.console.print(suffix_table(rows, from_ps))
+        for name, pid, stat, why in rows:
+            agree = _("ps agrees") if from_ps.get(pid) == stat else _("ps says {ps}").format(ps=from_ps.get(pid, "-"))
+            say("stat", _("{name} (pid {pid}) is {stat}: {why}; {agree}").format(
+                name=name, pid=pid, stat=stat, why=why, agree=agree))
+        for _name, pid, _stat, _why in rows:
+            os.kill(pid, signal.SIGKILL)
+            children.wait(pid)
+    finally:
+        os.close(controller)
+        os.close(terminal)
+    say("explain", _("After the state letter ps adds: < nice below 0, N nice above 0, L pages locked in "
+                     "memory, s the leader of its session (its pid is the session id), l more than one "
+                     "thread, + in the foreground process group of its terminal (its process group is the "
+                     "terminal's tpgid). A shell in a terminal reads Ss, the command you run from it S+."))
+
+
+# --- the five-state model ---------------------------------------------------------------
+
+FIVE_STATES = """\
+   fork()
+  ┌─────┐ admitted ┌───────┐ scheduled ┌─────────┐ exit ┌──────────┐
+  │ new │ ───────> │ ready │ ────────> │ running │ ───> │terminated│
+  └─────┘          │   R   │ <──────── │    R    │      │    Z     │
+                   └───────┘ preempted └─────────┘      └──────────┘
+                       ^    (time slice     │           waitpid()
+                       │     used up)       │ waits:    removes it
+          event comes  │                    │ read(),
+      (data, a timer)  │   ┌─────────┐      │ sleep(),
+                       └───│ waiting │<─────┘ a lock
+                           │ S or D  │
+                           └─────────┘"""
+
+def linux_letters() -> list[tuple[str, str]]:
+    """Each of Linux's state letters, and where it sits in the five-state model."""
+    return [
+        ("R", _("ready and running: one letter for both")),
+        ("S", _("waiting; a signal wakes it")),
+        ("D", _("waiting inside the kernel; nothing wakes it")),
+        ("Z", _("terminated, not yet reaped by its parent")),
+        ("T", _("stopped by SIGSTOP or Ctrl-Z: outside the five (suspended)")),
+        ("-", _("new has no letter of its own: the kernel builds the child inside fork()")),
+    ]
+
+
+def show_five_states(say: Narrator) -> None:
+    """The textbook's diagram, then what each of Linux's letters is in it."""
+    say.console.print(FIVE_STATES, markup=False, highlight=False, soft_wrap=True)
+    for letter, meaning in linux_letters():
+        say("letter", f"{letter}  {meaning}")
 
 
 # --- the lesson -----------------------------------------------------------------------
@@ -357,14 +574,10 @@ def main(
     say = Narrator()
     say("explain", "ps aux shows one letter per process in its STAT column; four children are put "
                    "into four of them on purpose, and everything below is read from /proc/<pid>/stat.")
-    try:
-        with signals_exit_cleanly(), Children() as children:
+    with closing_calmly(say):
+        with Children() as children:
             run_parts(say, children, watch_seconds, seconds, nice_value)
-    except (KeyboardInterrupt, SystemExit):
-        say("summary", "interrupted")
         check_nothing_left(say)
-        raise
-    check_nothing_left(say)
 
 
 def run_parts(say: Narrator, children: Children, watch_seconds: float, seconds: float, nice_value: int) -> None:
@@ -379,3 +592,7 @@ def run_parts(say: Narrator, children: Children, watch_seconds: float, seconds: 
     show_privileges(say, children)
     say.rule("5. The state you will not see here: D")
     explain_disk_sleep(say)
+    say.rule(_("6. The STAT column's suffixes: < N l s +"))
+    show_stat_suffixes(say, children)
+    say.rule(_("7. The five-state model, and where Linux's letters sit"))
+    show_five_states(say)

@@ -45,6 +45,8 @@ class ProcStat:
     session: int
     nice: int  # -20 (most favoured) .. 19 (kindest to others)
     cpu_ticks: int  # utime + stime, in CLOCK_TICKS_PER_SECOND units
+    tpgid: int = -1  # the foreground process group of its terminal; -1: no terminal
+    threads: int = 1
 
     @property
     def cpu_seconds(self) -> float:
@@ -69,7 +71,56 @@ def parse_stat(line: str) -> ProcStat:
         session=int(fields[3]),
         nice=int(fields[16]),
         cpu_ticks=int(fields[11]) + int(fields[12]),
+        tpgid=int(fields[5]),
+        threads=int(fields[17]),
     )
+
+
+def stat_column(info: ProcStat, locked_kb: int = 0) -> str:
+    """The STAT column of `ps aux`, built as procps builds it from the same fields.
+
+    The state letter, then: `<` nice below 0, `N` nice above 0, `L` pages locked in
+    memory, `s` session leader, `l` more than one thread, `+` in the foreground process
+    group of its terminal.
+    """
+    flags = info.state
+    if info.nice < 0:
+        flags += "<"
+    elif info.nice > 0:
+        flags += "N"
+    if locked_kb:
+        flags += "L"
+    if info.session == info.pid:
+        flags += "s"
+    if info.threads > 1:
+        flags += "l"
+    if info.tpgid != -1 and info.tpgid == info.pgrp:
+        flags += "+"
+    return flags
+
+
+def read_status(pid: int) -> dict[str, str] | None:
+    """/proc/<pid>/status as a dict ("State" -> "S (sleeping)"); None once the process is gone.
+
+    The readable face of what the kernel keeps per process (its task_struct, the textbook's
+    PCB): state, parent, threads, memory, context switches.
+    """
+    try:
+        text = (PROC / str(pid) / "status").read_text(encoding="utf-8", errors="replace")
+    except (FileNotFoundError, ProcessLookupError):
+        return None
+    fields = (line.partition(":") for line in text.splitlines())
+    return {key: value.strip() for key, _, value in fields}
+
+
+def stat_of(pid: int) -> str | None:
+    """What `ps -o stat` prints for `pid`, from /proc; None once it is gone."""
+    info = read_stat(pid)
+    status = read_status(pid)
+    if info is None or status is None:
+        return None
+    locked = int(status.get("VmLck", "0 kB").split()[0] or 0)
+    return stat_column(info, locked)
 
 
 def read_stat(pid: int) -> ProcStat | None:

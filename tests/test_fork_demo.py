@@ -207,3 +207,80 @@ def test_without_fork_the_lesson_says_so(monkeypatch: pytest.MonkeyPatch) -> Non
     monkeypatch.delattr(os, "fork")
     with pytest.raises(UserError, match="Windows"):
         fork.main()
+
+
+def test_the_fork_call_and_the_childs_delay_are_measured_apart(demo) -> None:  # type: ignore[no-untyped-def]
+    """Fact: the page tables are copied inside fork(); the child's delay is Python's after-fork work."""
+    _, out, _, _ = demo
+    assert re.search(r"median time os\.fork\(\) took in the parent, until it returned: \d+ µs", out)
+    assert re.search(r"median time from the parent's write to the child's: -?\d+ µs", out)
+    assert "copy-on-write page faults" in out
+    assert "set up its copy of the address space" not in out
+
+
+@pytest.mark.timeout(60)
+def test_a_lock_held_by_another_thread_at_fork_stays_locked_in_the_child_but_loggings_does_not() -> None:
+    got_ours, got_logging, threads = fork.lock_held_at_fork(wait=0.2)
+    assert threads == 1  # only the forking thread exists in the child
+    assert got_ours is False  # copied locked, and its holder is not there to release it
+    assert got_logging is True  # logging re-creates its locks after fork (os.register_at_fork)
+
+
+def test_the_demo_shows_the_lock_held_at_fork(demo) -> None:  # type: ignore[no-untyped-def]
+    _, out, _, _ = demo
+    assert "threading.active_count() is 1 in the child" in out
+    assert re.search(r"our own threading\.Lock, held by the other thread at fork time: "
+                     r"acquire\(timeout=[\d.]+\) returned False", out)
+    assert re.search(r"a logging handler's lock, also held at fork time: acquire\(timeout=[\d.]+\) returned True", out)
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.skipif(not procfs.PROC.is_dir(), reason="needs Linux /proc")
+def test_ctrl_c_ends_the_demo_with_one_line_and_exit_130() -> None:
+    """A demo ends by itself, so being interrupted is not a normal end: 130, one calm line, nothing left."""
+    process = subprocess.Popen([*LESSON, "--repeat", "1000", "--lines", "10000"], stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True, start_new_session=True)
+    try:
+        assert process.stdout is not None
+        for line in process.stdout:
+            if "4. Open files are shared" in line or "2. Who runs first" in line:
+                break
+        os.kill(process.pid, signal.SIGINT)
+        out, err = process.communicate(timeout=30)
+    finally:
+        for info in procfs.in_session(process.pid):
+            os.kill(info.pid, signal.SIGKILL)
+        process.kill()
+        process.wait(timeout=30)
+    assert process.returncode == 130, err
+    assert "Traceback" not in out + err
+    assert [line for line in out.splitlines() if line.lstrip().startswith("summary")] == [
+        "summary  interrupted; no child process left: every child was killed and reaped"]
+    assert procfs.in_session(process.pid) == []
+
+
+@pytest.mark.timeout(30)
+def test_a_ctrl_c_the_instant_a_bare_fork_returns_still_reaps_the_child(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Parts 1 and 2 fork without Children, as the notes do: the signal must wait for the reaping try."""
+    import io
+
+    from lessons.narrate import Narrator
+
+    real_fork = os.fork
+
+    def fork_then_ctrl_c() -> int:
+        pid = real_fork()
+        if pid:
+            signal.raise_signal(signal.SIGINT)  # as if Ctrl-C came the moment fork() returned
+        return pid
+
+    monkeypatch.setattr(os, "fork", fork_then_ctrl_c)
+    before = set(procfs.children(os.getpid()))
+    try:
+        for part in (fork.race_once, lambda: fork.show_return_values(Narrator(stream=io.StringIO()))):
+            with pytest.raises(KeyboardInterrupt):
+                part()
+            assert set(procfs.children(os.getpid())) <= before, "the child was left unreaped"
+    finally:
+        for pid in set(procfs.children(os.getpid())) - before:
+            os.waitpid(pid, 0)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -127,3 +128,53 @@ def test_this_process_reads_itself_as_running() -> None:
     assert (me.state, me.ppid, me.session) == ("R", os.getppid(), os.getsid(0))
     assert me.nice == os.getpriority(os.PRIO_PROCESS, 0)
     assert procfs.describe_state("Z").startswith("zombie")
+
+
+def fake_stat(**fields: int | str) -> procfs.ProcStat:
+    base: dict = dict(pid=100, name="x", state="S", ppid=1, pgrp=50, session=40, nice=0, cpu_ticks=0,
+                      tpgid=-1, threads=1)
+    return procfs.ProcStat(**{**base, **fields})
+
+
+@pytest.mark.parametrize("fields, expected", [
+    ({}, "S"),
+    ({"nice": -5}, "S<"),
+    ({"nice": 5}, "SN"),
+    ({"session": 100}, "Ss"),
+    ({"threads": 3}, "Sl"),
+    ({"tpgid": 50}, "S+"),
+    ({"tpgid": 51}, "S"),  # another group has the terminal: background
+    ({"state": "R", "nice": 19, "session": 100, "threads": 2, "tpgid": 50}, "RNsl+"),
+])
+def test_stat_column_adds_the_suffixes_in_ps_order(fields: dict, expected: str) -> None:
+    assert procfs.stat_column(fake_stat(**fields)) == expected
+
+
+def test_locked_pages_add_L_after_the_priority() -> None:
+    assert procfs.stat_column(fake_stat(nice=5, session=100), locked_kb=4) == "SNLs"
+
+
+@pytest.mark.timeout(30)
+@pytest.mark.skipif(not shutil.which("ps"), reason="needs ps")
+def test_stat_of_matches_ps_for_a_session_leader_with_threads() -> None:
+    code = "import threading, time; threading.Thread(target=time.sleep, args=(120,)).start(); time.sleep(120)"
+    process = subprocess.Popen([sys.executable, "-c", code], start_new_session=True)
+    try:
+        from lessons.common import wait_for
+
+        wait_for(lambda: procfs.stat_of(process.pid) == "Ssl", timeout=20)
+        ps = subprocess.run(["ps", "-o", "stat=", "-p", str(process.pid)], capture_output=True, text=True, timeout=20)
+        assert ps.stdout.strip() == "Ssl"
+    finally:
+        process.kill()
+        process.wait(timeout=30)
+
+
+def test_read_status_gives_the_pcb_fields() -> None:
+    status = procfs.read_status(os.getpid())
+    assert status is not None
+    assert status["State"].startswith("R")
+    assert int(status["PPid"]) == os.getppid()
+    for key in ("Threads", "voluntary_ctxt_switches", "nonvoluntary_ctxt_switches", "VmRSS"):
+        assert status[key].split()[0].isdigit(), key
+    assert procfs.read_status(2**22 + 1) is None  # above pid_max: never a process
