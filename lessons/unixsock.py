@@ -143,17 +143,19 @@ def file_identity(path: str | Path) -> tuple[int, int, int]:
     return info.st_dev, info.st_ino, info.st_ctime_ns
 
 
-def remove_socket_file(path: str | Path, identity: tuple[int, int, int] | None = None) -> None:
+def remove_socket_file(path: str | Path, identity: tuple[int, int, int] | None = None) -> bool:
     """Remove the socket file at `path`; with `identity`, only if it is still that file.
 
     A server passes the identity of the file it created, so it never deletes a newer
-    server's file that replaced its own after someone removed it.
+    server's file that replaced its own after someone removed it. True if it was removed.
     """
     try:
         if stat.S_ISSOCK(os.lstat(path).st_mode) and identity in (None, file_identity(path)):
             os.unlink(path)
+            return True
     except FileNotFoundError:
         pass
+    return False
 
 
 @dataclass(frozen=True)
@@ -172,9 +174,9 @@ class SocketFile:
     def created_at(cls, path: str | Path) -> SocketFile:
         return cls(Path(path), file_identity(path))
 
-    def remove(self) -> None:
+    def remove(self) -> bool:
         """Remove the file if it is still ours; a missing or newer file is left alone."""
-        remove_socket_file(self.path, self.identity)
+        return remove_socket_file(self.path, self.identity)
 
 
 def bind_socket_file(path: str | Path, *, mode: int = 0o600, backlog: int = 128) -> tuple[socket.socket, SocketFile]:

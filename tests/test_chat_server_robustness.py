@@ -12,6 +12,7 @@ import resource
 import signal
 import socket
 import time
+from pathlib import Path
 
 import pytest
 from chatserver import ChatServer
@@ -101,3 +102,55 @@ def test_a_stop_right_after_the_banner_is_still_clean(signum: int) -> None:
             assert not os.path.exists(server.admin_path), "the admin socket file was left behind"
         finally:
             server.stop()
+
+
+@pytest.mark.timeout(60)
+def test_a_stopping_server_leaves_its_successors_socket_files_alone(tmp_path) -> None:
+    """Finding 6: server A's files were removed (a tmp cleaner), server B bound the same
+    paths, A stopped: A must not delete B's files. Both the chat's and the admin socket."""
+    chat_path = tmp_path / "chat.sock"
+    with ChatServer.start("--unix", str(chat_path)) as first:
+        paths = [chat_path, Path(first.admin_path)]
+        successors = []
+        for path in paths:
+            path.unlink()
+            successor = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            successor.bind(str(path))
+            successor.listen()
+            successors.append((successor, os.lstat(path).st_ino))
+        first.signal(signal.SIGTERM)
+        assert first.wait_exit(10) == 0, first.diagnostics()
+    try:
+        for path, (_, inode) in zip(paths, successors):
+            assert path.exists(), f"the stopping server deleted its successor's {path.name}"
+            assert os.lstat(path).st_ino == inode
+    finally:
+        for successor, _ in successors:
+            successor.close()
+
+
+@pytest.mark.timeout(60)
+def test_a_stopping_server_still_removes_its_own_socket_files(tmp_path) -> None:
+    chat_path = tmp_path / "chat.sock"
+    with ChatServer.start("--unix", str(chat_path)) as server:
+        admin_path = Path(server.admin_path)
+        server.signal(signal.SIGTERM)
+        assert server.wait_exit(10) == 0, server.diagnostics()
+    assert not chat_path.exists() and not admin_path.exists()
+
+
+def test_keepalive_and_user_timeout_are_set_on_a_chat_socket() -> None:
+    """Keepalive probes only idle connections; TCP_USER_TIMEOUT gives up on unacknowledged
+    data after the same 90 s, so a vanished member of a busy room is found too."""
+    from capstone.server import USER_TIMEOUT_MS, set_keepalive
+
+    listener = socket.create_server(("127.0.0.1", 0))
+    client = socket.create_connection(listener.getsockname())
+    server_side, _ = listener.accept()
+    try:
+        set_keepalive(server_side)
+        assert server_side.getsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE) == 1
+        assert server_side.getsockopt(socket.IPPROTO_TCP, socket.TCP_USER_TIMEOUT) == USER_TIMEOUT_MS == 90_000
+    finally:
+        for sock in (client, server_side, listener):
+            sock.close()
