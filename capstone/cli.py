@@ -94,5 +94,10 @@ def admin(
     from capstone.admin import admin_socket_path, run_admin
 
     path = admin_socket_path(port=port, unix=unix, socket_path=socket)
-    for line in run_admin(action.value, words or [], path):
+    lines = run_admin(action.value, words or [], path)
+    for line in lines:
         typer.echo(line)
+    if action == AdminAction.list and not lines:  # a notice, not a member: stdout stays one name a line
+        from lessons.i18n import _
+
+        typer.echo(_("the room is empty."), err=True)

@@ -8,6 +8,7 @@ the server's socket in /proc/net/tcp.
 from __future__ import annotations
 
 import os
+import re
 import resource
 import signal
 import socket
@@ -16,7 +17,7 @@ from pathlib import Path
 
 import pytest
 from chatserver import ChatServer
-from chatwire import Kind, WireClient
+from chatwire import Kind, PeerClosed, WireClient
 
 FD_LIMIT = 48  # the server needs about a dozen for itself; the rest is for clients
 
@@ -66,6 +67,10 @@ def test_running_out_of_descriptors_neither_spins_nor_crashes() -> None:
         late.join("late")
         member.expect(Kind.JOINED, "late")
         assert server.process.poll() is None, server.diagnostics()
+        # Finding 2: one summary line a second, not one line per refused connection.
+        summaries = [line for line in server.stdout.text.splitlines() if "too many open files" in line]
+        assert summaries and len(summaries) <= 2 + (time.monotonic() - started), summaries
+        assert all(re.search(r"refused [\d,]+ connections?: too many open files", line) for line in summaries)
 
 
 def tcp_table_row(local_port: int, remote_port: int) -> list[str] | None:
@@ -154,3 +159,35 @@ def test_keepalive_and_user_timeout_are_set_on_a_chat_socket() -> None:
     finally:
         for sock in (client, server_side, listener):
             sock.close()
+
+
+@pytest.mark.timeout(90)
+def test_select_keeps_descriptors_for_the_administrator() -> None:
+    """Finding 4: with select(), chat connections are refused a little before FD_SETSIZE
+    (lowered to 48 here through the backend's test hook, instead of opening 1,000
+    connections), so the admin socket still gets in; one summary line says why."""
+    env = dict(os.environ, LEARN_TEST_FD_SETSIZE="48")
+    with ChatServer.start("--engine", "select", "--port", "0", "--join-timeout", "0", env=env) as server:
+        flood = [server.connect(f"idle{i}") for i in range(48)]
+        served = refused = 0
+        for client in flood:
+            try:
+                client.send_frame(Kind.PING, b"in?")
+                client.expect(Kind.PONG, b"in?")
+                served += 1
+            except (PeerClosed, OSError):
+                refused += 1
+        assert served and refused, f"{served} served, {refused} refused"
+        assert server.members() == []  # the administrator still gets in
+        joined = next(client for client in flood if client.closed_by_peer is None)
+        joined.join("still-served")
+        assert server.members() == ["still-served"]
+        pattern = re.compile(r"refused (\d+) chat connections?: select\(\) watches descriptors below 48 only")
+        deadline = time.monotonic() + 10
+        while sum(int(m.group(1)) for m in pattern.finditer(server.stdout.text)) < refused:
+            assert time.monotonic() < deadline, server.stdout.text
+            time.sleep(0.05)  # polling for the summary line (due a second after the first), with a deadline
+        summaries = [line for line in server.stdout.text.splitlines() if "refused" in line]
+        assert len(summaries) <= 2, f"not summarised: {summaries}"  # the first at once, the rest a second later
+        for client in flood:
+            client.close()
