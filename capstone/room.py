@@ -34,7 +34,7 @@ class Limits:
     rate_limit: float = 20.0  # SAYs per second per member; 0 = no limit
     max_queue: int = 1 << 20  # bytes queued for one slow reader (enforced by the driver)
     max_buffered: int = 64 << 20  # bytes queued for all connections together (enforced by the driver)
-    query_rate: float = 50.0  # WHO and PING per second per connection (bucket of twice that); 0 = no limit
+    query_rate: float = 100.0  # WHO and PING per second per connection (bucket of twice that); 0 = no limit
 
 
 @dataclass(frozen=True, slots=True)

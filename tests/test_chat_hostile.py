@@ -248,16 +248,16 @@ def test_a_who_flood_that_never_reads_costs_no_memory_and_stalls_nobody(engine: 
 
 @pytest.mark.timeout(60)
 def test_pings_past_their_rate_wait_for_a_token_and_are_all_answered_in_order() -> None:
-    """PING and WHO have a bucket of their own (100, refilled at 50 a second): past it the
+    """PING and WHO have a bucket of their own (200, refilled at 100 a second): past it the
     server reads nothing more from that client until a token is back. Nothing is refused."""
     with ChatServer.start("--port", "0") as server:
         pinger, healthy = server.connect("pinger"), server.connect("healthy")
         started = time.monotonic()
-        pinger.send_raw(b"".join(encode(Kind.PING, str(i).encode()) for i in range(150)))
-        for i in range(150):
+        pinger.send_raw(b"".join(encode(Kind.PING, str(i).encode()) for i in range(300)))
+        for i in range(300):
             pinger.expect(Kind.PONG, str(i).encode())
         elapsed = time.monotonic() - started
-        assert elapsed >= 0.8, f"150 PINGs answered in {elapsed:.2f} s: no rate limit (100 + 50 a second)"
+        assert elapsed >= 0.8, f"300 PINGs answered in {elapsed:.2f} s: no rate limit (200 + 100 a second)"
         healthy.ping(b"unaffected")
 
 
