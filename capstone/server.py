@@ -186,7 +186,10 @@ class ChatServer:
             if shutdown_started and (not self.peers or time.monotonic() >= self.stopping_at + SHUTDOWN_GRACE):
                 return
             for fd, readable, writable in self.backend.wait(self._timeout()):
-                self._dispatch(fd, readable, writable)
+                try:
+                    self._dispatch(fd, readable, writable)
+                except MemoryError:  # accepting, a signal, the console: log it and carry on
+                    self.log("drop", _("out of memory while handling descriptor {fd}").format(fd=fd))
             now = time.monotonic()
             self._apply(self.room.tick(now))
             self._resume_paused(now)

@@ -310,3 +310,30 @@ def test_a_closed_log_stops_the_server_like_sigterm() -> None:
     finally:
         process.kill()
         process.wait()
+
+
+def test_frames_after_a_leave_in_the_same_read_are_not_handled(driver) -> None:
+    chat = driver()
+    peer = chat.member("quitter")
+    chat.member("stayer")
+    fd = chat.fds["quitter"]
+    peer.decoder.feed(encode(Kind.LEAVE) + encode(Kind.WHO) * 1000)
+    chat.server._handle_frames(fd, peer)
+    assert peer.closing
+    assert peer.decoder.pending == 5 * 1000, "the frames after LEAVE were decoded and handled"
+
+
+def test_a_memory_error_while_serving_one_connection_drops_only_that_connection(driver) -> None:
+    chat = driver()
+    greedy = chat.member("greedy")
+    chat.member("other")
+    chat.server._flush_dirty()
+
+    def out_of_memory(data: bytes) -> None:
+        raise MemoryError
+
+    greedy.decoder.feed = out_of_memory
+    chat.far["greedy"].send(encode(Kind.WHO))
+    chat.server._dispatch(chat.fds["greedy"], True, False)
+    assert not chat.alive("greedy") and chat.alive("other")
+    assert any("out of memory" in line for line in chat.lines), chat.lines
