@@ -517,7 +517,7 @@ class ChatServer:
                         self._flush(fd, peer)
                 continue
             fd, peer = self.dirty.popitem()
-            if self.peers.get(fd) is peer:
+            if self.peers.get(fd) is peer and (peer.closing or not peer.writing):
                 self._flush(fd, peer)
 
     def _flush(self, fd: int, peer: Peer) -> None:
