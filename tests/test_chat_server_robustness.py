@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 
 import pytest
-from chatserver import ChatServer
+from chatserver import ChatServer, run_failing_server
 from chatwire import Kind, PeerClosed, WireClient
 
 FD_LIMIT = 48  # the server needs about a dozen for itself; the rest is for clients
@@ -191,3 +191,10 @@ def test_select_keeps_descriptors_for_the_administrator() -> None:
         assert len(summaries) <= 2, f"not summarised: {summaries}"  # the first at once, the rest a second later
         for client in flood:
             client.close()
+
+
+@pytest.mark.parametrize("option", ["--max-buffered", "--max-queue"])
+def test_a_bad_output_bound_is_one_sentence_and_exit_2(option: str) -> None:
+    result = run_failing_server("--port", "0", option, "0")
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.startswith("error: ") and option in result.stderr and "Traceback" not in result.stderr

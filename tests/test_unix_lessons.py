@@ -376,6 +376,21 @@ def test_cli_socket_file_removed_on_signal(start, tmp_path, how):
 
 
 @pytest.mark.timeout(90)
+def test_cli_receiver_leaves_a_newer_servers_file_alone(start, tmp_path):
+    """Ours was deleted (a tmp cleaner) and another server bound the path: not ours to remove."""
+    path = tmp_path / "lesson.sock"
+    receiver = start("unix-recv", "--path", str(path))
+    listening(receiver, str(path))
+    path.unlink()
+    with bind_unix(path):
+        receiver.process.send_signal(signal.SIGTERM)
+        code, out, err = receiver.finish()
+        assert code == 0, err
+        assert path.exists(), "the stopping receiver deleted a newer server's socket file"
+        assert f"left {path} alone" in out and f"removed {path}" not in out
+
+
+@pytest.mark.timeout(90)
 def test_cli_receiver_survives_bad_senders(start, tmp_path):
     path = tmp_path / "lesson.sock"
     receiver = start("unix-recv", "--path", str(path))
