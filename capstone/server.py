@@ -30,6 +30,7 @@ from __future__ import annotations
 import errno
 import itertools
 import os
+import resource
 import signal
 import socket
 import sys
@@ -58,7 +59,7 @@ KEEPALIVE = {"TCP_KEEPIDLE": 60, "TCP_KEEPINTVL": 10, "TCP_KEEPCNT": 3}
 USER_TIMEOUT_MS = 90_000
 IOV_BATCH = min(1024, os.sysconf("SC_IOV_MAX") if hasattr(os, "sysconf") else 1024)  # buffers per sendmsg
 QUEUE_ENTRY_COST = 8  # bytes a queued reference costs (a deque slot); counted in max_buffered
-FD_RESERVE = 16  # select(): descriptors below FD_SETSIZE kept for the admin socket and console
+FD_RESERVE = 16  # descriptors below the limit (FD_SETSIZE, ulimit -n) kept for the administrator
 
 LogFn = Callable[[str, str], None]
 
@@ -114,6 +115,9 @@ class ChatServer:
         self._console_buffer = b""
         self._spare_fd: int | None = None
         self._wakeup_r, self._wakeup_w = socket.socketpair()
+        soft_limit = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+        self.open_file_limit = None if soft_limit == resource.RLIM_INFINITY else soft_limit
+        self._fds_at_start = 0  # descriptors the server itself holds, counted once it runs
 
     # ----- start and stop -------------------------------------------------------------
 
@@ -122,6 +126,7 @@ class ChatServer:
         sees what it prints (the 'listening on' line) may stop the server cleanly at once."""
         self._install_signals()
         self._spare_fd = os.open(os.devnull, os.O_RDONLY)
+        self._fds_at_start = self._spare_fd + 1  # the lowest free number: about how many are open
         for listener in (self.listeners.chat, self.listeners.admin):
             if listener is not None:
                 listener.setblocking(False)
@@ -304,19 +309,29 @@ class ChatServer:
             self._apply(self.room.connect(relay.fileno(), time.monotonic()))
 
     def _room_for_chat(self, sock: socket.socket) -> bool:
-        """select() watches descriptors below FD_SETSIZE only: the last few are kept for the
-        administrator, so a flood of chat connections can never lock them out."""
-        limit = self.backend.max_fd
-        if limit is None or sock.fileno() < limit - FD_RESERVE:
+        """The last few descriptors below the limit are kept for the administrator (and the
+        console), so a flood of chat connections can never lock them out."""
+        reason = self._why_no_room(sock)
+        if reason is None:
             return True
         sock.close()
-        self._repeat("fdset", lambda count: ngettext(
-            "refused {count:,} chat connection: {engine}() watches descriptors below {limit} only "
-            "and the last {reserve} are kept for the administrator",
-            "refused {count:,} chat connections: {engine}() watches descriptors below {limit} only "
-            "and the last {reserve} are kept for the administrator", count).format(
-            count=count, engine=self.backend.name, limit=limit, reserve=FD_RESERVE))
+        self._repeat(reason, lambda count: ngettext(
+            "refused {count:,} chat connection: {reason}, and the last {reserve} are kept for the administrator",
+            "refused {count:,} chat connections: {reason}, and the last {reserve} are kept for the administrator",
+            count).format(count=count, reason=reason, reserve=FD_RESERVE))
         return False
+
+    def _why_no_room(self, sock: socket.socket) -> str | None:
+        """select() cares about the descriptor's number, the open-file limit about how many
+        are open: a peer each, what the server opened at start, and a few for a fork relay."""
+        select_limit = self.backend.max_fd
+        if select_limit is not None and sock.fileno() >= select_limit - FD_RESERVE:
+            return _("{engine}() watches descriptors below {limit} only").format(
+                engine=self.backend.name, limit=select_limit)
+        limit = self.open_file_limit
+        if limit is not None and self._fds_at_start + len(self.peers) + 3 >= limit - FD_RESERVE:
+            return _("the server may open {limit} files (ulimit -n)").format(limit=limit)
+        return None
 
     def connect_client(self, sock: socket.socket, label: str) -> socket.socket | None:
         """The hook the fork engine overrides: here the client's own socket is the peer."""

@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 
 import pytest
-from chatserver import ChatServer, run_failing_server
+from chatserver import ENGINES, ChatServer, run_admin_cli, run_failing_server
 from chatwire import Kind, PeerClosed, WireClient
 
 FD_LIMIT = 48  # the server needs about a dozen for itself; the rest is for clients
@@ -68,9 +68,33 @@ def test_running_out_of_descriptors_neither_spins_nor_crashes() -> None:
         member.expect(Kind.JOINED, "late")
         assert server.process.poll() is None, server.diagnostics()
         # Finding 2: one summary line a second, not one line per refused connection.
-        summaries = [line for line in server.stdout.text.splitlines() if "too many open files" in line]
+        summaries = [line for line in server.stdout.text.splitlines() if "refused" in line]
         assert summaries and len(summaries) <= 2 + (time.monotonic() - started), summaries
-        assert all(re.search(r"refused [\d,]+ connections?: too many open files", line) for line in summaries)
+        assert all(re.search(r"refused [\d,]+ (chat )?connections?: ", line) for line in summaries), summaries
+
+
+@pytest.mark.timeout(90)
+@pytest.mark.parametrize("engine", ENGINES)
+def test_the_administrator_gets_in_while_a_flood_holds_every_descriptor(engine: str) -> None:
+    """Chat connections are refused a few descriptors before the open-file limit, so the
+    admin socket is still served (finding 4, on every engine)."""
+    options = ("--engine", engine, "--port", "0", "--join-timeout", "0")
+    with ChatServer.start(*options, preexec_fn=lower_fd_limit) as server:
+        flood = [socket.create_connection(server.address, timeout=10) for _ in range(FD_LIMIT + 20)]
+        try:
+            assert is_closed_by_server(flood[-1], timeout=10)
+            assert server.members() == []
+            result = run_admin_cli("say", "still in charge", "--socket", server.admin_path)
+            assert result.returncode == 0, result.stderr
+        finally:
+            for sock in flood:
+                sock.close()
+        deadline = time.monotonic() + 10
+        while "ulimit -n" not in server.stdout.text:
+            assert time.monotonic() < deadline, server.stdout.text
+            time.sleep(0.05)  # polling for the log line, with a deadline
+        assert re.search(rf"refused [\d,]+ chat connections?: the server may open {FD_LIMIT} files \(ulimit -n\)",
+                         server.stdout.text), server.stdout.text
 
 
 def tcp_table_row(local_port: int, remote_port: int) -> list[str] | None:
