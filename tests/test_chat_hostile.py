@@ -341,3 +341,37 @@ def test_a_memory_error_while_serving_one_connection_drops_only_that_connection(
     chat.server._dispatch(chat.fds["greedy"], True, False)
     assert not chat.alive("greedy") and chat.alive("other")
     assert any("out of memory" in line for line in chat.lines), chat.lines
+
+
+@pytest.mark.timeout(90)
+def test_a_terminal_nobody_reads_never_freezes_the_server() -> None:
+    """The same with a terminal (coloured log lines through rich) that is not being read,
+    as after Ctrl-S: the pseudo-terminal's buffer fills and a plain print() would block."""
+    import pty
+
+    master, slave = pty.openpty()
+    process = subprocess.Popen(serve_command("--port", "0"), stdin=subprocess.DEVNULL, stdout=slave,
+                               stderr=subprocess.DEVNULL)
+    os.close(slave)
+    try:
+        banner = b""
+        deadline = time.monotonic() + 30
+        while banner.count(b"\n") < 2:
+            assert time.monotonic() < deadline, banner
+            banner += os.read(master, 1)
+        port = int(banner.split(b"\n")[0].rsplit(b":", 1)[1])
+        admin_path = banner.split(b"\n")[1].strip().removeprefix(b"admin socket ").decode()
+        member = WireClient.tcp(("127.0.0.1", port), "member")
+        member.join("member")
+        admin = WireClient.unix(admin_path, "admin")
+        for _ in range(60):  # 180 KB of log lines, far more than a terminal buffers
+            admin.send_frame(Kind.ADMIN_SAY, "t" * 3000)
+            admin.expect(Kind.OK, timeout=5)
+            member.expect(Kind.ANNOUNCE, timeout=5)
+        member.ping(b"still serving")
+        process.send_signal(15)
+        assert process.wait(5) == 0
+    finally:
+        process.kill()
+        process.wait()
+        os.close(master)
