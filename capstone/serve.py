@@ -103,6 +103,7 @@ def serve(options: ServeOptions) -> None:
 
     try:
         server.serve_forever(on_ready=announce_ready)
-        log("stop", _("stopped"))
+        if not sink.isatty():  # on a terminal, Ctrl-C gets one line: the "stopping" one
+            log("stop", _("stopped"))
     finally:
         sink.wait_written(0.5)

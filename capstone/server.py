@@ -687,7 +687,13 @@ def rich_log(stream=None) -> LogFn:  # noqa: ANN001
     console = Console(file=stream, highlight=False, soft_wrap=True)
     styles = {"join": "green", "leave": "yellow", "drop": "red", "admin": "bold magenta", "stop": "bold"}
 
+    stopping = False
+
     def log(event: str, text: str) -> None:
+        nonlocal stopping
+        if event == "stop" and not stopping:  # Ctrl-C was echoed as "^C": start on a fresh line
+            stopping = True
+            console.file.write("\n")
         style = styles.get(event, "")
         tag = f"[{style}]{event:>6}[/]" if style else f"{event:>6}"
         console.print(f"[dim]{time.strftime('%H:%M:%S')}[/] {tag}  {escape(printable(text))}")
