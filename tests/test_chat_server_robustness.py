@@ -12,6 +12,7 @@ import re
 import resource
 import signal
 import socket
+import sys
 import time
 from pathlib import Path
 
@@ -222,3 +223,41 @@ def test_a_bad_output_bound_is_one_sentence_and_exit_2(option: str) -> None:
     result = run_failing_server("--port", "0", option, "0")
     assert result.returncode == 2, result.stderr
     assert result.stderr.startswith("error: ") and option in result.stderr and "Traceback" not in result.stderr
+
+
+@pytest.mark.timeout(60)
+def test_ctrl_c_on_the_servers_terminal_is_one_line_on_a_fresh_line() -> None:
+    import pty
+    import select
+
+    from chatserver import serve_command
+
+    pid, terminal = pty.fork()
+    if pid == 0:  # the child: the server, with the pseudo-terminal as its terminal
+        os.execv(sys.executable, serve_command("--port", "0"))
+    output = b""
+
+    def read_until(done, seconds: float) -> None:  # noqa: ANN001
+        nonlocal output
+        deadline = time.monotonic() + seconds
+        while not done() and time.monotonic() < deadline:
+            if select.select([terminal], [], [], 0.2)[0]:
+                try:
+                    chunk = os.read(terminal, 4096)
+                except OSError:  # the server exited: the terminal is closed
+                    return
+                if not chunk:
+                    return
+                output += chunk
+
+    try:
+        read_until(lambda: b"Ctrl-C stops the server" in output, 30)
+        os.write(terminal, b"\x03")  # Ctrl-C typed on the terminal: echoed as ^C
+        read_until(lambda: False, 5)
+        _, status = os.waitpid(pid, 0)
+    finally:
+        os.close(terminal)
+    assert os.waitstatus_to_exitcode(status) == 0
+    after = re.sub(rb"\x1b\[[0-9;]*m", b"", output.split(b"Ctrl-C stops the server", 1)[1]).decode()
+    lines = [line for line in after.replace("\r", "").split("\n") if line.strip()]
+    assert lines[0] == "^C" and len(lines) == 2 and "stopping" in lines[1], after
