@@ -17,6 +17,8 @@ import subprocess
 import time
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from chatserver import ENGINES, ChatServer, serve_command
 from chatwire import Kind, WireClient, encode
 
@@ -98,7 +100,15 @@ class InProcess:
             except BlockingIOError:
                 return data
 
+    def assert_accounting(self) -> None:
+        """The server-wide count equals what the queues hold: no drift from partial sends or drops."""
+        peers = self.server.peers.values()
+        assert self.server.buffered == sum(peer.queued + 8 * len(peer.out) for peer in peers)
+        for peer in peers:
+            assert peer.queued == sum(len(frame) for frame in peer.out) - peer.offset
+
     def close(self) -> None:
+        self.assert_accounting()
         for sock in self.far.values():
             sock.close()
         self.server._close_everything()
@@ -375,3 +385,37 @@ def test_a_terminal_nobody_reads_never_freezes_the_server() -> None:
         process.kill()
         process.wait()
         os.close(master)
+
+
+OPERATIONS = st.lists(st.tuples(st.sampled_from(["send", "broadcast", "flush", "read"]),
+                                st.integers(0, 3), st.integers(5, 40_000)), max_size=60)
+
+
+@settings(max_examples=25, deadline=None)
+@given(OPERATIONS)
+def test_the_bounds_hold_and_the_count_never_drifts_whatever_happens(operations) -> None:
+    chat = InProcess(max_queue=60_000, max_buffered=100_000, rate_limit=0)
+    try:
+        names = [f"p{i}" for i in range(4)]
+        for name in names:
+            chat.member(name)
+        for action, who, size in operations:
+            name = names[who]
+            if not chat.alive(name):
+                continue
+            fd = chat.fds[name]
+            if action == "send":
+                chat.server._apply([Send(fd, b"s" * size)])
+            elif action == "broadcast":
+                chat.server._apply(chat.server.room.receive(fd, Kind.SAY, b"b" * min(size, 4000), time.monotonic()))
+            elif action == "flush":
+                chat.server._flush_dirty()
+                if fd in chat.server.peers:
+                    chat.server._flush(fd, chat.server.peers[fd])
+            else:
+                chat.drain(name)
+            assert all(peer.queued <= 60_000 for peer in chat.server.peers.values())
+            assert chat.server.buffered <= 100_000
+            chat.assert_accounting()
+    finally:
+        chat.close()
