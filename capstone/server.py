@@ -352,8 +352,10 @@ class ChatServer:
         try:
             self.backend.register(peer.sock.fileno())
         except ValueError as err:  # select() and fd >= FD_SETSIZE
-            self.log("drop", f"{peer.label}: {err}")
             peer.sock.close()
+            self._repeat("unwatchable", lambda count, err=err: ngettext(
+                "closed {count:,} connection at once: {reason}", "closed {count:,} connections at once: {reason}",
+                count).format(count=count, reason=err))
             return False
         self.peers[peer.sock.fileno()] = peer
         return True
