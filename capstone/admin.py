@@ -9,6 +9,7 @@ keeps everybody else out. Exit codes: 0 done, 1 the server answered with an erro
 
 from __future__ import annotations
 
+import os
 import socket
 from pathlib import Path
 
@@ -17,6 +18,7 @@ from capstone.codec import ErrorCode, Kind
 from capstone.paths import default_admin_socket
 from lessons.common import RunFailure, UserError, printable
 from lessons.framing import FrameTooLarge, recv_frame
+from lessons.i18n import _
 
 ACTIONS = {"say": Kind.ADMIN_SAY, "kick": Kind.KICK, "list": Kind.LIST}
 REPLY_TIMEOUT = 10.0  # seconds; the server answers at once, this only guards against a hang
@@ -62,14 +64,26 @@ def request(path: Path, kind: Kind, payload: bytes = b"") -> tuple[int, bytes]:
     except FrameTooLarge as err:
         raise RunFailure(f"the server sent a reply of {err.length} bytes, more than this client accepts.") from None
     except (EOFError, ConnectionResetError, BrokenPipeError):
-        raise RunFailure(
-            "the server closed the admin connection without answering; only the user "
-            "who started the server, or root, may administer it.") from None
+        raise RunFailure(why_closed(path)) from None
     except socket.timeout:
         raise RunFailure(f"the server did not answer within {REPLY_TIMEOUT:g} seconds.") from None
     finally:
         sock.close()
     return reply_kind, reply
+
+
+def why_closed(path: Path) -> str:
+    """The server hung up without a word. Say why only when we know: a peer of the server's
+    own user (or root) is never refused for who it is, so then it was something else (the
+    server out of descriptors, say), and its log tells what."""
+    try:
+        owner = os.stat(path).st_uid  # the server created the file as its own user
+    except OSError:
+        owner = None
+    if os.geteuid() == 0 or owner == os.geteuid():
+        return _("the server did not accept the admin connection (it may be out of descriptors): see its log.")
+    return _("the server closed the admin connection without answering: it serves only the user who "
+             "started it (uid {uid}) or root; run this as that user.").format(uid=owner)
 
 
 def run_admin(action: str, words: list[str], path: Path) -> list[str]:
@@ -86,7 +100,7 @@ def run_admin(action: str, words: list[str], path: Path) -> list[str]:
         code, reason = codec.decode_error(reply)
         raise RunFailure(f"the server refused: {printable(reason)} ({code_name(code)}).")
     if action == "list" and kind == Kind.MEMBERS:
-        text = reply.decode(errors="replace")
+        text = reply.decode(errors="replace")  # empty: nobody there (the command says so on stderr)
         return [printable(name) for name in text.split("\n")] if text else []
     if kind == Kind.OK and action != "list":
         return [DONE[action].format(name=printable(argument))]

@@ -20,6 +20,8 @@ def serve(
     join_timeout: Annotated[float, typer.Option(help="Seconds a new connection has to JOIN (0 = no limit).")] = 10.0,
     rate_limit: Annotated[float, typer.Option(help="Messages per second per member (bucket of twice that); 0 = off.")] = 20.0,
     max_queue: Annotated[int, typer.Option(help="Bytes queued for a slow reader before it is dropped.")] = 1 << 20,
+    max_buffered: Annotated[int, typer.Option(
+        help="Bytes queued for all connections together; past it the slowest readers are dropped first.")] = 64 << 20,
     admin_socket: Annotated[Optional[str], typer.Option(help="Path of the administrator's Unix socket.")] = None,
     trace: Annotated[bool, typer.Option(help="Log every readiness event the multiplexer reports.")] = False,
 ) -> None:
@@ -28,7 +30,8 @@ def serve(
     from capstone.serve import ServeOptions
     from capstone.serve import serve as run_server
 
-    limits = Limits(max_payload=max_payload, join_timeout=join_timeout, rate_limit=rate_limit, max_queue=max_queue)
+    limits = Limits(max_payload=max_payload, join_timeout=join_timeout, rate_limit=rate_limit, max_queue=max_queue,
+                    max_buffered=max_buffered)
     run_server(ServeOptions(host, port, unix, engine, limits, admin_socket, trace))
 
 
@@ -95,5 +98,10 @@ def admin(
     from capstone.admin import admin_socket_path, run_admin
 
     path = admin_socket_path(port=port, unix=unix, socket_path=socket)
-    for line in run_admin(action.value, words or [], path):
+    lines = run_admin(action.value, words or [], path)
+    for line in lines:
         typer.echo(line)
+    if action == AdminAction.list and not lines:  # a notice, not a member: stdout stays one name a line
+        from lessons.i18n import _
+
+        typer.echo(_("the room is empty."), err=True)

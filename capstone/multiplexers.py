@@ -8,10 +8,13 @@ backend exists only where the platform has its system call.
 `wait` returns (fd, readable, writable) triples. An error or hang-up counts as
 readable: the next recv() then reports the EOF or the error, which is where the
 server handles it (the lesson servers' POLLHUP/POLLERR branch, in one place).
+`modify(fd, write, read=False)` stops watching a connection's input for a while (the
+server does that to a client that floods it with WHO or PING).
 """
 
 from __future__ import annotations
 
+import os
 import select
 import selectors
 from typing import Callable
@@ -23,11 +26,12 @@ Ready = tuple[int, bool, bool]
 
 class Backend:
     name = "abstract"
+    max_fd: int | None = None  # descriptors from this one on cannot be watched (select)
 
     def register(self, fd: int, write: bool = False) -> None:
         raise NotImplementedError
 
-    def modify(self, fd: int, write: bool) -> None:
+    def modify(self, fd: int, write: bool, read: bool = True) -> None:
         raise NotImplementedError
 
     def unregister(self, fd: int) -> None:
@@ -55,14 +59,14 @@ class _PollLikeBackend(Backend):
     def _new_poller(self):  # noqa: ANN202 - select.poll or select.epoll
         raise NotImplementedError
 
-    def _mask(self, write: bool) -> int:
-        return self.READ | self.WRITE if write else self.READ
+    def _mask(self, write: bool, read: bool = True) -> int:
+        return (self.READ if read else 0) | (self.WRITE if write else 0)
 
     def register(self, fd: int, write: bool = False) -> None:
         self._poller.register(fd, self._mask(write))
 
-    def modify(self, fd: int, write: bool) -> None:
-        self._poller.modify(fd, self._mask(write))
+    def modify(self, fd: int, write: bool, read: bool = True) -> None:
+        self._poller.modify(fd, self._mask(write, read))
 
     def unregister(self, fd: int) -> None:
         self._poller.unregister(fd)
@@ -124,14 +128,16 @@ class SelectBackend(Backend):
         self._readers: set[int] = set()
         self._writers: set[int] = set()
         self._trace = trace
+        # A test hook: pretend FD_SETSIZE is smaller, to reach the limit with few connections.
+        self.max_fd = int(os.environ.get("LEARN_TEST_FD_SETSIZE", self.FD_SETSIZE))
 
     def register(self, fd: int, write: bool = False) -> None:
-        if fd >= self.FD_SETSIZE:
-            raise ValueError(f"select() cannot watch fd {fd}: FD_SETSIZE is {self.FD_SETSIZE}")
-        self._readers.add(fd)
+        if fd >= self.max_fd:
+            raise ValueError(f"select() cannot watch fd {fd}: FD_SETSIZE is {self.max_fd}")
         self.modify(fd, write)
 
-    def modify(self, fd: int, write: bool) -> None:
+    def modify(self, fd: int, write: bool, read: bool = True) -> None:
+        (self._readers.add if read else self._readers.discard)(fd)
         (self._writers.add if write else self._writers.discard)(fd)
 
     def unregister(self, fd: int) -> None:
@@ -156,19 +162,32 @@ class SelectorsBackend(Backend):
     def __init__(self, trace: Callable[[str], None] | None = None) -> None:
         self._selector = selectors.DefaultSelector()
         self._trace = trace
+        self._parked: set[int] = set()  # watched for nothing: selectors refuses an empty mask
 
     @staticmethod
-    def _events(write: bool) -> int:
-        return selectors.EVENT_READ | (selectors.EVENT_WRITE if write else 0)
+    def _events(write: bool, read: bool = True) -> int:
+        return (selectors.EVENT_READ if read else 0) | (selectors.EVENT_WRITE if write else 0)
 
     def register(self, fd: int, write: bool = False) -> None:
         self._selector.register(fd, self._events(write))
 
-    def modify(self, fd: int, write: bool) -> None:
-        self._selector.modify(fd, self._events(write))
+    def modify(self, fd: int, write: bool, read: bool = True) -> None:
+        events = self._events(write, read)
+        if not events:
+            if fd not in self._parked:
+                self._selector.unregister(fd)
+                self._parked.add(fd)
+        elif fd in self._parked:
+            self._parked.discard(fd)
+            self._selector.register(fd, events)
+        else:
+            self._selector.modify(fd, events)
 
     def unregister(self, fd: int) -> None:
-        self._selector.unregister(fd)
+        if fd in self._parked:
+            self._parked.discard(fd)
+        else:
+            self._selector.unregister(fd)
 
     def wait(self, timeout: float | None) -> list[Ready]:
         ready = []

@@ -8,6 +8,10 @@ and gets back a list of effects to carry out, in order:
     Send(conn, data)            queue `data` for one connection
     Broadcast(data, exclude)    queue `data` for every member (but `exclude`)
     Close(conn)                 flush what is queued, then shut down and close
+    Defer(conn, kind, payload, until)
+                                this frame (a WHO or PING over its rate) is not handled yet:
+                                give it back at `until`, and read nothing more from `conn`
+                                before then (the sender is slowed down, never answered wrongly)
     Log(event, text)            a line for the server's log
 
 Doing the effects in the order given is what gives every member one single order of
@@ -29,6 +33,8 @@ class Limits:
     join_timeout: float = 10.0  # seconds from accept to a successful JOIN; 0 = no limit
     rate_limit: float = 20.0  # SAYs per second per member; 0 = no limit
     max_queue: int = 1 << 20  # bytes queued for one slow reader (enforced by the driver)
+    max_buffered: int = 64 << 20  # bytes queued for all connections together (enforced by the driver)
+    query_rate: float = 100.0  # WHO and PING per second per connection (bucket of twice that); 0 = no limit
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,12 +55,20 @@ class Close:
 
 
 @dataclass(frozen=True, slots=True)
+class Defer:
+    conn: int
+    kind: int
+    payload: bytes
+    until: float
+
+
+@dataclass(frozen=True, slots=True)
 class Log:
     event: str  # join, leave, drop, admin, error
     text: str
 
 
-Effect = Send | Broadcast | Close | Log
+Effect = Send | Broadcast | Close | Defer | Log
 
 
 @dataclass(slots=True)
@@ -65,6 +79,8 @@ class Connection:
     name: str | None = None  # set once joined
     tokens: float = 0.0
     refilled_at: float = 0.0
+    query_tokens: float = 0.0  # the WHO/PING bucket, full at connect
+    queries_refilled_at: float = 0.0
 
 
 @dataclass
@@ -74,11 +90,13 @@ class Room:
     members: dict[int, Connection] = field(default_factory=dict)  # in join order
     by_key: dict[str, Connection] = field(default_factory=dict)
     waiting: dict[int, float] = field(default_factory=dict)  # conn -> accept time, not joined yet
+    _members_frame: bytes | None = field(default=None, init=False, repr=False)  # MEMBERS, once per change
 
     # ----- what the driver reports ---------------------------------------------------
 
     def connect(self, conn: int, now: float, admin: bool = False) -> list[Effect]:
-        self.connections[conn] = Connection(conn, admin, now)
+        self.connections[conn] = Connection(conn, admin, now, query_tokens=2 * self.limits.query_rate,
+                                            queries_refilled_at=now)
         if not admin and self.limits.join_timeout > 0:
             self.waiting[conn] = now
         return []
@@ -163,12 +181,34 @@ class Room:
             if len(payload) > codec.MAX_PING:
                 return self._error(connection.id, ErrorCode.BAD_FRAME,
                                    f"a PING carries at most {codec.MAX_PING} bytes")
-            return [Send(connection.id, codec.encode(Kind.PONG, payload))]
+            return self._query(connection, kind, payload, now) or [
+                Send(connection.id, codec.encode(Kind.PONG, payload))]
         if kind == Kind.WHO:
             if connection.name is None:
                 return self._error(connection.id, ErrorCode.NOT_JOINED, "JOIN before WHO")
-            return [Send(connection.id, codec.encode_members(self.member_names()))]
+            return self._query(connection, kind, payload, now) or [Send(connection.id, self.members_frame())]
         return self._leave(connection)
+
+    def _query(self, connection: Connection, kind: int, payload: bytes, now: float) -> list[Effect]:
+        """WHO and PING cost the server more than the sender (a WHO of 5 bytes can fetch 100 KB),
+        so they have a bucket of their own; past it the frame waits ([Defer]) instead of being
+        refused: every WHO still gets its MEMBERS and every PING its PONG, only later."""
+        rate = self.limits.query_rate
+        if rate <= 0:
+            return []
+        capacity = 2 * rate
+        connection.query_tokens = min(capacity, connection.query_tokens + (now - connection.queries_refilled_at) * rate)
+        connection.queries_refilled_at = now
+        if connection.query_tokens >= 1 - 1e-9:
+            connection.query_tokens -= 1
+            return []
+        return [Defer(connection.id, kind, payload, now + (1 - connection.query_tokens) / rate)]
+
+    def members_frame(self) -> bytes:
+        """MEMBERS for WHO and LIST: encoded once per change, the same bytes for every asker."""
+        if self._members_frame is None:
+            self._members_frame = codec.encode_members(self.member_names())
+        return self._members_frame
 
     def _join(self, connection: Connection, payload: bytes, now: float) -> list[Effect]:
         conn = connection.id
@@ -193,6 +233,7 @@ class Room:
         self.waiting.pop(conn, None)
         self.members[conn] = connection
         self.by_key[key] = connection
+        self._members_frame = None
         return [welcome, joined, Log("join", f"{name} joined")]
 
     def _say(self, connection: Connection, payload: bytes, now: float) -> list[Effect]:
@@ -236,7 +277,7 @@ class Room:
         if kind not in ADMIN_KINDS:
             return self._error(conn, ErrorCode.BAD_FRAME, f"unknown admin frame kind 0x{kind:02x}")
         if kind == Kind.LIST:
-            return [Send(conn, codec.encode_members(self.member_names()))]
+            return [Send(conn, self.members_frame())]
         try:
             text = payload.decode()
         except UnicodeDecodeError:
@@ -277,3 +318,4 @@ class Room:
     def _forget(self, connection: Connection) -> None:
         if self.members.pop(connection.id, None) is not None:
             del self.by_key[name_key(connection.name)]
+            self._members_frame = None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import sys
 from dataclasses import dataclass
 
@@ -11,7 +12,8 @@ from capstone.room import Limits
 from capstone.server import ChatServer, Listeners, plain_log, rich_log
 from lessons.common import DEFAULT_HOST, DEFAULT_PORT, UserError, address_text, open_listener
 from lessons.i18n import _
-from lessons.unixsock import bind_unix
+from lessons.logsink import LogSink
+from lessons.unixsock import bind_socket_file
 
 ENGINES = ("epoll", "poll", "select", "selectors", "fork")
 CHAT_BACKLOG = 1024
@@ -46,28 +48,33 @@ def pick_engine(engine: str):  # noqa: ANN201 - (server class, backend class)
 
 def check_limits(limits: Limits) -> None:
     if limits.max_payload < 1 or limits.max_payload > 0xFFFFFFFF:
-        raise UserError("--max-payload must be between 1 and 4294967295 bytes.")
+        raise UserError(_("--max-payload must be between 1 and 4294967295 bytes."))
     if limits.join_timeout < 0 or limits.rate_limit < 0 or limits.max_queue < 1:
-        raise UserError("--join-timeout and --rate-limit cannot be negative, and --max-queue must be positive.")
+        raise UserError(_("--join-timeout and --rate-limit cannot be negative, and --max-queue must be positive."))
+    if limits.max_buffered < 1:
+        raise UserError(_("--max-buffered must be positive."))
 
 
 def open_listeners(options: ServeOptions) -> tuple[Listeners, str]:
     """The chat listener and the admin socket; returns them and the 'listening on' text."""
     from capstone.paths import default_admin_socket
 
+    chat_file = None
     if options.unix:
-        chat = bind_unix(options.unix, mode=0o666 & ~_umask())
+        chat, chat_file = bind_socket_file(options.unix, mode=0o666 & ~_umask(), backlog=CHAT_BACKLOG)
         where, port, chat_path = options.unix, None, options.unix
     else:
         chat = open_listener(options.host, options.port, backlog=CHAT_BACKLOG)
         where, port, chat_path = address_text(chat.getsockname()), chat.getsockname()[1], None
-    admin_path = options.admin_socket or str(default_admin_socket(port=port, unix_path=options.unix))
     try:
-        admin = bind_unix(admin_path, mode=0o600)
+        admin_path = options.admin_socket or str(default_admin_socket(port=port, unix_path=options.unix))
+        admin, admin_file = bind_socket_file(admin_path, mode=0o600)
     except BaseException:
         chat.close()
+        if chat_file is not None:
+            chat_file.remove()
         raise
-    return Listeners(chat, admin, chat_path, admin_path), where
+    return Listeners(chat, admin, chat_path, admin_path, chat_file, admin_file), where
 
 
 def _umask() -> int:
@@ -80,18 +87,24 @@ def serve(options: ServeOptions) -> None:
     check_limits(options.limits)
     server_class, backend_class = pick_engine(options.engine)
     listeners, where = open_listeners(options)
-    interactive = sys.stdout.isatty()
-    log = rich_log() if interactive else plain_log()
+    signal.signal(signal.SIGPIPE, signal.SIG_IGN)  # a closed peer or log is an EPIPE to handle, not death
+    sys.stdout.flush()
+    sink = LogSink(sys.stdout.fileno())  # a log nobody reads never blocks the server; EPIPE stops it
+    log = rich_log(sink) if sink.isatty() else plain_log(sink)
     trace = (lambda text: log("trace", text)) if options.trace else None
     console = sys.stdin.fileno() if sys.stdin.isatty() else None
     server = server_class(listeners, backend_class(trace), options.limits, log, console)
 
     def announce_ready() -> None:
-        print(f"listening on {where}", flush=True)
-        print(f"admin socket {listeners.admin_path}", flush=True)
+        sink.write(f"listening on {where}\n")
+        sink.write(f"admin socket {listeners.admin_path}\n")
         if console is not None:
             log("admin", _("type a line here to announce it to everyone; /help lists the console's commands; "
                            "Ctrl-C stops the server"))
 
-    server.serve_forever(on_ready=announce_ready)
-    log("stop", "stopped")
+    try:
+        server.serve_forever(on_ready=announce_ready)
+        if not sink.isatty():  # on a terminal, Ctrl-C gets one line: the "stopping" one
+            log("stop", _("stopped"))
+    finally:
+        sink.wait_written(0.5)

@@ -2,15 +2,25 @@
 
 One loop, the shape of the lesson servers: wait for readiness, accept, recv, decode
 frames, hand them to the room, apply the effects it returns. What makes it a server
-you can run for a team rather than a classroom toy:
+you can run for a team rather than a classroom toy (and one a hostile client cannot
+freeze, bloat or crash):
 
 - a broadcast is encoded once (by the room) and the same bytes object is queued for
-  every reader; each connection's queue is flushed with one send() per wake-up;
-- nothing blocks: sockets are non-blocking, and a reader that cannot keep up is cut
-  off once its queue passes `max_queue` (the others get LEFT);
+  every reader; a queue is sent with one send() (or one sendmsg() over many buffers)
+  per wake-up, keeping an offset into the first buffer: nothing is ever re-joined, so
+  a broadcast costs O(members) however many of them have stopped reading;
+- output is bounded where it is produced: a frame that would push one connection past
+  `max_queue` drops that connection instead of being queued (the others get LEFT), and
+  when all queues together pass `max_buffered` the connections with the most unsent
+  output are dropped first;
+- WHO and PING past their rate wait (the room's Defer): the sender's later frames are
+  not read until a token is back, so a flood slows its sender and nobody else;
 - closing "after an error" flushes, shuts down the sending side, then reads and
   discards until the peer closes (bounded in time), so the error is not lost to a reset;
 - EMFILE on accept gives up a spare descriptor to accept-and-close instead of spinning;
+  the select engine refuses chat connections before its descriptors reach FD_SETSIZE,
+  so the administrator can always get in; floods of one event are logged as one
+  summary line a second;
 - SIGINT/SIGTERM wake the loop through a wake-up fd; everyone gets ERROR SHUTDOWN and
   every connection is closed within one second.
 """
@@ -18,27 +28,39 @@ you can run for a team rather than a classroom toy:
 from __future__ import annotations
 
 import errno
+import itertools
 import os
+import resource
 import signal
 import socket
 import sys
 import time
+from collections import deque
 from dataclasses import dataclass, field
 from typing import Callable
 
 from capstone import codec
 from capstone.console import ServerConsole
 from capstone.multiplexers import Backend
-from capstone.room import Broadcast, Close, Limits, Log, Room, Send
+from capstone.room import Broadcast, Close, Defer, Limits, Log, Room, Send
 from lessons.common import address_text, printable
 from lessons.framing import FrameDecoder, FrameTooLarge
-from lessons.unixsock import peer_credentials, remove_socket_file
+from lessons.i18n import _, ngettext
+from lessons.logsink import RepeatCounter
+from lessons.unixsock import SocketFile, peer_credentials
 
 RECV_SIZE = 65536
 ACCEPT_BATCH = 64  # accepts per wake-up, so a connection storm cannot starve the members
 LINGER_SECONDS = 2.0  # how long a closing connection may take to read its last frames
 SHUTDOWN_GRACE = 0.7  # seconds to flush ERROR SHUTDOWN before everything is closed
 KEEPALIVE = {"TCP_KEEPIDLE": 60, "TCP_KEEPINTVL": 10, "TCP_KEEPCNT": 3}
+# Keepalive probes only an idle connection. A member with unacknowledged data (a room
+# with traffic) is given up after this long without an acknowledgement instead of the
+# kernel's ~15 minutes of retransmissions: the same 90 s as keepalive's 60 + 3 x 10.
+USER_TIMEOUT_MS = 90_000
+IOV_BATCH = min(1024, os.sysconf("SC_IOV_MAX") if hasattr(os, "sysconf") else 1024)  # buffers per sendmsg
+QUEUE_ENTRY_COST = 8  # bytes a queued reference costs (a deque slot); counted in max_buffered
+FD_RESERVE = 16  # descriptors below the limit (FD_SETSIZE, ulimit -n) kept for the administrator
 
 LogFn = Callable[[str, str], None]
 
@@ -51,18 +73,24 @@ class Peer:
     label: str
     decoder: FrameDecoder
     admin: bool = False
-    out: list = field(default_factory=list)  # bytes waiting to be sent, in order
+    out: deque = field(default_factory=deque)  # frames waiting to be sent, in order
+    offset: int = 0  # bytes of out[0] already sent
+    queued: int = 0  # bytes waiting: what max_queue bounds
     writing: bool = False  # registered for POLLOUT because the kernel buffer was full
     closing: bool = False  # flush, then shut down the sending side; input is discarded
     draining: bool = False  # sending side shut down: waiting (briefly) for the peer's EOF
+    doomed: bool = False  # over its queue bound: dropped once the current effects are done
+    held: tuple[int, bytes] | None = None  # a deferred WHO/PING; nothing more is read meanwhile
 
 
 @dataclass
 class Listeners:
     chat: socket.socket
     admin: socket.socket | None = None
-    chat_path: str | None = None  # Unix socket file of the chat, removed at exit
+    chat_path: str | None = None  # Unix socket file of the chat (shown in the banner)
     admin_path: str | None = None
+    chat_file: SocketFile | None = None  # what is removed at exit, if still ours
+    admin_file: SocketFile | None = None
 
 
 class ChatServer:
@@ -78,10 +106,19 @@ class ChatServer:
         self.dirty: dict[int, Peer] = {}  # peers sent something (or closed) during this wake-up
         self.broadcast_pending = False  # a broadcast was queued: every member has output
         self.draining: dict[int, float] = {}  # fd -> deadline, oldest first
+        self.paused: dict[int, float] = {}  # fd -> when its deferred frame is handled
+        self.overflowed: dict[int, Peer] = {}  # over their queue bound, to drop
+        self.buffered = 0  # bytes (and slots) queued for all peers together
         self.stopping_at: float | None = None
+        self.repeats: dict[str, RepeatCounter] = {}
+        self._repeat_texts: dict[str, Callable[[int], str]] = {}
+        self._enforcing_budget = False
         self._console = ServerConsole()  # what the administrator types on that terminal
         self._spare_fd: int | None = None
         self._wakeup_r, self._wakeup_w = socket.socketpair()
+        soft_limit = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+        self.open_file_limit = None if soft_limit == resource.RLIM_INFINITY else soft_limit
+        self._fds_at_start = 0  # descriptors the server itself holds, counted once it runs
 
     # ----- start and stop -------------------------------------------------------------
 
@@ -90,6 +127,7 @@ class ChatServer:
         sees what it prints (the 'listening on' line) may stop the server cleanly at once."""
         self._install_signals()
         self._spare_fd = os.open(os.devnull, os.O_RDONLY)
+        self._fds_at_start = self._spare_fd + 1  # the lowest free number: about how many are open
         for listener in (self.listeners.chat, self.listeners.admin):
             if listener is not None:
                 listener.setblocking(False)
@@ -116,7 +154,7 @@ class ChatServer:
             self.stopping_at = time.monotonic()
 
     def _begin_shutdown(self) -> None:
-        self.log("stop", "stopping: telling everyone, closing within a second")
+        self.log("stop", _("stopping: telling everyone, closing within a second"))
         self._stop_listening()
         self._apply(self.room.shutdown())
 
@@ -125,15 +163,16 @@ class ChatServer:
             if listener is not None and listener.fileno() >= 0:
                 self.backend.unregister(listener.fileno())
                 listener.close()
-        for path in (self.listeners.chat_path, self.listeners.admin_path):
-            if path:
-                remove_socket_file(path)
-        self.listeners.chat_path = self.listeners.admin_path = None  # removed once, never a successor's
+        for socket_file in (self.listeners.chat_file, self.listeners.admin_file):
+            if socket_file is not None:
+                socket_file.remove()  # only while it is still ours, never a successor's
+        self.listeners.chat_file = self.listeners.admin_file = None
 
     def _close_everything(self) -> None:
         for peer in list(self.peers.values()):
             self._drop(peer)
         self._stop_listening()
+        self._report_repeats(float("inf"))
         signal.set_wakeup_fd(-1)
         self._wakeup_r.close()
         self._wakeup_w.close()
@@ -153,14 +192,22 @@ class ChatServer:
             if shutdown_started and (not self.peers or time.monotonic() >= self.stopping_at + SHUTDOWN_GRACE):
                 return
             for fd, readable, writable in self.backend.wait(self._timeout()):
-                self._dispatch(fd, readable, writable)
+                try:
+                    self._dispatch(fd, readable, writable)
+                except MemoryError:  # accepting, a signal, the console: log it and carry on
+                    self.log("drop", _("out of memory while handling descriptor {fd}").format(fd=fd))
             now = time.monotonic()
             self._apply(self.room.tick(now))
+            self._resume_paused(now)
             self._expire_drains(now)
+            self._report_repeats(now)
             self._flush_dirty()
 
     def _timeout(self) -> float | None:
         deadlines = [self.room.next_deadline(), next(iter(self.draining.values()), None)]
+        if self.paused:
+            deadlines.append(min(self.paused.values()))
+        deadlines += [counter.next_report_at() for counter in self.repeats.values()]
         if self.stopping_at is not None:
             deadlines.append(self.stopping_at + SHUTDOWN_GRACE)
         pending = [deadline for deadline in deadlines if deadline is not None]
@@ -171,10 +218,13 @@ class ChatServer:
     def _dispatch(self, fd: int, readable: bool, writable: bool) -> None:
         peer = self.peers.get(fd)
         if peer is not None:
-            if writable:
-                self._flush(fd, peer)
-            if readable and fd in self.peers:
-                self._on_readable(fd, peer)
+            try:
+                if writable:
+                    self._flush(fd, peer)
+                if readable and self.peers.get(fd) is peer and peer.held is None:
+                    self._on_readable(fd, peer)
+            except MemoryError:  # never the whole server for one connection
+                self._out_of_memory(fd, peer)
         elif fd == self._wakeup_r.fileno():
             self._drain_wakeup()
         elif fd == self.console:
@@ -184,21 +234,47 @@ class ChatServer:
         elif self.listeners.admin is not None and self.listeners.admin.fileno() == fd:
             self._accept_all(self.listeners.admin, admin=True)
 
+    def _out_of_memory(self, fd: int, peer: Peer) -> None:
+        self._release_output(peer)
+        if self.peers.get(fd) is peer:
+            self._gone(fd, peer, _("was dropped: the server ran out of memory serving it"))
+
+    # ----- summaries of repeated events ------------------------------------------------
+
+    def _repeat(self, key: str, describe: Callable[[int], str]) -> None:
+        """Count one more of a flood-prone event; log a summary at most once a second."""
+        counter = self.repeats.get(key)
+        if counter is None:
+            counter = self.repeats[key] = RepeatCounter()
+            self._repeat_texts[key] = describe
+        count = counter.count(time.monotonic())
+        if count:
+            self.log("drop", describe(count))
+
+    def _report_repeats(self, now: float) -> None:
+        for key, counter in self.repeats.items():
+            count = counter.due(now)
+            if count:
+                self.log("drop", self._repeat_texts[key](count))
+
     # ----- accepting ---------------------------------------------------------------------
 
     def _accept_all(self, listener: socket.socket, admin: bool) -> None:
-        for _ in range(ACCEPT_BATCH):
+        for _round in range(ACCEPT_BATCH):
             try:
                 sock, address = listener.accept()
             except BlockingIOError:
                 return
             except OSError as err:
-                if err.errno in (errno.EMFILE, errno.ENFILE):
-                    self._refuse_one(listener)
-                    return
                 if err.errno in (errno.ECONNABORTED, errno.EPROTO, errno.EINTR):
                     continue
-                raise
+                if err.errno in (errno.EMFILE, errno.ENFILE):
+                    self._refuse_one(listener)
+                    continue
+                self._repeat(f"accept {err.errno}", lambda count, err=err: ngettext(
+                    "accept() failed {count:,} time: {reason}", "accept() failed {count:,} times: {reason}",
+                    count).format(count=count, reason=err.strerror or err))
+                return
             if admin:
                 self._adopt_admin(sock)
             else:
@@ -206,12 +282,14 @@ class ChatServer:
 
     def _refuse_one(self, listener: socket.socket) -> None:
         """Out of descriptors: use the spare one to accept and close, so poll stops firing."""
-        self.log("drop", "too many open files: refusing a new connection")
+        self._repeat("emfile", lambda count: ngettext(
+            "refused {count:,} connection: too many open files",
+            "refused {count:,} connections: too many open files", count).format(count=count))
         if self._spare_fd is None:
             return
         os.close(self._spare_fd)
         try:
-            sock, _ = listener.accept()
+            sock, _address = listener.accept()
             sock.close()
         except OSError:
             pass
@@ -219,6 +297,8 @@ class ChatServer:
             self._spare_fd = os.open(os.devnull, os.O_RDONLY)
 
     def _adopt_chat(self, sock: socket.socket, address: object) -> None:
+        if not self._room_for_chat(sock):
+            return
         if sock.family in (socket.AF_INET, socket.AF_INET6):
             set_keepalive(sock)
         label = address_text(address) if address else f"unix#{sock.fileno()}"
@@ -229,14 +309,39 @@ class ChatServer:
         if self._watch(peer):
             self._apply(self.room.connect(relay.fileno(), time.monotonic()))
 
+    def _room_for_chat(self, sock: socket.socket) -> bool:
+        """The last few descriptors below the limit are kept for the administrator (and the
+        console), so a flood of chat connections can never lock them out."""
+        reason = self._why_no_room(sock)
+        if reason is None:
+            return True
+        sock.close()
+        self._repeat(reason, lambda count: ngettext(
+            "refused {count:,} chat connection: {reason}, and the last {reserve} are kept for the administrator",
+            "refused {count:,} chat connections: {reason}, and the last {reserve} are kept for the administrator",
+            count).format(count=count, reason=reason, reserve=FD_RESERVE))
+        return False
+
+    def _why_no_room(self, sock: socket.socket) -> str | None:
+        """select() cares about the descriptor's number, the open-file limit about how many
+        are open: a peer each, what the server opened at start, and a few for a fork relay."""
+        select_limit = self.backend.max_fd
+        if select_limit is not None and sock.fileno() >= select_limit - FD_RESERVE:
+            return _("{engine}() watches descriptors below {limit} only").format(
+                engine=self.backend.name, limit=select_limit)
+        limit = self.open_file_limit
+        if limit is not None and self._fds_at_start + len(self.peers) + 3 >= limit - FD_RESERVE:
+            return _("the server may open {limit} files (ulimit -n)").format(limit=limit)
+        return None
+
     def connect_client(self, sock: socket.socket, label: str) -> socket.socket | None:
         """The hook the fork engine overrides: here the client's own socket is the peer."""
         return sock
 
     def _adopt_admin(self, sock: socket.socket) -> None:
-        pid, uid, _ = peer_credentials(sock)
+        pid, uid, _gid = peer_credentials(sock)
         if uid not in (os.geteuid(), 0):
-            self.log("admin", f"refused admin connection from uid {uid} (pid {pid})")
+            self.log("admin", _("refused admin connection from uid {uid} (pid {pid})").format(uid=uid, pid=pid))
             sock.close()
             return
         peer = Peer(sock, f"admin pid {pid}", codec.new_decoder(self.limits.max_payload), admin=True)
@@ -247,9 +352,11 @@ class ChatServer:
         peer.sock.setblocking(False)
         try:
             self.backend.register(peer.sock.fileno())
-        except ValueError as err:  # select() and fd >= 1024
-            self.log("drop", f"{peer.label}: {err}")
+        except ValueError as err:  # select() and fd >= FD_SETSIZE
             peer.sock.close()
+            self._repeat("unwatchable", lambda count, err=err: ngettext(
+                "closed {count:,} connection at once: {reason}", "closed {count:,} connections at once: {reason}",
+                count).format(count=count, reason=err))
             return False
         self.peers[peer.sock.fileno()] = peer
         return True
@@ -262,26 +369,26 @@ class ChatServer:
         except BlockingIOError:
             return
         except OSError:  # reset, or an error the kernel reported with POLLERR
-            self._gone(fd, peer, "lost the connection")
+            self._gone(fd, peer, _("lost the connection"))
             return
         if peer.closing:  # nothing it sends counts any more; its EOF ends it
             if not data:
                 self._drop(peer)
             return
         if not data:
-            self._gone(fd, peer, "closed the connection")
+            self._gone(fd, peer, _("closed the connection"))
             return
-        self._on_data(fd, peer, data)
+        peer.decoder.feed(data)
+        self._handle_frames(fd, peer)
 
-    def _on_data(self, fd: int, peer: Peer, data: bytes) -> None:
-        decoder = peer.decoder
-        decoder.feed(data)
-        now = time.monotonic()
+    def _handle_frames(self, fd: int, peer: Peer) -> None:
+        """Every whole frame received so far, until the connection closes or must wait."""
         room = self.room
+        now = time.monotonic()
         try:
-            for kind_fields, payload in decoder:
+            for kind_fields, payload in peer.decoder:
                 self._apply(room.receive(fd, kind_fields[0], payload, now))
-                if peer.closing or fd not in self.peers:
+                if peer.closing or peer.held is not None or self.peers.get(fd) is not peer:
                     return
         except FrameTooLarge as err:
             self._apply(room.too_large(fd, err.length))
@@ -291,74 +398,190 @@ class ChatServer:
         self._apply(self.room.disconnect(fd, why))
         self._drop(peer)
 
+    # ----- deferred frames (WHO and PING past their rate) ------------------------------
+
+    def _pause(self, fd: int, peer: Peer, effect: Defer) -> None:
+        """Keep the frame and stop reading this connection until its token is back."""
+        peer.held = (effect.kind, effect.payload)
+        self.paused[fd] = effect.until
+        self._update_interest(fd, peer)
+
+    def _resume_paused(self, now: float) -> None:
+        if not self.paused:
+            return
+        for fd in [fd for fd, until in self.paused.items() if until <= now]:
+            peer = self.peers.get(fd)
+            del self.paused[fd]
+            if peer is None or peer.held is None:
+                continue
+            kind, payload = peer.held
+            peer.held = None
+            self._apply(self.room.receive(fd, kind, payload, now))
+            if self.peers.get(fd) is peer and peer.held is None and not peer.closing:
+                self._handle_frames(fd, peer)
+            if self.peers.get(fd) is peer:
+                self._update_interest(fd, peer)
+
     # ----- effects -----------------------------------------------------------------------
 
     def _apply(self, effects: list) -> None:
         peers, dirty = self.peers, self.dirty
         for effect in effects:
             kind = type(effect)
-            if kind is Broadcast:  # the hot loop: one list append per reader, nothing more
-                data, exclude = effect.data, effect.exclude
-                for conn in self.room.members:
-                    if conn != exclude:
-                        peers[conn].out.append(data)
-                self.broadcast_pending = True
+            if kind is Broadcast:
+                self._queue_broadcast(effect.data, effect.exclude)
             elif kind is Send:
                 peer = peers.get(effect.conn)
                 if peer is not None:
-                    peer.out.append(effect.data)
+                    self._queue(effect.conn, peer, effect.data)
                     dirty[effect.conn] = peer
             elif kind is Close:
                 peer = peers.get(effect.conn)
                 if peer is not None:
                     peer.closing = True
+                    peer.held = None  # a deferred frame of a closing connection never counts
+                    self.paused.pop(effect.conn, None)
                     dirty[effect.conn] = peer
+                    self._update_interest(effect.conn, peer)
+            elif kind is Defer:
+                peer = peers.get(effect.conn)
+                if peer is not None and not peer.closing:
+                    self._pause(effect.conn, peer, effect)
             elif kind is Log:
                 self.log(effect.event, effect.text)
+        self._drop_overflowed()
+        if self.buffered > self.limits.max_buffered:
+            self._enforce_budget()
+
+    def _queue_broadcast(self, data: bytes, exclude: int | None) -> None:
+        """The hot loop: per reader, one size check and one append."""
+        peers, size = self.peers, len(data)
+        limit = self.limits.max_queue - size if self.stopping_at is None else float("inf")
+        queued = 0
+        for conn in self.room.members:
+            if conn != exclude:
+                peer = peers[conn]
+                if peer.queued > limit or peer.doomed:
+                    self._overflow(conn, peer)
+                    continue
+                peer.out.append(data)
+                peer.queued += size
+                queued += 1
+        self.buffered += (size + QUEUE_ENTRY_COST) * queued
+        self.broadcast_pending = True
+
+    def _queue(self, fd: int, peer: Peer, data: bytes) -> None:
+        """Queue a frame for one connection, unless it would pass the connection's bound."""
+        size = len(data)
+        if peer.doomed:
+            return
+        if self.stopping_at is None and peer.queued + size > self.limits.max_queue:
+            self._overflow(fd, peer)
+            return
+        peer.out.append(data)
+        peer.queued += size
+        self.buffered += size + QUEUE_ENTRY_COST
+
+    def _overflow(self, fd: int, peer: Peer) -> None:
+        """Past its bound: nothing more is queued, what is queued is freed now, and the
+        connection is dropped as soon as the effects being applied are done."""
+        if not peer.doomed:
+            peer.doomed = True
+            self._release_output(peer)
+            self.overflowed[fd] = peer
+
+    def _release_output(self, peer: Peer) -> None:
+        self.buffered -= peer.queued + QUEUE_ENTRY_COST * len(peer.out)
+        peer.out.clear()
+        peer.offset = peer.queued = 0
+
+    def _drop_overflowed(self) -> None:
+        while self.overflowed:
+            fd, peer = self.overflowed.popitem()
+            if self.peers.get(fd) is peer:
+                self._gone(fd, peer, _("was too slow to read (over {limit} bytes queued)").format(
+                    limit=self.limits.max_queue))
+
+    def _enforce_budget(self) -> None:
+        """All queues together are over max_buffered: drop the slowest readers (the longest
+        queues) first, until the rest fits."""
+        if self._enforcing_budget:
+            return
+        self._enforcing_budget = True
+        try:
+            slowest = sorted(self.peers.items(), key=lambda item: item[1].queued, reverse=True)
+            for fd, peer in slowest:
+                if self.buffered <= self.limits.max_buffered or not peer.queued:
+                    break
+                if self.peers.get(fd) is peer:
+                    self._release_output(peer)
+                    self._gone(fd, peer, _("was dropped: the server's output for all members passed "
+                                           "{limit} bytes and this member had the most unread").format(
+                                           limit=self.limits.max_buffered))
+        finally:
+            self._enforcing_budget = False
 
     # ----- writing -----------------------------------------------------------------------
 
     def _flush_dirty(self) -> None:
-        """One coalesced send per connection per wake-up.
-
-        Peers waiting for POLLOUT are tried too: a failed send is how a reader that never
-        reads is found to be over its queue bound.
-        """
+        """One send per connection per wake-up. After a broadcast, every reader that is not
+        waiting for POLLOUT is tried; one whose kernel buffer is full waits for POLLOUT."""
         while self.broadcast_pending or self.dirty:
             if self.broadcast_pending:
                 self.broadcast_pending = False
                 self.dirty.clear()
                 for fd, peer in list(self.peers.items()):
-                    if (peer.out or peer.closing) and fd in self.peers:
+                    if (peer.closing or (peer.out and not peer.writing)) and self.peers.get(fd) is peer:
                         self._flush(fd, peer)
                 continue
             fd, peer = self.dirty.popitem()
-            if fd in self.peers:
+            if self.peers.get(fd) is peer and (peer.closing or not peer.writing):
                 self._flush(fd, peer)
 
     def _flush(self, fd: int, peer: Peer) -> None:
         if peer.out:
-            data = peer.out[0] if len(peer.out) == 1 else b"".join(peer.out)
             try:
-                sent = peer.sock.send(data)
+                sent = self._send_some(peer)
             except BlockingIOError:
                 sent = 0
             except OSError:
-                self._gone(fd, peer, "lost the connection")
+                self._gone(fd, peer, _("lost the connection"))
                 return
-            left = len(data) - sent
-            peer.out = [memoryview(data)[sent:]] if left else []
-            if left > self.limits.max_queue:
-                self._gone(fd, peer, f"was too slow to read (over {self.limits.max_queue} bytes queued)")
-                return
+            self._consume(peer, sent)
         self._want_write(fd, peer, bool(peer.out))
         if not peer.out and peer.closing and not peer.draining:
             self._start_drain(fd, peer)
 
+    def _send_some(self, peer: Peer) -> int:
+        """One system call: send() for one buffer (the common case), else sendmsg() over the
+        first IOV_BATCH buffers. Neither copies the queue."""
+        out, offset = peer.out, peer.offset
+        if len(out) == 1:
+            head = out[0]
+            return peer.sock.send(memoryview(head)[offset:] if offset else head)
+        buffers = list(itertools.islice(out, IOV_BATCH))
+        if offset:
+            buffers[0] = memoryview(buffers[0])[offset:]
+        return peer.sock.sendmsg(buffers)
+
+    def _consume(self, peer: Peer, sent: int) -> None:
+        """Forget the `sent` bytes: whole buffers leave the queue, a partial one moves the offset."""
+        peer.queued -= sent
+        self.buffered -= sent
+        out, offset = peer.out, peer.offset + sent
+        while out and offset >= len(out[0]):
+            offset -= len(out.popleft())
+            self.buffered -= QUEUE_ENTRY_COST
+        peer.offset = offset
+
     def _want_write(self, fd: int, peer: Peer, wanted: bool) -> None:
         if peer.writing != wanted:
             peer.writing = wanted
-            self.backend.modify(fd, wanted)
+            self._update_interest(fd, peer)
+
+    def _update_interest(self, fd: int, peer: Peer) -> None:
+        """Read unless a deferred frame waits; write while the kernel buffer is full."""
+        self.backend.modify(fd, peer.writing, read=peer.held is None)
 
     def _start_drain(self, fd: int, peer: Peer) -> None:
         """Everything is sent: shut down our side and wait (briefly) for the peer to close.
@@ -383,10 +606,14 @@ class ChatServer:
 
     def _drop(self, peer: Peer) -> None:
         fd = peer.sock.fileno()
-        if self.peers.pop(fd, None) is None:
+        if self.peers.get(fd) is not peer:
             return
+        del self.peers[fd]
+        self._release_output(peer)
         self.dirty.pop(fd, None)
         self.draining.pop(fd, None)
+        self.paused.pop(fd, None)
+        self.overflowed.pop(fd, None)
         try:
             self.backend.unregister(fd)
         except (KeyError, ValueError, OSError):
@@ -410,6 +637,7 @@ class ChatServer:
     def on_signal(self) -> None:
         """Hook: a signal arrived (the fork engine reaps its relays here)."""
 
+
     def _on_console(self) -> None:
         """A line typed on the server's terminal: an announcement or a command (console.py)."""
         try:
@@ -425,14 +653,24 @@ class ChatServer:
 
 def set_keepalive(sock: socket.socket) -> None:
     """Drop a member whose machine vanished: probe after 60 s idle, every 10 s, 3 times."""
+
+
+def set_keepalive(sock: socket.socket) -> None:
+    """Drop a member whose machine vanished: probe an idle connection after 60 s, every 10 s,
+    3 times; and give up on unacknowledged data after 90 s (keepalive does nothing then)."""
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
     for option, value in KEEPALIVE.items():
         if hasattr(socket, option):
             sock.setsockopt(socket.IPPROTO_TCP, getattr(socket, option), value)
+    if hasattr(socket, "TCP_USER_TIMEOUT"):
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_USER_TIMEOUT, USER_TIMEOUT_MS)
 
 
 def plain_log(stream=None) -> LogFn:  # noqa: ANN001
-    """A log line per event; peer-supplied text is made printable first."""
+    """A log line per event; peer-supplied text is made printable first.
+
+    `stream` should be a lessons.logsink.LogSink: a plain sys.stdout blocks the whole
+    server as soon as nobody reads it."""
     out = stream or sys.stdout
 
     def log(event: str, text: str) -> None:
@@ -442,14 +680,21 @@ def plain_log(stream=None) -> LogFn:  # noqa: ANN001
     return log
 
 
-def rich_log() -> LogFn:
+def rich_log(stream=None) -> LogFn:  # noqa: ANN001
+    """Coloured log lines for a terminal, written to `stream` (a LogSink) by rich."""
     from rich.console import Console
     from rich.markup import escape
 
-    console = Console(highlight=False, soft_wrap=True)
+    console = Console(file=stream, highlight=False, soft_wrap=True)
     styles = {"join": "green", "leave": "yellow", "drop": "red", "admin": "bold magenta", "stop": "bold"}
 
+    stopping = False
+
     def log(event: str, text: str) -> None:
+        nonlocal stopping
+        if event == "stop" and not stopping:  # Ctrl-C was echoed as "^C": start on a fresh line
+            stopping = True
+            console.file.write("\n")
         style = styles.get(event, "")
         tag = f"[{style}]{event:>6}[/]" if style else f"{event:>6}"
         console.print(f"[dim]{time.strftime('%H:%M:%S')}[/] {tag}  {escape(printable(text))}")

@@ -29,15 +29,14 @@ import typer
 
 from lessons.common import RunFailure, UserError, printable, printable_bytes
 from lessons.unix_send import Endpoint, Narrate, connect_unix, resolve_endpoint, send_message
-from lessons.unixsock import (bind_abstract, bind_unix, clear_stale, file_identity, peer_credentials,
-                              private_dir, remove_socket_file)
+from lessons.unixsock import (SocketFile, bind_abstract, bind_unix, clear_stale, peer_credentials, private_dir,
+                              remove_socket_file)
 
 SOCKET_MODE = 0o600
 MAX_MESSAGE = 64 * 1024
 IDLE_TIMEOUT = 30.0
 REPLY = "收到了"  # "received", as the notes' servers answer
 NOBODY = 65534  # the unprivileged uid/gid the demo switches to when run as root
-FileIdentity = tuple[int, int, int]
 
 
 class Stopped(Exception):
@@ -62,8 +61,8 @@ class Delivery:
 
 # ---------------------------------------------------------------- listening
 
-def listen(endpoint: Endpoint, narrate: Narrate) -> tuple[socket.socket, FileIdentity | None]:
-    """Bind and listen; returns the socket and the identity of the file it created (None if abstract)."""
+def listen(endpoint: Endpoint, narrate: Narrate) -> tuple[socket.socket, SocketFile | None]:
+    """Bind and listen; returns the socket and the file it created, to remove at exit (None if abstract)."""
     if endpoint.abstract is not None:
         listener = bind_abstract(endpoint.abstract)
         narrate("listen", "abstract namespace: no file on disk, nothing to clean up")
@@ -73,12 +72,13 @@ def listen(endpoint: Endpoint, narrate: Narrate) -> tuple[socket.socket, FileIde
     if clear_stale(path):
         narrate("close", f"removed a stale socket file at {path}: connect() was refused, so its server is gone")
     listener = bind_unix(path, mode=SOCKET_MODE)
+    socket_file = SocketFile.created_at(path)  # its device and inode: what "ours" means at exit
     file_mode, folder_mode = stat.S_IMODE(os.stat(path).st_mode), stat.S_IMODE(os.stat(path.parent).st_mode)
     narrate("listen", f"socket file mode {file_mode:04o}, directory {path.parent} mode {folder_mode:04o}")
     if folder_mode & 0o022:
         narrate("listen", shared_directory_note(path.parent, folder_mode))
     announce(endpoint)
-    return listener, file_identity(path)
+    return listener, socket_file
 
 
 def shared_directory_note(folder: Path, folder_mode: int) -> str:
@@ -108,12 +108,15 @@ def signals_held() -> Iterator[None]:
         signal.pthread_sigmask(signal.SIG_SETMASK, before)  # a held signal is delivered here
 
 
-def close_listener(listener: socket.socket, endpoint: Endpoint, identity: FileIdentity | None,
+def close_listener(listener: socket.socket, endpoint: Endpoint, socket_file: SocketFile | None,
                    narrate: Narrate) -> None:
     listener.close()
-    if endpoint.path is not None:
-        remove_socket_file(endpoint.path, identity)  # ours only, never a newer server's
+    if socket_file is None:
+        return
+    if socket_file.remove():  # ours only, never a newer server's
         narrate("close", f"removed {endpoint.path}")
+    elif os.path.lexists(socket_file.path):
+        narrate("close", f"left {endpoint.path} alone: it is no longer our file (a newer server's?)")
 
 
 # ---------------------------------------------------------------- serving
@@ -210,10 +213,10 @@ def main(
     endpoint = resolve_endpoint(path, abstract)
     stop_on_sigterm()
     listener: socket.socket | None = None
-    identity = None
+    socket_file = None
     try:
         with signals_held():
-            listener, identity = listen(endpoint, narrate)
+            listener, socket_file = listen(endpoint, narrate)
         while True:
             serve_one(listener, narrate)
             if once:
@@ -224,7 +227,7 @@ def main(
         narrate("close", f"stopped by {stop}")
     finally:
         if listener is not None:
-            close_listener(listener, endpoint, identity, narrate)
+            close_listener(listener, endpoint, socket_file, narrate)
 
 
 # ---------------------------------------------------------------- the narrated demo
@@ -369,7 +372,7 @@ def run_demo(narrate: Narrate) -> None:
 
 def receive_in_the_demo(endpoint: Endpoint, narrate: Narrate, rule: Callable[[str], None]) -> None:
     path = Path(endpoint.path)  # type: ignore[arg-type]
-    listener, identity = listen(endpoint, narrate)
+    listener, socket_file = listen(endpoint, narrate)
     listener.settimeout(IDLE_TIMEOUT)  # a demo receiver thread gives up if nobody comes
     try:
         rule("A live socket file is not stolen")
@@ -379,4 +382,4 @@ def receive_in_the_demo(endpoint: Endpoint, narrate: Narrate, rule: Callable[[st
         rule("Another user")
         other_user_refused(path, narrate)
     finally:
-        close_listener(listener, endpoint, identity, narrate)
+        close_listener(listener, endpoint, socket_file, narrate)

@@ -17,13 +17,16 @@ import socket
 import stat
 import struct
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 
 from lessons.common import UserError
 
 # sizeof(sun_path) is 108 on Linux, including the final NUL.
 MAX_PATH_BYTES = 107
-PEERCRED = struct.Struct("3i")  # struct ucred { pid_t pid; uid_t uid; gid_t gid; }
+# struct ucred { pid_t pid; uid_t uid; gid_t gid; }: pid_t is signed, uid_t and gid_t are
+# unsigned ("3i" would turn a uid of 3,000,000,000 into a negative number).
+PEERCRED = struct.Struct("iII")
 
 
 def private_dir() -> Path:
@@ -140,17 +143,50 @@ def file_identity(path: str | Path) -> tuple[int, int, int]:
     return info.st_dev, info.st_ino, info.st_ctime_ns
 
 
-def remove_socket_file(path: str | Path, identity: tuple[int, int, int] | None = None) -> None:
+def remove_socket_file(path: str | Path, identity: tuple[int, int, int] | None = None) -> bool:
     """Remove the socket file at `path`; with `identity`, only if it is still that file.
 
     A server passes the identity of the file it created, so it never deletes a newer
-    server's file that replaced its own after someone removed it.
+    server's file that replaced its own after someone removed it. True if it was removed.
     """
     try:
         if stat.S_ISSOCK(os.lstat(path).st_mode) and identity in (None, file_identity(path)):
             os.unlink(path)
+            return True
     except FileNotFoundError:
         pass
+    return False
+
+
+@dataclass(frozen=True)
+class SocketFile:
+    """A socket file this process created, and how to recognise it later.
+
+    The identity is read right after bind: when the server stops, it removes the file
+    only if the path still names that very file. Someone may have deleted it meanwhile
+    and a newer server bound the same path: that file is not ours to remove.
+    """
+
+    path: Path
+    identity: tuple[int, int, int]
+
+    @classmethod
+    def created_at(cls, path: str | Path) -> SocketFile:
+        return cls(Path(path), file_identity(path))
+
+    def remove(self) -> bool:
+        """Remove the file if it is still ours; a missing or newer file is left alone."""
+        return remove_socket_file(self.path, self.identity)
+
+
+def bind_socket_file(path: str | Path, *, mode: int = 0o600, backlog: int = 128) -> tuple[socket.socket, SocketFile]:
+    """`bind_unix`, plus the identity of the file it created (recorded after its chmod)."""
+    server = bind_unix(path, mode=mode, backlog=backlog)
+    try:
+        return server, SocketFile.created_at(path)
+    except OSError:
+        server.close()
+        raise
 
 
 def peer_credentials(sock: socket.socket) -> tuple[int, int, int]:

@@ -15,6 +15,7 @@ import stat
 import subprocess
 import sys
 import tempfile
+import threading
 from pathlib import Path
 from typing import Callable
 
@@ -145,7 +146,7 @@ def server():
 def test_list_say_and_kick(server) -> None:
     port = ("--port", str(server.port))
     empty = admin_cli("list", *port)
-    assert (empty.returncode, empty.stdout, empty.stderr) == (0, "", "")
+    assert (empty.returncode, empty.stdout, empty.stderr) == (0, "", "the room is empty.\n")
     alice, bob = server.connect("alice"), server.connect("bob")
     try:
         alice.join("alice")
@@ -220,7 +221,7 @@ def test_discovery_without_xdg_runtime_dir(monkeypatch) -> None:
     with ChatServer.start("--port", "0", env=env) as running:
         assert running.admin_path == str(default_admin_socket(running.port))
         result = admin_cli("list", "--port", str(running.port), env=env)
-        assert (result.returncode, result.stderr) == (0, "")
+        assert (result.returncode, result.stdout, result.stderr) == (0, "", "the room is empty.\n")
 
 
 @pytest.mark.timeout(90)
@@ -277,6 +278,7 @@ def test_the_server_ignores_another_user_even_through_an_open_socket_file() -> N
                 admin_path.chmod(0o666)
                 report = as_nobody(lambda: "\n".join(run_admin("say", ["you", "are", "hacked"], admin_path)))
                 assert report.startswith("RunFailure the server closed the admin connection"), report
+                assert f"uid {os.geteuid()}" in report, report
                 member.assert_quiet()  # no ANNOUNCE reached the room
             finally:
                 member.close()
@@ -284,3 +286,24 @@ def test_the_server_ignores_another_user_even_through_an_open_socket_file() -> N
         for leftover in directory.iterdir():
             leftover.unlink()
         directory.rmdir()
+
+
+@pytest.mark.timeout(60)
+def test_a_connection_the_server_drops_is_not_called_a_permission_problem(tmp_path) -> None:
+    """Finding 4: a server out of descriptors accepts and closes the admin connection. The
+    old message blamed permissions although the user was the server's own."""
+    path = tmp_path / "admin.sock"
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    listener.bind(str(path))
+    listener.listen()
+    closer = threading.Thread(target=lambda: listener.accept()[0].close(), daemon=True)
+    closer.start()
+    try:
+        result = admin_cli("list", "--socket", str(path))
+    finally:
+        closer.join(10)
+        listener.close()
+    assert result.returncode == 1
+    line = one_error_line(result)
+    assert "may administer" not in line and "only the user" not in line, line
+    assert "did not accept the admin connection" in line and "see its log" in line, line

@@ -17,7 +17,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from capstone.room import Broadcast, Close, Limits, Log, Room, Send
+from capstone.room import Broadcast, Close, Defer, Limits, Log, Room, Send
 
 # ----- the wire, as PROTOCOL.md writes it ---------------------------------------------
 
@@ -86,6 +86,7 @@ class FakeDriver:
         self.read: dict[int, int] = defaultdict(int)  # bytes of `sent` already taken
         self.closed: set[int] = set()
         self.logs: list[Log] = []
+        self.deferred: list[Defer] = []
 
     def apply(self, effects: list) -> list:
         for effect in effects:
@@ -100,6 +101,8 @@ class FakeDriver:
                 self.closed.add(effect.conn)
             elif isinstance(effect, Log):
                 self.logs.append(effect)
+            elif isinstance(effect, Defer):
+                self.deferred.append(effect)
             else:
                 raise AssertionError(f"unknown effect {effect!r}")
         return effects
@@ -513,6 +516,59 @@ def test_ping_of_65_bytes_is_a_bad_frame_and_keeps_the_connection() -> None:
     driver.connect(1)
     driver.send(1, PING, b"p" * 65)
     assert_error(driver, 1, BAD_FRAME, closes=False)
+
+
+# ----- WHO and PING: a bucket of their own, and waiting instead of refusing ----------------
+
+def test_who_and_ping_share_a_bucket_of_twice_the_query_rate_and_wait_past_it() -> None:
+    driver = room_with("alice", query_rate=5)
+    for index in range(10):  # the bucket: 2 x 5, full at connect
+        driver.send(1, PING if index % 2 else WHO, b"")
+    assert len(driver.take(1)) == 10 and not driver.deferred
+    effects = driver.send(1, PING, b"eleventh")
+    assert effects == [Defer(1, PING, b"eleventh", until=pytest.approx(0.2))], effects
+    assert driver.take(1) == []  # not refused, not answered: the driver gives it back later
+    driver.now = 0.2  # one token (1/5 s) later the same frame is answered
+    driver.send(1, PING, b"eleventh")
+    assert driver.take(1) == [(PONG, b"eleventh")]
+
+
+def test_the_query_bucket_leaves_the_say_bucket_alone() -> None:
+    driver = room_with("alice", "bob", query_rate=1, rate_limit=3)
+    for _ in range(5):
+        driver.send(1, WHO)
+    driver.take_all()
+    for index in range(6):  # the SAY bucket (2 x 3) is still full
+        driver.say(1, f"m{index}")
+    assert [kind for kind, _ in driver.take(2)] == [MESSAGE] * 6
+    assert driver.take(1) == []
+
+
+def test_an_error_costs_no_query_token_and_zero_turns_the_query_limit_off() -> None:
+    driver = room_with("alice", query_rate=1)
+    for _ in range(5):
+        driver.send(1, PING, b"p" * 65)  # BAD_FRAME: no token used
+    assert [error_code(frame) for frame in driver.take(1)] == [BAD_FRAME] * 5
+    driver.send(1, PING, b"ok")
+    assert driver.take(1) == [(PONG, b"ok")]
+    unlimited = room_with("alice", query_rate=0)
+    for _ in range(1000):
+        unlimited.send(1, PING)
+    assert len(unlimited.take(1)) == 1000 and not unlimited.deferred
+
+
+def test_members_is_encoded_once_per_change_and_follows_every_change() -> None:
+    driver = with_admin(room_with("alice", "bob", "carol"))
+    first, second = driver.room.receive(1, WHO, b"", 0.0), driver.room.receive(2, WHO, b"", 0.0)
+    assert first[0].data is second[0].data  # one bytes object however many ask
+    driver.disconnect(2)
+    driver.send(ADMIN, KICK, b"carol")
+    driver.take_all()
+    driver.send(1, WHO)
+    assert driver.take(1) == [text_frame(MEMBERS, "alice")]
+    join(driver, 5, "dave")
+    driver.send(ADMIN, LIST)
+    assert driver.take(ADMIN) == [text_frame(MEMBERS, "alice\ndave")]
 
 
 # ----- errors that keep the connection --------------------------------------------------

@@ -13,6 +13,7 @@ import shutil
 import signal
 import socket
 import stat
+import struct
 import subprocess
 import sys
 import tempfile
@@ -24,8 +25,8 @@ import pytest
 
 from lessons.common import UserError
 from lessons.unix_recv import Delivery, serve_one
-from lessons.unixsock import (MAX_PATH_BYTES, bind_unix, clear_stale, file_identity, is_live, private_dir,
-                              remove_socket_file)
+from lessons.unixsock import (MAX_PATH_BYTES, PEERCRED, bind_socket_file, bind_unix, clear_stale, file_identity,
+                              is_live, peer_credentials, private_dir, remove_socket_file)
 # The process helpers and the `start` fixture are shared with the struct lessons' tests.
 from test_struct_lessons import DEADLINE, Log, Running, assert_one_sentence, child_env, run_lesson
 from test_struct_lessons import start  # noqa: F401  (a fixture: pytest finds it by name in this module)
@@ -375,6 +376,21 @@ def test_cli_socket_file_removed_on_signal(start, tmp_path, how):
 
 
 @pytest.mark.timeout(90)
+def test_cli_receiver_leaves_a_newer_servers_file_alone(start, tmp_path):
+    """Ours was deleted (a tmp cleaner) and another server bound the path: not ours to remove."""
+    path = tmp_path / "lesson.sock"
+    receiver = start("unix-recv", "--path", str(path))
+    listening(receiver, str(path))
+    path.unlink()
+    with bind_unix(path):
+        receiver.process.send_signal(signal.SIGTERM)
+        code, out, err = receiver.finish()
+        assert code == 0, err
+        assert path.exists(), "the stopping receiver deleted a newer server's socket file"
+        assert f"left {path} alone" in out and f"removed {path}" not in out
+
+
+@pytest.mark.timeout(90)
 def test_cli_receiver_survives_bad_senders(start, tmp_path):
     path = tmp_path / "lesson.sock"
     receiver = start("unix-recv", "--path", str(path))
@@ -442,3 +458,36 @@ def test_demo_runs_by_itself_and_leaves_nothing_behind(tmp_path):
         assert "uid 65534 (nobody) tries to connect: PermissionError" in out
     assert list((tmp_path / f"learn-{os.geteuid()}").iterdir()) == []
     assert "Traceback" not in out + result.stderr
+
+
+def test_peer_credentials_unpack_uids_above_two_to_the_31_as_unsigned():
+    """uid_t and gid_t are unsigned: a uid of 3,000,000,000 must not come out negative
+    (the chat's admin check would then refuse the server's own user)."""
+    raw = struct.pack("iII", 4242, 3_000_000_000, 4_000_000_000)  # what the kernel fills in
+    assert PEERCRED.size == len(raw) == 12
+    assert PEERCRED.unpack(raw) == (4242, 3_000_000_000, 4_000_000_000)
+
+
+def test_peer_credentials_of_a_real_connection_name_this_process(tmp_path):
+    with bind_unix(tmp_path / "s.sock") as server:
+        client = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        client.connect(str(tmp_path / "s.sock"))
+        accepted, _ = server.accept()
+        try:
+            assert peer_credentials(accepted) == (os.getpid(), os.geteuid(), os.getegid())
+        finally:
+            accepted.close()
+            client.close()
+
+
+def test_a_socket_file_removes_itself_only_while_it_is_still_ours(tmp_path):
+    path = tmp_path / "s.sock"
+    server, ours = bind_socket_file(path)
+    server.close()
+    path.unlink()  # a tmp cleaner removed it, and a newer server took the name
+    with bind_unix(path):
+        assert ours.remove() is False and path.exists()
+    server, ours = bind_socket_file(path)  # bind_unix replaces the stale file
+    server.close()
+    assert ours.remove() is True and not path.exists()
+    assert ours.remove() is False  # gone already: nothing to do, no error
