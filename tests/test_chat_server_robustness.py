@@ -169,17 +169,20 @@ def test_a_stopping_server_still_removes_its_own_socket_files(tmp_path) -> None:
     assert not chat_path.exists() and not admin_path.exists()
 
 
-def test_keepalive_and_user_timeout_are_set_on_a_chat_socket() -> None:
+def test_member_socket_options_are_set_on_a_chat_socket() -> None:
     """Keepalive probes only idle connections; TCP_USER_TIMEOUT gives up on unacknowledged
-    data after the same 90 s, so a vanished member of a busy room is found too."""
-    from capstone.server import USER_TIMEOUT_MS, set_keepalive
+    data after the same 90 s, so a vanished member of a busy room is found too. No Nagle
+    delay, and the kernel may not grow a stuck member's send buffer to megabytes."""
+    from capstone.server import MEMBER_SNDBUF, USER_TIMEOUT_MS, tune_member_socket
 
     listener = socket.create_server(("127.0.0.1", 0))
     client = socket.create_connection(listener.getsockname())
     server_side, _ = listener.accept()
     try:
-        set_keepalive(server_side)
+        tune_member_socket(server_side)
         assert server_side.getsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE) == 1
+        assert server_side.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) == 1
+        assert server_side.getsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF) <= 2 * MEMBER_SNDBUF  # Linux doubles it
         assert server_side.getsockopt(socket.IPPROTO_TCP, socket.TCP_USER_TIMEOUT) == USER_TIMEOUT_MS == 90_000
     finally:
         for sock in (client, server_side, listener):
