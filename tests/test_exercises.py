@@ -456,6 +456,13 @@ def test_the_learner_flow(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> No
     lessons = cli.invoke(app, ["list"], prog_name="learn", env={"COLUMNS": "200"})
     assert "proc-reader: done" in lessons.output and "poll-echo: not started" in lessons.output
 
+    assert invoke("exercise", "reset", "proc-reader", "--yes").exit_code == 0
+    listed = invoke("exercise", "list")
+    assert re.search(r"proc-reader\s+process-states\s+not started", listed.output), listed.output
+    assert "learn exercise check poll-echo" in listed.output  # still the first one not done
+    lessons = cli.invoke(app, ["list"], prog_name="learn", env={"COLUMNS": "200"})
+    assert "proc-reader: not started" in lessons.output, lessons.output
+
 
 def test_init_never_overwrites_and_reset_asks_first(tmp_path: Path) -> None:
     space = tmp_path / "ws"
@@ -467,7 +474,8 @@ def test_init_never_overwrites_and_reset_asks_first(tmp_path: Path) -> None:
     assert mine.read_text() == "# my work\n"
 
     declined = invoke("exercise", "reset", "frames", "--workspace", str(space), input="n\n")
-    assert declined.exit_code != 0 and mine.read_text() == "# my work\n"
+    assert declined.exit_code == 0 and mine.read_text() == "# my work\n", declined.output
+    assert "Nothing changed." in declined.output and "Abort" not in declined.output, declined.output
     done = invoke("exercise", "reset", "frames", "--workspace", str(space), "--yes")
     assert done.exit_code == 0, done.output
     assert mine.read_bytes() == catalog.find("frames").stub.read_bytes()
@@ -479,7 +487,7 @@ def test_giving_up_shows_the_solution_as_a_diff(tmp_path: Path) -> None:
     space = tmp_path / "ws"
     invoke("exercise", "init", str(space))
     declined = invoke("exercise", "solution", "frames", "--give-up", "--workspace", str(space), input="n\n")
-    assert declined.exit_code != 0 and "+++" not in declined.output
+    assert declined.exit_code == 0 and "+++" not in declined.output and "Nothing shown." in declined.output
     shown = invoke("exercise", "solution", "frames", "--give-up", "--workspace", str(space), input="y\n")
     assert shown.exit_code == 0, shown.output
     assert "--- frames.py (yours)" in shown.output and "+++ frames.py (reference solution)" in shown.output
@@ -518,7 +526,9 @@ def test_a_file_that_does_not_compile_is_one_message(tmp_path: Path) -> None:
     broken.write_text("def recv_exact(sock, count)\n    pass\n")
     result = run_check(frames, broken)
     assert not result.passed and all(check.file_error for check in result.checks)
-    assert "does not compile: line 1" in result.checks[0].message
+    message = result.checks[0].message
+    assert "does not compile: line 1: expected ':'." in message, message
+    assert message.splitlines()[1:] == ["    def recv_exact(sock, count)", " " * 31 + "^"], message
 
 
 @pytest.mark.timeout(120)
