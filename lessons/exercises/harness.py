@@ -72,6 +72,21 @@ def syntax_error_text(path: Path, err: SyntaxError) -> str:
     return f"{text}\n    {shown.strip()}\n    {' ' * (column - indent)}^"
 
 
+def human_size(value: str | None) -> str:
+    """'1073741824' -> '1 GiB'; unknown -> 'the limit'."""
+    try:
+        size = float(value or "")
+    except ValueError:
+        from lessons.i18n import _
+
+        return _("the limit")
+    for unit in ("bytes", "KiB", "MiB", "GiB"):
+        if size < 1024 or unit == "GiB":
+            return f"{size:g} {unit}"
+        size /= 1024
+    return f"{size:g} GiB"
+
+
 def fresh_dir(label: str = "t") -> Path:
     """A new, short directory for one check's socket files (Unix paths are limited to 107 bytes)."""
     if not os.environ.get(TEMP_VARIABLE):  # a check run by hand, without the runner
