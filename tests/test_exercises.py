@@ -353,7 +353,40 @@ def test_stopping_learn_mid_check_leaves_nothing_behind(open_tmp: Path, how: str
         if learn.poll() is None:
             learn.kill()
             learn.wait()
-    assert learn.returncode != 0
+    if how == "sigkill":
+        assert learn.returncode == -signal.SIGKILL
+        return
+    said = learn.stdout.read().decode(errors="replace")
+    assert learn.returncode == 130, said
+    assert said.count("Check of poll-echo stopped") == 1 and "Traceback" not in said, said
+    assert "Abort" not in said and "error:" not in said, said
+
+
+@pytest.mark.timeout(120)
+def test_check_shows_each_check_as_it_runs_and_why_one_hit_its_limit(tmp_path: Path) -> None:
+    """Piped: a line as each check starts and ends; a check stopped at its limit says so at once."""
+    space = tmp_path / "ws"
+    Workspace.init(space)
+    spinning = catalog.find("frames").solution.read_text().replace(
+        "        if not chunk:\n", "        if False:  # b'' forever: recv_exact spins\n")
+    (space / "frames.py").write_text(spinning)
+    learn = subprocess.Popen(learn_command("exercise", "check", "frames", "--workspace", str(space)),
+                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    try:
+        early = read_until(learn, "raises EOFError when the peer half-closes", 30)
+        assert "[1/15] PASS recv_exact() collects bytes" in early, early
+        assert learn.poll() is None, "the line came only once the whole check had finished"
+        late = read_until(learn, "took longer than its limit", 60)
+        assert re.search(r"check 'recv_exact\(\) raises EOFError.*' took longer than its limit: "
+                         r"this check took longer than 10 s: your code was still running, at frames.py line \d+",
+                         late), late
+        rest = learn.stdout.read().decode()
+        assert learn.wait(60) == 1
+        assert "frames: 13 of 15 checks pass" in rest or "frames: 14 of 15 checks pass" in rest, rest
+    finally:
+        if learn.poll() is None:
+            learn.kill()
+            learn.wait()
 
 
 def wait_until(condition, timeout: float) -> bool:

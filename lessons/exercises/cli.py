@@ -142,8 +142,21 @@ def check(
     if exercise is None:
         console().print("Every exercise is done. `learn exercise list` shows them all.")
         return
-    passed = run_and_report(space, exercise, verbose, time_limit)
+    try:
+        passed = run_and_report(space, exercise, verbose, time_limit)
+    except KeyboardInterrupt:
+        stopped_by_ctrl_c(exercise)
     raise typer.Exit(0 if passed else 1)
+
+
+def stopped_by_ctrl_c(exercise: Any) -> None:
+    """One calm line on a fresh line (not glued to the echoed ^C), exit 130: the run did not finish."""
+    from lessons.i18n import _
+
+    fresh = "\n" if sys.stderr.isatty() else ""
+    sys.stderr.write(fresh + _("Check of {id} stopped; everything it had started was stopped too.").format(
+        id=exercise.id) + "\n")
+    raise typer.Exit(130)
 
 
 def run_and_report(space: Any, exercise: Any, verbose: bool = False, time_limit: float | None = None) -> bool:
@@ -152,6 +165,7 @@ def run_and_report(space: Any, exercise: Any, verbose: bool = False, time_limit:
 
     from lessons.common import UserError, platform_name
     from lessons.exercises import report
+    from lessons.exercises.progress import CheckProgress
     from lessons.exercises.runner import run_check
 
     if platform_name() != "linux":
@@ -159,7 +173,8 @@ def run_and_report(space: Any, exercise: Any, verbose: bool = False, time_limit:
     path = space.existing_file(exercise)
     out = console()
     out.print(f"Checking [bold]{escape(exercise.id)}[/] ({escape(path.name)}) ...")
-    result = run_check(exercise, path, time_limit)
+    with CheckProgress(out, plain=is_plain()) as progress:
+        result = run_check(exercise, path, time_limit, progress=progress)
     space.record_check(exercise, result.passed)
     out.print(report.render(result, exercise, path.name, plain=is_plain(), verbose=verbose,
                             width=max(60, min(out.width, 110))))
