@@ -376,10 +376,9 @@ def test_check_shows_each_check_as_it_runs_and_why_one_hit_its_limit(tmp_path: P
         early = read_until(learn, "raises EOFError when the peer half-closes", 30)
         assert "[1/15] PASS recv_exact() collects bytes" in early, early
         assert learn.poll() is None, "the line came only once the whole check had finished"
-        late = read_until(learn, "took longer than its limit", 60)
-        assert re.search(r"check 'recv_exact\(\) raises EOFError.*' took longer than its limit: "
-                         r"this check took longer than 10 s: your code was still running, at frames.py line \d+",
-                         late), late
+        late = read_until(learn, "took longer than", 60)
+        assert re.search(r"check 'recv_exact\(\) raises EOFError.*' took longer than 10 s: "
+                         r"your code was still running, at frames.py line \d+", late), late
         rest = learn.stdout.read().decode()
         assert learn.wait(60) == 1
         assert "frames: 13 of 15 checks pass" in rest or "frames: 14 of 15 checks pass" in rest, rest

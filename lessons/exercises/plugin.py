@@ -147,23 +147,25 @@ def explain(error: BaseException, item: pytest.Item | None = None) -> dict[str, 
     if isinstance(error, harness.NotStarted):
         return {"message": str(error), "todo": True}
     if isinstance(error, CheckTimeout):
-        return {"message": took_too_long(error, item), "timed_out": True}
+        return took_too_long(error, item)
     if harness.learner_frame(error.__traceback__) is not None:
         return {"message": f"your code raised {harness.describe_exception(error)}"}
     return {"message": f"the check could not go on: {harness.describe_exception(error)}"}
 
 
-def took_too_long(error: CheckTimeout, item: pytest.Item | None) -> str:
-    """'this check took longer than 10 s: your code was still at frames.py line 12: ...' and advice."""
-    limit = f"{limit_of(item):g}" if item is not None else "?"
+def took_too_long(error: CheckTimeout, item: pytest.Item | None) -> dict[str, Any]:
+    """'this check took longer than 10 s: your code was still running, at frames.py line 12: ...'."""
+    limit = limit_of(item) if item is not None else DEFAULT_LIMIT
     place = harness.where(error.__traceback__)
-    if not place:
-        return _("this check took longer than {limit} s: it gave up waiting for your code.").format(limit=limit)
-    marker = item.get_closest_marker("if_hangs") if item is not None else None
-    advice = marker.args[0] if marker else _("Something waits forever: a blocking call with no data "
-                                             "coming, or a loop that never ends.")
-    return _("this check took longer than {limit} s: your code was still running, at {place}. {advice}").format(
-        limit=limit, place=place, advice=advice)
+    if place:
+        marker = item.get_closest_marker("if_hangs") if item is not None else None
+        advice = marker.args[0] if marker else _("Something waits forever: a blocking call with no data "
+                                                 "coming, or a loop that never ends.")
+        reason = _("your code was still running, at {place}. {advice}").format(place=place, advice=advice)
+    else:
+        reason = _("it gave up waiting for your code.")
+    return {"message": _("this check took longer than {limit} s: {reason}").format(limit=f"{limit:g}", reason=reason),
+            "timed_out": True, "limit": limit, "reason": reason}
 
 
 def over_a_limit(error: BaseException) -> str:

@@ -62,8 +62,8 @@ class CheckProgress:
                     number=self.number, total=self.total or "?", title=self.title))
         elif event == "result":
             if record.get("timed_out"):  # never silent: the reason now, not only in the report
-                self.say(_("  check {title!r} took longer than its limit: {reason}").format(
-                    title=record["title"], reason=record.get("message", "")))
+                self.say(_("  check {title!r} took longer than {limit} s: {reason}").format(
+                    title=record["title"], limit=f"{record.get('limit', 0):g}", reason=record.get("reason", "")))
             if self.outcome != "failed":  # setup, call, teardown: the first failure decides
                 self.outcome = record["outcome"]
         elif event == "finish" and self.plain:
