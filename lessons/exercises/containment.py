@@ -7,9 +7,10 @@ runner (the `learn` process) keeps its own hold on the run:
 - a cgroup v2 of its own, where the machine lets us make one (usually root, or a
   delegated systemd scope): the sandbox moves itself in first thing, every process it
   starts is born inside, and none can leave; `cgroup.kill` ends them all at once;
-- else a scan of /proc for the run's marker: every process of the run inherits the
-  environment variable that names the run's private directory (and, for those that
-  cleared their environment, the sandbox's session).
+- and always a scan of /proc for the run's marker (the only hold where no cgroup can
+  be made): every process of the run inherits the environment variable that names the
+  run's private directory (and, for those that cleared their environment, the
+  sandbox's session).
 """
 
 from __future__ import annotations
@@ -39,11 +40,10 @@ class Containment:
 
     def members(self) -> list[int]:
         """Pids of the run's live processes (zombies are dead already: their parent reaps them)."""
-        if self.cgroup is not None:
-            pids = _read_pids(self.cgroup / "cgroup.procs")
-        else:
-            pids = [pid for pid in procfs.all_pids() if self._marked(pid)]
-        return [pid for pid in pids if pid != os.getpid() and procfs.state(pid) not in (None, "Z", "X")]
+        pids = {pid for pid in procfs.all_pids() if self._marked(pid)}  # also with a cgroup: the
+        if self.cgroup is not None:  # sandbox may have failed to enter it (a cgroup we may not use)
+            pids.update(_read_pids(self.cgroup / "cgroup.procs"))
+        return sorted(pid for pid in pids if pid != os.getpid() and procfs.state(pid) not in (None, "Z", "X"))
 
     def _marked(self, pid: int) -> bool:
         try:
@@ -62,15 +62,14 @@ class Containment:
             alive = self.members()
             if not alive:
                 break
-            if self.cgroup is not None and _write(self.cgroup / "cgroup.kill", "1"):
-                killed.update(alive)
-            else:
-                for pid in alive:
-                    try:
-                        os.kill(pid, signal.SIGKILL)
-                        killed.add(pid)
-                    except (ProcessLookupError, PermissionError):
-                        pass
+            if self.cgroup is not None:
+                _write(self.cgroup / "cgroup.kill", "1")  # all at once, forks in flight included
+            for pid in alive:
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                    killed.add(pid)
+                except (ProcessLookupError, PermissionError):
+                    pass
             time.sleep(POLL_SECONDS)
         return sorted(killed)
 
