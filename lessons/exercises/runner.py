@@ -103,12 +103,14 @@ class CheckResult:
         return bool(failed) and all(check.todo for check in failed)
 
 
-def pytest_argv(exercise: Exercise, workdir: Path) -> list[str]:
+def pytest_argv(exercise: Exercise, workdir: Path, only: str | None = None) -> list[str]:
+    """pytest on the exercise's checks; `only` names one check (a test function) to run alone."""
     ini = workdir / "pytest.ini"
     ini.write_text("[pytest]\naddopts =\n", encoding="utf-8")
+    target = f"{exercise.check}::{only}" if only else str(exercise.check)
     return [sys.executable, "-m", "pytest", "-p", "lessons.exercises.plugin", "-p", "no:cacheprovider",
             "-c", str(ini), "--rootdir", str(workdir), "--import-mode=importlib", "-q", "--color=no",
-            "-o", "console_output_style=classic", str(exercise.check)]
+            "-o", "console_output_style=classic", target]
 
 
 def check_environment(learner_file: Path, workdir: Path, sockets: Path, report: Path,
@@ -132,7 +134,7 @@ Progress = Callable[[dict], None]
 
 def run_check(exercise: Exercise, learner_file: Path, time_limit: float | None = None,
               progress: Progress | None = None, memory_limit: int = MEMORY_LIMIT,
-              file_limit: int = FILE_LIMIT) -> CheckResult:
+              file_limit: int = FILE_LIMIT, only: str | None = None) -> CheckResult:
     """Run the exercise's checks against `learner_file`; never raises for the learner's faults.
 
     `progress`, if given, is called with each record the checks write (a check started,
@@ -147,7 +149,7 @@ def run_check(exercise: Exercise, learner_file: Path, time_limit: float | None =
         sockets.chmod(0o711)
         paths = {name: workdir / name for name in ("report.jsonl", "pytest.out", "sandbox.json", "sandbox.out")}
         hold = Containment(f"{harness.TEMP_VARIABLE}={sockets}", f"learn-check-{os.getpid()}-{next(_runs)}")
-        config = {"argv": pytest_argv(exercise, workdir), "time_limit": limit, "runner_pid": os.getpid(),
+        config = {"argv": pytest_argv(exercise, workdir, only), "time_limit": limit, "runner_pid": os.getpid(),
                   "output": str(paths["pytest.out"]), "result": str(paths["sandbox.json"]),
                   "cgroup": str(hold.cgroup) if hold.cgroup else None,
                   "memory_limit": memory_limit, "file_limit": file_limit}
