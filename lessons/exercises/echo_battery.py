@@ -116,6 +116,19 @@ def serving_on_loopback(serve: Callable) -> Iterator[EchoServer]:
         listener.close()
 
 
+def wait_until_waiting(thread: LearnerThread, timeout: float = 2.0) -> None:
+    """Until the server's thread sleeps in the kernel (state S: in poll(), select(), recv()), or the timeout."""
+    path = f"/proc/self/task/{thread.thread.native_id}/stat"
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if open(path).read().rpartition(")")[2].split()[0] == "S":
+                return
+        except (OSError, IndexError):
+            return  # the thread has ended: nothing to wait for
+        time.sleep(0.005)
+
+
 def expect_echo(server: EchoServer, sock: socket.socket, data: bytes, situation: str = "") -> None:
     """Read len(data) bytes back; if they do not come, say what the client saw."""
     got = server.read(sock, len(data))
@@ -247,6 +260,7 @@ def test_returns_soon_after_stop_is_set(server: EchoServer) -> None:
     client = server.connect()
     client.sendall(b"ping")
     expect_echo(server, client, b"ping")
+    wait_until_waiting(server.thread)  # set while it waits, not while it is about to look at stop anyway
     server.stop.set()
     if not server.thread.join(STOP_SECONDS):
         pytest.fail(f"your server was still running {STOP_SECONDS:g} s after stop was set: wait with "
