@@ -81,9 +81,10 @@ def notes_after(result: CheckResult) -> list[str]:
         lines.append(result.runner_problem)
     if result.escaped:
         count = len(result.escaped)
-        lines.append(ngettext("{n} process of your code was still running after that; it was found and killed.",
-                              "{n} processes of your code were still running after that; they were found "
-                              "and killed.", count).format(n=count))
+        lines.append(ngettext("{n} process of the check was still running when the check runner had gone; "
+                              "it was found and killed.",
+                              "{n} processes of the check were still running when the check runner had gone; "
+                              "they were found and killed.", count).format(n=count))
     if not result.followed_orphans:
         lines.append("the check could not become a child subreaper (prctl failed), so a process that "
                      "left its parent behind may have gone unnoticed.")
