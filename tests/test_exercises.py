@@ -216,7 +216,8 @@ def test_a_hang_in_the_learners_code_is_reported_at_their_line(runs) -> None:
     result = result_of(runs, "frames-spins")
     stuck = {check.title: check.message for check in result.checks if not check.passed}
     message = stuck["recv_exact() raises EOFError when the peer half-closes mid-frame (no hang, no short read)"]
-    assert "still running after 10 s, at frames.py line" in message and "raise EOFError" in message, message
+    assert "this check took longer than 10 s: your code was still running, at frames.py line" in message, message
+    assert "raise EOFError" in message, message
     assert result.elapsed < 60 and not result.timed_out
 
 
@@ -352,7 +353,39 @@ def test_stopping_learn_mid_check_leaves_nothing_behind(open_tmp: Path, how: str
         if learn.poll() is None:
             learn.kill()
             learn.wait()
-    assert learn.returncode != 0
+    if how == "sigkill":
+        assert learn.returncode == -signal.SIGKILL
+        return
+    said = learn.stdout.read().decode(errors="replace")
+    assert learn.returncode == 130, said
+    assert said.count("Check of poll-echo stopped") == 1 and "Traceback" not in said, said
+    assert "Abort" not in said and "error:" not in said, said
+
+
+@pytest.mark.timeout(120)
+def test_check_shows_each_check_as_it_runs_and_why_one_hit_its_limit(tmp_path: Path) -> None:
+    """Piped: a line as each check starts and ends; a check stopped at its limit says so at once."""
+    space = tmp_path / "ws"
+    Workspace.init(space)
+    spinning = catalog.find("frames").solution.read_text().replace(
+        "        if not chunk:\n", "        if False:  # b'' forever: recv_exact spins\n")
+    (space / "frames.py").write_text(spinning)
+    learn = subprocess.Popen(learn_command("exercise", "check", "frames", "--workspace", str(space)),
+                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    try:
+        early = read_until(learn, "raises EOFError when the peer half-closes", 30)
+        assert "[1/15] PASS recv_exact() collects bytes" in early, early
+        assert learn.poll() is None, "the line came only once the whole check had finished"
+        late = read_until(learn, "took longer than", 60)
+        assert re.search(r"check 'recv_exact\(\) raises EOFError.*' took longer than 10 s: "
+                         r"your code was still running, at frames.py line \d+", late), late
+        rest = learn.stdout.read().decode()
+        assert learn.wait(60) == 1
+        assert "frames: 13 of 15 checks pass" in rest or "frames: 14 of 15 checks pass" in rest, rest
+    finally:
+        if learn.poll() is None:
+            learn.kill()
+            learn.wait()
 
 
 def wait_until(condition, timeout: float) -> bool:
@@ -456,6 +489,13 @@ def test_the_learner_flow(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> No
     lessons = cli.invoke(app, ["list"], prog_name="learn", env={"COLUMNS": "200"})
     assert "proc-reader: done" in lessons.output and "poll-echo: not started" in lessons.output
 
+    assert invoke("exercise", "reset", "proc-reader", "--yes").exit_code == 0
+    listed = invoke("exercise", "list")
+    assert re.search(r"proc-reader\s+process-states\s+not started", listed.output), listed.output
+    assert "learn exercise check poll-echo" in listed.output  # still the first one not done
+    lessons = cli.invoke(app, ["list"], prog_name="learn", env={"COLUMNS": "200"})
+    assert "proc-reader: not started" in lessons.output, lessons.output
+
 
 def test_init_never_overwrites_and_reset_asks_first(tmp_path: Path) -> None:
     space = tmp_path / "ws"
@@ -467,7 +507,8 @@ def test_init_never_overwrites_and_reset_asks_first(tmp_path: Path) -> None:
     assert mine.read_text() == "# my work\n"
 
     declined = invoke("exercise", "reset", "frames", "--workspace", str(space), input="n\n")
-    assert declined.exit_code != 0 and mine.read_text() == "# my work\n"
+    assert declined.exit_code == 0 and mine.read_text() == "# my work\n", declined.output
+    assert "Nothing changed." in declined.output and "Abort" not in declined.output, declined.output
     done = invoke("exercise", "reset", "frames", "--workspace", str(space), "--yes")
     assert done.exit_code == 0, done.output
     assert mine.read_bytes() == catalog.find("frames").stub.read_bytes()
@@ -479,7 +520,7 @@ def test_giving_up_shows_the_solution_as_a_diff(tmp_path: Path) -> None:
     space = tmp_path / "ws"
     invoke("exercise", "init", str(space))
     declined = invoke("exercise", "solution", "frames", "--give-up", "--workspace", str(space), input="n\n")
-    assert declined.exit_code != 0 and "+++" not in declined.output
+    assert declined.exit_code == 0 and "+++" not in declined.output and "Nothing shown." in declined.output
     shown = invoke("exercise", "solution", "frames", "--give-up", "--workspace", str(space), input="y\n")
     assert shown.exit_code == 0, shown.output
     assert "--- frames.py (yours)" in shown.output and "+++ frames.py (reference solution)" in shown.output
@@ -518,7 +559,9 @@ def test_a_file_that_does_not_compile_is_one_message(tmp_path: Path) -> None:
     broken.write_text("def recv_exact(sock, count)\n    pass\n")
     result = run_check(frames, broken)
     assert not result.passed and all(check.file_error for check in result.checks)
-    assert "does not compile: line 1" in result.checks[0].message
+    message = result.checks[0].message
+    assert "does not compile: line 1: expected ':'." in message, message
+    assert message.splitlines()[1:] == ["    def recv_exact(sock, count)", " " * 31 + "^"], message
 
 
 @pytest.mark.timeout(120)

@@ -142,8 +142,21 @@ def check(
     if exercise is None:
         console().print("Every exercise is done. `learn exercise list` shows them all.")
         return
-    passed = run_and_report(space, exercise, verbose, time_limit)
+    try:
+        passed = run_and_report(space, exercise, verbose, time_limit)
+    except KeyboardInterrupt:
+        stopped_by_ctrl_c(exercise)
     raise typer.Exit(0 if passed else 1)
+
+
+def stopped_by_ctrl_c(exercise: Any) -> None:
+    """One calm line on a fresh line (not glued to the echoed ^C), exit 130: the run did not finish."""
+    from lessons.i18n import _
+
+    fresh = "\n" if sys.stderr.isatty() else ""
+    sys.stderr.write(fresh + _("Check of {id} stopped; everything it had started was stopped too.").format(
+        id=exercise.id) + "\n")
+    raise typer.Exit(130)
 
 
 def run_and_report(space: Any, exercise: Any, verbose: bool = False, time_limit: float | None = None) -> bool:
@@ -152,6 +165,7 @@ def run_and_report(space: Any, exercise: Any, verbose: bool = False, time_limit:
 
     from lessons.common import UserError, platform_name
     from lessons.exercises import report
+    from lessons.exercises.progress import CheckProgress
     from lessons.exercises.runner import run_check
 
     if platform_name() != "linux":
@@ -159,7 +173,8 @@ def run_and_report(space: Any, exercise: Any, verbose: bool = False, time_limit:
     path = space.existing_file(exercise)
     out = console()
     out.print(f"Checking [bold]{escape(exercise.id)}[/] ({escape(path.name)}) ...")
-    result = run_check(exercise, path, time_limit)
+    with CheckProgress(out, plain=is_plain()) as progress:
+        result = run_check(exercise, path, time_limit, progress=progress)
     space.record_check(exercise, result.passed)
     out.print(report.render(result, exercise, path.name, plain=is_plain(), verbose=verbose,
                             width=max(60, min(out.width, 110))))
@@ -246,14 +261,26 @@ def hint(name: OptionalName = None, workspace: WorkspaceOption = None) -> None:
 @app.command()
 def reset(name: NameArgument, yes: YesOption = False, workspace: WorkspaceOption = None) -> None:
     """Start an exercise over from its stub (your version is backed up first)."""
+    from lessons.i18n import _
+
     space = open_workspace(workspace)
     exercise = exercise_named(name)
-    if not yes:
-        typer.confirm(f"Replace {space.file_of(exercise)} with the stub? Your version is kept in .backup/",
-                      abort=True)
+    question = _("Replace {path} with the stub? Your version is kept in .backup/").format(
+        path=space.file_of(exercise))
+    if not (yes or confirmed(question)):
+        console().print(_("Nothing changed."), markup=False)
+        return  # saying no is an answer, not a failure: exit 0
     backup = space.reset(exercise)
-    kept = f" Your version is in {backup}." if backup else ""
-    console().print(f"{exercise.file_name} is the stub again.{kept}", markup=False)
+    kept = _(" Your version is in {path}.").format(path=backup) if backup else ""
+    console().print(_("{file} is the stub again.").format(file=exercise.file_name) + kept, markup=False)
+
+
+def confirmed(question: str) -> bool:
+    """Ask yes or no; no answer at all (Ctrl-D, no terminal) is a no."""
+    try:
+        return typer.confirm(question)
+    except typer.Abort:
+        return False
 
 
 @app.command()
@@ -265,6 +292,7 @@ def solution(
 ) -> None:
     """The reference solution, as a diff against your file: after you pass, or with --give-up."""
     from lessons.common import UserError
+    from lessons.i18n import _
 
     space = open_workspace(workspace)
     exercise = exercise_named(name)
@@ -273,7 +301,10 @@ def solution(
         raise UserError(f"the solution of {exercise.id} is shown once your code passes its checks; stuck? "
                         f"`learn exercise hint {exercise.id}`, or see it now with --give-up.")
     if not record.passed_at and not yes:
-        typer.confirm(f"Show the reference solution of {exercise.id} before you have passed?", abort=True)
+        question = _("Show the reference solution of {id} before you have passed?").format(id=exercise.id)
+        if not confirmed(question):
+            console().print(_("Nothing shown."), markup=False)
+            return
     record.solution_seen = True
     space.save()
     show_diff(space.existing_file(exercise), exercise.solution)

@@ -24,7 +24,7 @@ STOP_SECONDS = 5.0  # a server must return this soon after `stop` is set
 CROWD = 100
 
 __all__ = [
-    "EchoServer", "expect_echo", "serving_on_loopback", "test_echoes_what_one_client_sends",
+    "EchoServer", "expect_echo", "serving_on_loopback", "holding_accepted", "test_echoes_what_one_client_sends",
     "test_serves_a_second_client_while_the_first_is_silent", "test_keeps_serving_after_a_client_leaves",
     "test_survives_a_client_that_resets_mid_message", "test_answers_a_half_closed_client_then_closes",
     "test_bytes_sent_one_at_a_time_come_back_in_order", "test_a_large_merged_send_comes_back_whole",
@@ -41,6 +41,7 @@ class EchoServer:
     stop: threading.Event
     clients: list[socket.socket] = field(default_factory=list)
     listener: socket.socket | None = None  # for checks that look at how it is registered
+    accepted: list[socket.socket] = field(default_factory=list)  # every socket its accept() returned
 
     def connect(self) -> socket.socket:
         sock = peers.connect(self.address)
@@ -76,17 +77,56 @@ class EchoServer:
 
 
 @contextmanager
+def holding_accepted(accepted: list[socket.socket]) -> Iterator[None]:
+    """While inside, every socket accept() returns is also kept in `accepted`.
+
+    A client socket the server forgets without close() would otherwise be closed anyway,
+    by the garbage collector, as soon as the server drops it (or returns): the client
+    would see EOF and a server that never closes anything would pass. Holding one more
+    reference keeps such a socket open, so the client sees only the closes the server made.
+    """
+    original = socket.socket.accept
+
+    def accept_and_keep(self: socket.socket) -> tuple[socket.socket, object]:
+        sock, address = original(self)
+        accepted.append(sock)
+        return sock, address
+
+    socket.socket.accept = accept_and_keep  # type: ignore[method-assign]
+    try:
+        yield
+    finally:
+        socket.socket.accept = original  # type: ignore[method-assign]
+        for sock in accepted:
+            sock.close()
+
+
+@contextmanager
 def serving_on_loopback(serve: Callable) -> Iterator[EchoServer]:
     """The learner's serve(listener, stop) in a thread, on a free loopback port (port 0)."""
     listener = listener_on_loopback()
     stop = threading.Event()
     running = EchoServer(listener.getsockname(), LearnerThread(serve, listener, stop), stop, listener=listener)
-    running.thread.start()
     try:
-        yield running
-        running.shut_down()
+        with holding_accepted(running.accepted):
+            running.thread.start()
+            yield running
+            running.shut_down()
     finally:
         listener.close()
+
+
+def wait_until_waiting(thread: LearnerThread, timeout: float = 2.0) -> None:
+    """Until the server's thread sleeps in the kernel (state S: in poll(), select(), recv()), or the timeout."""
+    path = f"/proc/self/task/{thread.thread.native_id}/stat"
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if open(path).read().rpartition(")")[2].split()[0] == "S":
+                return
+        except (OSError, IndexError):
+            return  # the thread has ended: nothing to wait for
+        time.sleep(0.005)
 
 
 def expect_echo(server: EchoServer, sock: socket.socket, data: bytes, situation: str = "") -> None:
@@ -220,12 +260,15 @@ def test_returns_soon_after_stop_is_set(server: EchoServer) -> None:
     client = server.connect()
     client.sendall(b"ping")
     expect_echo(server, client, b"ping")
+    wait_until_waiting(server.thread)  # set while it waits, not while it is about to look at stop anyway
     server.stop.set()
     if not server.thread.join(STOP_SECONDS):
         pytest.fail(f"your server was still running {STOP_SECONDS:g} s after stop was set: wait with "
                     "a timeout (poll() counts milliseconds, epoll and select seconds) and look at "
                     "stop.is_set() every time the wait returns.", pytrace=False)
     server.fail_if_crashed(" while stopping")
-    if peers.closed_by_peer(client, peers.DEADLINE) is not True:
-        pytest.fail("your server returned but left the client's connection open: close every client "
-                    "socket before returning.", pytrace=False)
+    left_open = [sock for sock in server.accepted if sock.fileno() != -1]
+    if peers.closed_by_peer(client, 1.0) is not True or left_open:  # it has returned: any close is made
+        pytest.fail(f"your server returned but left {len(left_open) or 1} of {len(server.accepted)} client "
+                    "connections open: close every client socket before returning (the garbage collector "
+                    "closing them some time later is not the same thing).", pytrace=False)

@@ -51,10 +51,40 @@ def load_learner_module(path: Path) -> ModuleType:
     try:
         spec.loader.exec_module(module)
     except SyntaxError as err:
-        raise LearnerFileError(f"{path.name} does not compile: line {err.lineno}: {err.msg}.") from None
+        raise LearnerFileError(syntax_error_text(path, err)) from None
     except BaseException as err:  # noqa: BLE001 - anything at import is the learner's to see
         raise LearnerFileError(f"importing {path.name} failed: {describe_exception(err)}") from None
     return module
+
+
+def syntax_error_text(path: Path, err: SyntaxError) -> str:
+    """'frames.py does not compile: line 3: expected ':'.' and that line, with a caret under the place."""
+    from lessons.i18n import _
+
+    text = _("{file} does not compile: line {line}: {problem}.").format(
+        file=path.name, line=err.lineno, problem=err.msg)
+    source = (err.text or "").rstrip("\n")
+    if not source.strip():
+        return text
+    shown = source.expandtabs(4)
+    indent = len(shown) - len(shown.lstrip())
+    column = max(indent, min(len(shown), len(source[:max(0, (err.offset or 1) - 1)].expandtabs(4))))
+    return f"{text}\n    {shown.strip()}\n    {' ' * (column - indent)}^"
+
+
+def human_size(value: str | None) -> str:
+    """'1073741824' -> '1 GiB'; unknown -> 'the limit'."""
+    try:
+        size = float(value or "")
+    except ValueError:
+        from lessons.i18n import _
+
+        return _("the limit")
+    for unit in ("bytes", "KiB", "MiB", "GiB"):
+        if size < 1024 or unit == "GiB":
+            return f"{size:g} {unit}"
+        size /= 1024
+    return f"{size:g} GiB"
 
 
 def fresh_dir(label: str = "t") -> Path:

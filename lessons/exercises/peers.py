@@ -165,10 +165,16 @@ def trickle(writer: socket.socket, reader: socket.socket, data: bytes, timeout: 
     deadline = time.monotonic() + timeout
     for index in range(len(data)):
         writer.sendall(data[index:index + 1])
-        while _waiting_in(reader) > 0:
-            if time.monotonic() > deadline:
-                return
-            time.sleep(0.001)
+        wait_until_read(reader, deadline - time.monotonic())
+        if time.monotonic() > deadline:
+            return
+
+
+def wait_until_read(reader: socket.socket, timeout: float = DEADLINE) -> None:
+    """Return once the code under test has read everything sent so far (or at the deadline)."""
+    deadline = time.monotonic() + timeout
+    while _waiting_in(reader) > 0 and time.monotonic() < deadline:
+        time.sleep(0.001)
 
 
 def _waiting_in(reader: socket.socket) -> int:

@@ -9,6 +9,7 @@ raised. The runner never has to parse pytest's text output.
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import signal
@@ -19,6 +20,7 @@ from typing import Any, Iterator
 import pytest
 
 from lessons.exercises import harness
+from lessons.i18n import _
 
 DEFAULT_LIMIT = 20.0  # seconds one check may take on a busy machine; @pytest.mark.limit(s) overrides
 
@@ -137,21 +139,50 @@ def explain(error: BaseException, item: pytest.Item | None = None) -> dict[str, 
     if isinstance(error, AssertionError):
         text = str(error).split("\nassert ")[0].strip()
         return {"message": text or "a check failed without saying why (a bug in the check)."}
+    over = over_a_limit(error)
+    if over:
+        return {"message": over}
     if harness.is_todo(error):
         return {"message": harness.todo_text(error), "todo": True}
     if isinstance(error, harness.NotStarted):
         return {"message": str(error), "todo": True}
     if isinstance(error, CheckTimeout):
-        place = harness.where(error.__traceback__)
-        if not place:
-            return {"message": f"the check gave up waiting for your code: {error}."}
-        marker = item.get_closest_marker("if_hangs") if item is not None else None
-        advice = marker.args[0] if marker else ("Something waits forever: a blocking call with no data "
-                                                "coming, or a loop that never ends.")
-        return {"message": f"your code was {error}, at {place}. {advice}"}
+        return took_too_long(error, item)
     if harness.learner_frame(error.__traceback__) is not None:
         return {"message": f"your code raised {harness.describe_exception(error)}"}
     return {"message": f"the check could not go on: {harness.describe_exception(error)}"}
+
+
+def took_too_long(error: CheckTimeout, item: pytest.Item | None) -> dict[str, Any]:
+    """'this check took longer than 10 s: your code was still running, at frames.py line 12: ...'."""
+    limit = limit_of(item) if item is not None else DEFAULT_LIMIT
+    place = harness.where(error.__traceback__)
+    if place:
+        marker = item.get_closest_marker("if_hangs") if item is not None else None
+        advice = marker.args[0] if marker else _("Something waits forever: a blocking call with no data "
+                                                 "coming, or a loop that never ends.")
+        reason = _("your code was still running, at {place}. {advice}").format(place=place, advice=advice)
+    else:
+        reason = _("it gave up waiting for your code.")
+    return {"message": _("this check took longer than {limit} s: {reason}").format(limit=f"{limit:g}", reason=reason),
+            "timed_out": True, "limit": limit, "reason": reason}
+
+
+def over_a_limit(error: BaseException) -> str:
+    """The sandbox's limits, in the learner's words; '' if `error` is not about one."""
+    if isinstance(error, MemoryError):
+        return _("your code used more than {size} of memory (the check's limit){place}: is something "
+                 "growing without end, or reading a whole stream into memory?").format(
+            size=harness.human_size(os.environ.get("LEARN_MEMORY_LIMIT")), place=_at(error))
+    if isinstance(error, OSError) and error.errno == errno.EFBIG:
+        return _("your code wrote a file larger than {size} (the check's limit){place}.").format(
+            size=harness.human_size(os.environ.get("LEARN_FILE_LIMIT")), place=_at(error))
+    return ""
+
+
+def _at(error: BaseException) -> str:
+    place = harness.where(error.__traceback__)
+    return _(", at {place}").format(place=place) if place else ""
 
 
 def pytest_collection_finish(session: pytest.Session) -> None:

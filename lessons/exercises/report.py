@@ -13,6 +13,7 @@ from rich.markup import escape
 
 from lessons.exercises.catalog import Exercise
 from lessons.exercises.runner import CheckResult, LeakedProcess
+from lessons.i18n import _, ngettext
 
 INDENT = "      "
 
@@ -72,13 +73,18 @@ def notes_after(result: CheckResult) -> list[str]:
                      "everything it had started was killed.")
     if result.interrupted:
         lines.append("the check was interrupted; everything it had started was killed.")
-    for leak in result.leaked:
-        lines.append(describe_leak(leak))
+    lines += leak_notes(result.leaked)
     for name in result.leftover_files:
         lines.append(f"a socket file was left behind: {name} "
                      "(a server removes its socket file when it stops).")
     if result.runner_problem:
         lines.append(result.runner_problem)
+    if result.escaped:
+        count = len(result.escaped)
+        lines.append(ngettext("{n} process of the check was still running when the check runner had gone; "
+                              "it was found and killed.",
+                              "{n} processes of the check were still running when the check runner had gone; "
+                              "they were found and killed.", count).format(n=count))
     if not result.followed_orphans:
         lines.append("the check could not become a child subreaper (prctl failed), so a process that "
                      "left its parent behind may have gone unnoticed.")
@@ -86,6 +92,34 @@ def notes_after(result: CheckResult) -> list[str]:
         lines.append(f"no check ran (pytest exit code {result.exit_code}); "
                      "run again with --verbose to see pytest's output.")
     return lines
+
+
+MANY_LEAKS = 3  # more leftovers than this are summed up in one line
+
+
+def leak_notes(leaks: list[LeakedProcess]) -> list[str]:
+    """One sentence per leftover process, or one for them all when there are many."""
+    if len(leaks) <= MANY_LEAKS:
+        return [describe_leak(leak) for leak in leaks]
+    zombies = sum(leak.state == "Z" for leak in leaks)
+    away = sum(leak.own_session and leak.state != "Z" for leak in leaks)
+    kinds = []
+    if away:
+        kinds.append(ngettext("{n} had called setsid() and left the check's session",
+                              "{n} had called setsid() and left the check's session", away).format(n=away))
+    if zombies:
+        kinds.append(ngettext("{n} was a zombie nobody reaped with os.waitpid()",
+                              "{n} were zombies nobody reaped with os.waitpid()", zombies).format(n=zombies))
+    rest = len(leaks) - away - zombies
+    if rest:
+        kinds.append(ngettext("{n} was simply never stopped", "{n} were simply never stopped", rest).format(n=rest))
+    first = leaks[0]
+    listening = sorted({address for leak in leaks for address in leak.listening})
+    heard = _("; between them they listened on {addresses}").format(
+        addresses=", ".join(listening[:3]) + (", ..." if len(listening) > 3 else "")) if listening else ""
+    return [_("{n} processes outlived the check ({kinds}){heard}. All were killed. The first was process "
+              "{pid} ({command}).").format(n=len(leaks), kinds="; ".join(kinds), heard=heard, pid=first.pid,
+                                          command=shorten(first.command))]
 
 
 def describe_leak(leak: LeakedProcess) -> str:

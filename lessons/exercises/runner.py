@@ -15,6 +15,7 @@ learner's mistake never outlives the check.
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import signal
@@ -22,14 +23,23 @@ import stat
 import subprocess
 import sys
 import tempfile
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable
 
 import lessons
 from lessons.exercises import harness
+from lessons.exercises.containment import Containment
+from lessons.i18n import _
 from lessons.exercises.catalog import Exercise
 
 GRACE = 20.0  # seconds the sandbox gets, beyond the check's limit, to sweep and report
+MEMORY_LIMIT = 1 << 30  # bytes of address space for the checks and the learner's code (RLIMIT_AS)
+FILE_LIMIT = 64 << 20  # bytes: the largest file the checks and the learner's code may write (RLIMIT_FSIZE)
+MEMORY_VARIABLE = "LEARN_MEMORY_LIMIT"  # tell the plugin, so that it can say which limit was hit
+FILE_VARIABLE = "LEARN_FILE_LIMIT"
+_runs = itertools.count(1)
 PACKAGE_ROOT = Path(lessons.__file__).resolve().parent.parent
 
 
@@ -73,6 +83,10 @@ class CheckResult:
     running_at_timeout: str | None
     raw_output: str
     runner_problem: str = ""  # the sandbox itself failed (a bug or a broken installation)
+    runner_killed_by: int | None = None  # the signal that ended the sandbox: the learner's code sent it?
+    escaped: list[int] = field(default_factory=list)  # pids the runner itself had to kill (after the sandbox died)
+    memory_limit: int = MEMORY_LIMIT
+    file_limit: int = FILE_LIMIT
     collected: int = 0  # how many checks there are; more than len(checks) when the run was cut short
     followed_orphans: bool = True  # the sandbox became a subreaper, so daemons could not slip away
 
@@ -80,7 +94,7 @@ class CheckResult:
     def passed(self) -> bool:
         return (self.exit_code == 0 and bool(self.checks) and all(c.outcome != "failed" for c in self.checks)
                 and not (self.timed_out or self.interrupted or self.leaked or self.leftover_files
-                         or self.runner_problem))
+                         or self.runner_problem or self.runner_killed_by or self.escaped))
 
     @property
     def untouched(self) -> bool:
@@ -89,17 +103,22 @@ class CheckResult:
         return bool(failed) and all(check.todo for check in failed)
 
 
-def pytest_argv(exercise: Exercise, workdir: Path) -> list[str]:
+def pytest_argv(exercise: Exercise, workdir: Path, only: str | None = None) -> list[str]:
+    """pytest on the exercise's checks; `only` names one check (a test function) to run alone."""
     ini = workdir / "pytest.ini"
     ini.write_text("[pytest]\naddopts =\n", encoding="utf-8")
+    target = f"{exercise.check}::{only}" if only else str(exercise.check)
     return [sys.executable, "-m", "pytest", "-p", "lessons.exercises.plugin", "-p", "no:cacheprovider",
             "-c", str(ini), "--rootdir", str(workdir), "--import-mode=importlib", "-q", "--color=no",
-            "-o", "console_output_style=classic", str(exercise.check)]
+            "-o", "console_output_style=classic", target]
 
 
-def check_environment(learner_file: Path, workdir: Path, sockets: Path, report: Path) -> dict[str, str]:
+def check_environment(learner_file: Path, workdir: Path, sockets: Path, report: Path,
+                      limits: tuple[int, int] = (MEMORY_LIMIT, FILE_LIMIT)) -> dict[str, str]:
     env = dict(os.environ)
     env.update({
+        MEMORY_VARIABLE: str(limits[0]),
+        FILE_VARIABLE: str(limits[1]),
         harness.FILE_VARIABLE: str(learner_file.resolve()),
         harness.TEMP_VARIABLE: str(sockets),
         harness.REPORT_VARIABLE: str(report),
@@ -110,8 +129,17 @@ def check_environment(learner_file: Path, workdir: Path, sockets: Path, report: 
     return env
 
 
-def run_check(exercise: Exercise, learner_file: Path, time_limit: float | None = None) -> CheckResult:
-    """Run the exercise's checks against `learner_file`; never raises for the learner's faults."""
+Progress = Callable[[dict], None]
+
+
+def run_check(exercise: Exercise, learner_file: Path, time_limit: float | None = None,
+              progress: Progress | None = None, memory_limit: int = MEMORY_LIMIT,
+              file_limit: int = FILE_LIMIT, only: str | None = None) -> CheckResult:
+    """Run the exercise's checks against `learner_file`; never raises for the learner's faults.
+
+    `progress`, if given, is called with each record the checks write (a check started,
+    a result) while they run: the CLI shows them live.
+    """
     limit = time_limit if time_limit is not None else exercise.time_limit
     with tempfile.TemporaryDirectory(prefix="learn-check-", ignore_cleanup_errors=True) as temp:
         workdir = Path(temp)
@@ -120,35 +148,104 @@ def run_check(exercise: Exercise, learner_file: Path, time_limit: float | None =
         sockets.mkdir()
         sockets.chmod(0o711)
         paths = {name: workdir / name for name in ("report.jsonl", "pytest.out", "sandbox.json", "sandbox.out")}
-        config = {"argv": pytest_argv(exercise, workdir), "time_limit": limit, "runner_pid": os.getpid(),
-                  "output": str(paths["pytest.out"]), "result": str(paths["sandbox.json"])}
+        hold = Containment(f"{harness.TEMP_VARIABLE}={sockets}", f"learn-check-{os.getpid()}-{next(_runs)}")
+        config = {"argv": pytest_argv(exercise, workdir, only), "time_limit": limit, "runner_pid": os.getpid(),
+                  "output": str(paths["pytest.out"]), "result": str(paths["sandbox.json"]),
+                  "cgroup": str(hold.cgroup) if hold.cgroup else None,
+                  "memory_limit": memory_limit, "file_limit": file_limit}
         config_path = workdir / "config.json"
         config_path.write_text(json.dumps(config), encoding="utf-8")
-        env = check_environment(learner_file, workdir, sockets, paths["report.jsonl"])
-        runner_problem = supervise(config_path, env, workdir, paths["sandbox.out"], limit)
-        return gather(exercise, limit, paths, sockets, runner_problem)
+        env = check_environment(learner_file, workdir, sockets, paths["report.jsonl"], (memory_limit, file_limit))
+        started = time.monotonic()
+        try:
+            ended = supervise(config_path, env, workdir, paths, limit, hold, progress)
+        finally:
+            escaped = hold.kill_all()  # whatever the sandbox could not: its own killers, their daemons
+            hold.close()
+        result = gather(exercise, limit, paths, sockets, ended)
+        result.escaped = sorted(set(ended.escaped) | set(escaped))
+        result.memory_limit, result.file_limit = memory_limit, file_limit
+        result.elapsed = result.elapsed or time.monotonic() - started
+        return result
 
 
-def supervise(config_path: Path, env: dict[str, str], workdir: Path, output: Path, limit: float) -> str:
-    """Start the sandbox in a session of its own and wait for it; '' if all went as planned."""
-    with open(output, "wb") as out:
+@dataclass
+class SandboxEnd:
+    """How the sandbox process ended, as the runner saw it."""
+
+    problem: str = ""  # '' when it ended as planned
+    killed_by: int | None = None  # a signal nobody here sent: the learner's code killed it
+    escaped: list[int] = field(default_factory=list)  # what was left of the run then, killed by us
+
+
+def supervise(config_path: Path, env: dict[str, str], workdir: Path, paths: dict[str, Path], limit: float,
+              hold: Containment, progress: Progress | None = None) -> SandboxEnd:
+    """Start the sandbox in a session of its own and wait for it, passing on progress."""
+    with open(paths["sandbox.out"], "wb") as out:
         sandbox = subprocess.Popen(
             [sys.executable, "-m", "lessons.exercises.sandbox", str(config_path)],
             stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
             env=env, cwd=workdir, start_new_session=True)
+    hold.session = sandbox.pid
+    follower = RecordFollower(paths["report.jsonl"], progress)
     try:
-        sandbox.wait(limit + GRACE)
+        finished = wait_following(sandbox, limit + GRACE, follower)
     except KeyboardInterrupt:
         sandbox.send_signal(signal.SIGTERM)  # the sandbox sweeps and reports, then we re-raise
         _wait_or_kill(sandbox)
         raise
-    except subprocess.TimeoutExpired:
+    if not finished:
         _wait_or_kill(sandbox, 0)
-        return "the check runner itself did not finish in time and was killed"
+        return SandboxEnd(_("the check runner itself did not finish in time and was killed."))
+    if sandbox.returncode < 0:
+        escaped = hold.kill_all()  # first stop what is left, so that no check reports after this moment
+        follower.poll()
+        return SandboxEnd(killed_by=-sandbox.returncode, escaped=escaped)
     if sandbox.returncode != 0:
-        tail = output.read_text(errors="replace")[-2000:]
-        return f"the check runner failed (exit code {sandbox.returncode}): {tail}"
-    return ""
+        tail = paths["sandbox.out"].read_text(errors="replace")[-2000:]
+        return SandboxEnd(_("the check runner failed (exit code {code}): {tail}").format(
+            code=sandbox.returncode, tail=tail))
+    follower.poll()
+    return SandboxEnd()
+
+
+def wait_following(process: subprocess.Popen, timeout: float, follower: "RecordFollower") -> bool:
+    """Wait for `process`, reading new records as they come; False at the timeout."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            process.wait(FOLLOW_SECONDS)
+            return True
+        except subprocess.TimeoutExpired:
+            follower.poll()
+    return False
+
+
+FOLLOW_SECONDS = 0.1
+
+
+class RecordFollower:
+    """Reads the plugin's JSON lines as they are appended and hands each whole one on."""
+
+    def __init__(self, path: Path, progress: Progress | None) -> None:
+        self.path, self.progress, self.offset, self.partial = path, progress, 0, b""
+
+    def poll(self) -> None:
+        if self.progress is None:
+            return
+        try:
+            with open(self.path, "rb") as source:
+                source.seek(self.offset)
+                data = source.read()
+        except OSError:
+            return
+        self.offset += len(data)
+        *lines, self.partial = (self.partial + data).split(b"\n")
+        for line in lines:
+            try:
+                self.progress(json.loads(line))
+            except json.JSONDecodeError:
+                continue
 
 
 def _wait_or_kill(process: subprocess.Popen, timeout: float = GRACE) -> None:
@@ -160,10 +257,13 @@ def _wait_or_kill(process: subprocess.Popen, timeout: float = GRACE) -> None:
 
 
 def gather(exercise: Exercise, limit: float, paths: dict[str, Path], sockets: Path,
-           runner_problem: str) -> CheckResult:
+           ended: SandboxEnd) -> CheckResult:
     """Merge the plugin's JSON lines, the sandbox's sweep and the leftover files into one result."""
     records = read_records(paths["report.jsonl"])
     sandbox = _read_json(paths["sandbox.json"])
+    runner_problem = ended.problem
+    if ended.killed_by is not None:
+        return killed_from_inside(exercise, limit, records, paths, sockets, ended.killed_by)
     if not sandbox and not runner_problem:
         runner_problem = "the check runner left no result: " + _read_text(paths["sandbox.out"])[-2000:]
     session = next((r for r in records if r["event"] == "session"), None)
@@ -172,8 +272,7 @@ def gather(exercise: Exercise, limit: float, paths: dict[str, Path], sockets: Pa
     checks = merge_checks(records)
     running = unfinished(records) if (timed_out or session is None) else None
     if running is not None:
-        checks.append(CheckOutcome(running["name"], running["title"], "failed",
-                                   message=cut_short(timed_out, exit_code)))
+        checks = cut_off(checks, running, cut_short(timed_out, exit_code))
     return CheckResult(
         exercise_id=exercise.id,
         checks=checks,
@@ -191,6 +290,40 @@ def gather(exercise: Exercise, limit: float, paths: dict[str, Path], sockets: Pa
         runner_problem=runner_problem or ("" if session or timed_out or running or exit_code is None
                                           else _collection_problem(exit_code)),
     )
+
+
+def killed_from_inside(exercise: Exercise, limit: float, records: list[dict], paths: dict[str, Path],
+                       sockets: Path, signal_number: int) -> CheckResult:
+    """The sandbox died of a signal nobody here sent: the learner's code killed the check runner."""
+    checks = merge_checks(records)
+    running = unfinished(records)
+    name = signal_name(signal_number)
+    if running is not None:
+        checks = cut_off(checks, running, _("the process running the checks was killed ({signal}) during "
+                                            "this check.").format(signal=name))
+    problem = _("your code killed the process that runs the checks ({signal}): never signal a parent "
+                "process or a process group you did not make. The checks after that did not run.").format(
+        signal=name)
+    return CheckResult(
+        exercise_id=exercise.id, checks=checks, exit_code=None, timed_out=False, interrupted=False,
+        time_limit=limit, elapsed=0.0, leaked=[], leftover_files=leftover_sockets(sockets),
+        running_at_timeout=None, raw_output=_read_text(paths["pytest.out"]), runner_problem=problem,
+        collected=next((r["count"] for r in records if r["event"] == "collected"), len(checks)),
+        runner_killed_by=signal_number)
+
+
+def signal_name(number: int) -> str:
+    try:
+        return f"{signal.Signals(number).name}, signal {number}"
+    except ValueError:
+        return f"signal {number}"
+
+
+def cut_off(checks: list[CheckOutcome], running: dict, why: str) -> list[CheckOutcome]:
+    """The check that was running failed with `why`, in place of anything it reported before: one line."""
+    failed = CheckOutcome(running["name"], running["title"], "failed", message=why)
+    kept = [check for check in checks if check.name != running["name"]]
+    return kept + [failed]
 
 
 def merge_checks(records: list[dict]) -> list[CheckOutcome]:

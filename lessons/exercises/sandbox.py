@@ -17,6 +17,7 @@ import ctypes
 import ipaddress
 import json
 import os
+import resource
 import shutil
 import signal
 import sys
@@ -25,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from lessons import procfs
+from lessons.exercises import containment
 
 PR_SET_PDEATHSIG = 1  # from <linux/prctl.h>
 PR_SET_CHILD_SUBREAPER = 36
@@ -49,6 +51,19 @@ def stop_with_parent(parent: int) -> None:
 def _prctl(option: int, value: int) -> bool:
     libc = ctypes.CDLL(None, use_errno=True)
     return libc.prctl(option, value, 0, 0, 0) == 0
+
+
+def set_limits(memory: int | None, file_size: int | None) -> None:
+    """Limits for everything we start: address space and the size of any file written.
+
+    With SIGXFSZ ignored, a write past the file limit fails with EFBIG (an OSError the
+    check can explain) instead of killing the writer outright.
+    """
+    if memory:
+        resource.setrlimit(resource.RLIMIT_AS, (memory, memory))
+    if file_size:
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (file_size, file_size))
 
 
 def start_pytest(argv: list[str], output: str) -> int:
@@ -190,8 +205,10 @@ def main(config_path: str) -> int:
     signal.signal(signal.SIGINT, request_stop)
     stop_with_parent(config["runner_pid"])
     me = os.getpid()
+    containment.join(config.get("cgroup"))  # first: all we start is born inside
     subreaper = become_subreaper()
     started = time.monotonic()
+    set_limits(config.get("memory_limit"), config.get("file_limit"))
     pytest_pid = start_pytest(config["argv"], config["output"])
     try:
         exit_code = wait_for(pytest_pid, config["time_limit"])

@@ -142,6 +142,9 @@ class Workspace:
             backup = backup_dir / f"{path.stem}-{time.strftime('%Y%m%d-%H%M%S')}.py"
             shutil.copyfile(path, backup)
         shutil.copyfile(exercise.stub, path)
+        record = self.of(exercise)
+        record.passed_at, record.last_result = None, None  # the pass was of the code now in .backup/
+        self.save()
         return backup
 
     # ----- progress ---------------------------------------------------------------------
@@ -150,10 +153,11 @@ class Workspace:
         return self.progress.setdefault(exercise.id, ExerciseProgress())
 
     def status(self, exercise: Exercise) -> str:
+        """The one place progress is decided: the stub is never done, whatever the record says."""
+        if self.is_untouched(exercise):
+            return NOT_STARTED
         record = self.progress.get(exercise.id, ExerciseProgress())
-        if record.passed_at:
-            return DONE
-        return NOT_STARTED if self.is_untouched(exercise) else PENDING
+        return DONE if record.passed_at else PENDING
 
     def next_unfinished(self) -> Exercise | None:
         return next((item for item in EXERCISES if self.status(item) != DONE), None)

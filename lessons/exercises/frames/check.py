@@ -91,6 +91,27 @@ def test_recv_exact_takes_no_more_than_asked(learner: ModuleType, pair) -> None:
         + compare_bytes(b"rest of it", second))
 
 
+@pytest.mark.limit(15)
+def test_recv_exact_asks_only_for_what_is_still_missing(learner: ModuleType, pair) -> None:
+    """recv_exact() asks recv() only for the bytes still missing, not for `count` every time"""
+    peer, yours = pair
+    first, second = b"record one!!!", b"RECORD TWO!!!"  # 13 bytes each
+
+    def part_then_rest_and_next() -> None:
+        peer.sendall(first[:5])
+        peers.wait_until_read(yours)  # your first recv() has taken the 5 bytes
+        peer.sendall(first[5:] + second)  # the missing 8, glued to the next record
+
+    peers.in_background(part_then_rest_and_next)
+    got = learner.recv_exact(yours, 13)
+    assert got == first, (
+        "5 bytes arrived, then the other 8 together with the next 13-byte record; recv_exact(sock, 13) "
+        "returned the wrong bytes (after the first 5, recv() must be asked for 13 - 5 = 8 bytes, not 13: "
+        "anything more is the next record's):\n" + compare_bytes(first, got))
+    rest = learner.recv_exact(yours, 13)
+    assert rest == second, "the next recv_exact(sock, 13) returned the wrong bytes:\n" + compare_bytes(second, rest)
+
+
 @pytest.mark.limit(10)
 @pytest.mark.if_hangs("The peer had closed: from then on recv() returns b'' at once, every time. "
                       "Check for b'' and raise EOFError.")
@@ -136,6 +157,18 @@ def test_recv_frame_reads_frames_merged_into_one_send(learner: ModuleType, pair)
         got = learner.recv_frame(yours)
         assert got == payload, (f"frames merged into one send(): recv_frame() call {index + 1} returned the "
                                 f"wrong payload:\n" + compare_bytes(payload, got))
+
+
+@pytest.mark.limit(15)
+def test_recv_frame_reads_a_frame_whose_bytes_arrive_one_at_a_time(learner: ModuleType, pair) -> None:
+    """recv_frame() reads a frame whose header and payload arrive one byte per recv()"""
+    peer, yours = pair
+    payload = "收到了, one byte at a time".encode()
+    peers.in_background(lambda: peers.trickle(peer, yours, frame(payload)))
+    got = learner.recv_frame(yours)
+    assert got == payload, ("with every byte arriving on its own, recv_frame() returned the wrong payload "
+                            "(read the header with recv_exact too: one recv(4) may return 1 byte):\n"
+                            + compare_bytes(payload, got))
 
 
 # ----- FrameDecoder ----------------------------------------------------------------------

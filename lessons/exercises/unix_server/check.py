@@ -19,7 +19,7 @@ import pytest
 
 from lessons.exercises import peers
 from lessons.exercises.echo_battery import *  # noqa: F401,F403 - the shared echo-server checks
-from lessons.exercises.echo_battery import STOP_SECONDS, EchoServer, expect_echo
+from lessons.exercises.echo_battery import STOP_SECONDS, EchoServer, expect_echo, holding_accepted
 from lessons.exercises.harness import LearnerThread, fresh_dir
 
 NOBODY = 65534  # the unprivileged user a root check connects as
@@ -63,9 +63,12 @@ def stale_socket_file(path: Path) -> None:
 
 @pytest.fixture
 def server(learner: ModuleType) -> Iterator[EchoServer]:
-    running = start(learner, fresh_dir() / "echo.sock")
-    yield running
-    running.shut_down()
+    accepted: list[socket.socket] = []
+    with holding_accepted(accepted):
+        running = start(learner, fresh_dir() / "echo.sock")
+        running.accepted = accepted
+        yield running
+        running.shut_down()
 
 
 def expect_refusal(learner: ModuleType, path: Path, what: str) -> None:

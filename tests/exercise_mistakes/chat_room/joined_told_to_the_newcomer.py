@@ -1,0 +1,13 @@
+"""JOINED is broadcast to everyone, the newcomer included.
+
+Caught by: test_everyone_else_is_told_who_entered
+"""
+
+from lessons.exercises.chat_room import solution
+from lessons.exercises.chat_room.solution import *  # noqa: F401,F403
+
+
+class Room(solution.Room):
+    def join(self, conn, payload):
+        return [solution.Broadcast(effect.data) if isinstance(effect, solution.Broadcast) else effect
+                for effect in super().join(conn, payload)]

@@ -1,0 +1,12 @@
+"""LEAVE tells the others but does not close the connection.
+
+Caught by: test_leaving_tells_the_others_and_closes
+"""
+
+from lessons.exercises.chat_room import solution
+from lessons.exercises.chat_room.solution import *  # noqa: F401,F403
+
+
+class Room(solution.Room):
+    def leave(self, conn):
+        return self.disconnect(conn)

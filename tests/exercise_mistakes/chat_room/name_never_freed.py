@@ -1,0 +1,16 @@
+"""A member who leaves is removed from the members but their name stays taken.
+
+Caught by: test_a_freed_name_can_be_taken_again
+"""
+
+from lessons.exercises.chat_room import solution
+from lessons.exercises.chat_room.solution import *  # noqa: F401,F403
+
+
+class Room(solution.Room):
+    def disconnect(self, conn):
+        self.connections.discard(conn)
+        name = self.members.pop(conn, None)
+        if name is None:
+            return []
+        return [solution.Broadcast(solution.codec.encode_text(solution.Kind.LEFT, name))]

@@ -1,0 +1,13 @@
+"""WELCOME (and every error) is broadcast instead of sent to its one connection: the others get a WELCOME too.
+
+Caught by: test_everyone_else_is_told_who_entered
+"""
+
+from lessons.exercises.chat_room import solution
+from lessons.exercises.chat_room.solution import *  # noqa: F401,F403
+
+
+class Room(solution.Room):
+    def join(self, conn, payload):
+        return [solution.Broadcast(effect.data) if isinstance(effect, solution.Send) else effect
+                for effect in super().join(conn, payload)]
