@@ -21,6 +21,8 @@ from chatwire import Kind, encode
 from forkcrowd import shutdown_under_load
 
 from capstone import fork_engine
+from lessons import procfs
+from lessons.common import wait_for
 
 pytestmark = pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads /proc")
 
@@ -28,58 +30,41 @@ RELAY_END_SECONDS = 1.0  # a relay must be gone this long after its hub (or its 
 
 
 # ----------------------------------------------------------------------------- /proc
-def stat_fields(pid: int) -> list[str] | None:
-    """Fields 3 onwards of /proc/PID/stat (state first), or None once the pid is gone."""
-    try:
-        text = Path(f"/proc/{pid}/stat").read_text()
-    except (FileNotFoundError, ProcessLookupError):
-        return None
-    return text.rsplit(")", 1)[1].split()
+def running(pid: int) -> bool:
+    """The process exists and is not a zombie (an orphan's zombie waits for init)."""
+    return procfs.state(pid) not in (None, "Z")
 
 
-def alive(pid: int, started: str) -> bool:
-    """The process still runs: it exists, is not a zombie, and is the same one (start time)."""
-    fields = stat_fields(pid)
-    return fields is not None and fields[0] != "Z" and fields[19] == started
-
-
-def children_of(parent: int) -> dict[int, str]:
-    """pid -> start time (field 22) of every live child of `parent`."""
-    found = {}
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            fields = stat_fields(int(entry.name))
-            if fields is not None and fields[1] == str(parent) and fields[0] != "Z":
-                found[int(entry.name)] = fields[19]
-    return found
+def running_children(parent: int) -> list[int]:
+    return [pid for pid in procfs.children(parent) if running(pid)]
 
 
 def cpu_ticks(pid: int) -> int:
-    fields = stat_fields(pid)
-    return 0 if fields is None else int(fields[11]) + int(fields[12])  # utime + stime
+    info = procfs.read_stat(pid)
+    return info.cpu_ticks if info else 0
 
 
-def wait_until(condition, timeout: float) -> bool:  # noqa: ANN001
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.01)  # polling interval of a deadline loop
+def within(seconds: float, condition) -> bool:  # noqa: ANN001
+    """True once `condition()` holds, False if it still does not after `seconds`."""
+    try:
+        wait_for(condition, timeout=seconds)
+    except TimeoutError:
+        return False
     return True
 
 
-def relays_after_joining(server: ChatServer, count: int) -> dict[int, str]:
-    """Wait until the hub has `count` relay children; returns them."""
+def relays_after_joining(server: ChatServer, count: int) -> list[int]:
+    """Wait until the hub has `count` relay children; returns their pids."""
     hub = server.process.pid
-    assert wait_until(lambda: len(children_of(hub)) >= count, timeout=15), children_of(hub)
-    return children_of(hub)
+    assert within(15, lambda: len(running_children(hub)) >= count), procfs.children(hub)
+    return running_children(hub)
 
 
-def survivors(relays: dict[int, str]) -> list[int]:
-    return [pid for pid, started in relays.items() if alive(pid, started)]
+def survivors(relays: list[int]) -> list[int]:
+    return [pid for pid in relays if running(pid)]
 
 
-def kill_survivors(relays: dict[int, str]) -> None:
+def kill_survivors(relays: list[int]) -> None:
     """Clean up after a failing test: no relay of ours may stay behind."""
     for pid in survivors(relays):
         os.kill(pid, signal.SIGKILL)
@@ -104,7 +89,7 @@ def test_sigterm_with_sending_members_that_stay_connected_exits_within_a_second(
 def test_no_relay_survives_a_sigkilled_hub() -> None:
     server = ChatServer.start("--engine", "fork", "--port", "0")
     members = []
-    relays: dict[int, str] = {}
+    relays: list[int] = []
     try:
         for i in range(3):
             member = server.connect(f"m{i}")
@@ -113,7 +98,7 @@ def test_no_relay_survives_a_sigkilled_hub() -> None:
         relays = relays_after_joining(server, 3)
         server.process.kill()
         killed_at = time.monotonic()
-        assert wait_until(lambda: not survivors(relays), timeout=RELAY_END_SECONDS), (
+        assert within(RELAY_END_SECONDS, lambda: not survivors(relays)), (
             f"relays {survivors(relays)} still running {time.monotonic() - killed_at:.2f} s after the hub was killed")
     finally:
         kill_survivors(relays)
@@ -127,7 +112,7 @@ def test_relay_of_a_dropped_reader_that_never_reads_ends_and_does_not_spin() -> 
     """The hub drops a member that does not read (its pair closes, the hub lives on); the
     relay, its buffer full, must end, not poll the hang-up forever (the 848 relays in R)."""
     server = ChatServer.start("--engine", "fork", "--port", "0", "--rate-limit", "0", "--max-queue", "65536")
-    relays: dict[int, str] = {}
+    relays: list[int] = []
     try:
         stuck = server.connect("stuck", rcvbuf=4096)
         stuck.join("stuck")
@@ -147,9 +132,9 @@ def test_relay_of_a_dropped_reader_that_never_reads_ends_and_does_not_spin() -> 
                 continue
             break
         dropped_at = time.monotonic()
-        (pid, started), = stuck_relay.items()
+        (pid,) = stuck_relay
         before = cpu_ticks(pid)
-        ended = wait_until(lambda: not alive(pid, started), timeout=RELAY_END_SECONDS)
+        ended = within(RELAY_END_SECONDS, lambda: not running(pid))
         spent = cpu_ticks(pid) - before
         assert ended, (f"the dropped member's relay still runs {time.monotonic() - dropped_at:.2f} s later "
                        f"(used {spent} CPU ticks meanwhile)")
@@ -194,19 +179,14 @@ def test_relay_ends_when_its_hub_socket_closes_even_with_a_client_that_never_rea
     hub_end.close()
     try:
         fill_until_blocked(hub_side, b"m" * 65536)  # client_side reads nothing
-        started = stat_fields(pid)[19]
         hub_side.close()
         closed_at = time.monotonic()
-        ended = wait_until(lambda: os.waitpid(pid, os.WNOHANG)[0] == pid, timeout=RELAY_END_SECONDS)
+        ended = within(RELAY_END_SECONDS, lambda: not running(pid))
         assert ended, f"relay still running {time.monotonic() - closed_at:.2f} s after its hub closed, " \
                       f"{cpu_ticks(pid)} CPU ticks used"
     finally:
-        if stat_fields(pid) is not None and stat_fields(pid)[0] != "Z" and stat_fields(pid)[19] == started:
-            os.kill(pid, signal.SIGKILL)
-        try:
-            os.waitpid(pid, 0)
-        except ChildProcessError:
-            pass
+        kill_survivors([pid])
+        os.waitpid(pid, 0)
         client_side.close()
 
 
@@ -218,7 +198,7 @@ def test_relay_keeps_nothing_of_the_hub_but_its_two_sockets() -> None:
     with ChatServer.start("--engine", "fork", "--port", "0") as server:
         member = server.connect("m")
         member.join("m")
-        (relay, _), = relays_after_joining(server, 1).items()
+        (relay,) = relays_after_joining(server, 1)
         fds = {int(fd): os.readlink(f"/proc/{relay}/fd/{fd}") for fd in os.listdir(f"/proc/{relay}/fd")}
         assert fds[0] == fds[1] == fds[2] == "/dev/null", fds
         others = [target for fd, target in fds.items() if fd > 2]
