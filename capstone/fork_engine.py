@@ -35,6 +35,9 @@ import time
 
 from capstone.server import LINGER_SECONDS, ChatServer
 
+if sys.platform == "linux":  # imported here, in the hub: a new relay imports nothing
+    from lessons.process_states import die_with_parent, libc
+
 RELAY_BUFFER = 256 * 1024  # a child stops reading from one side while this much waits for the other
 RELAY_EXIT_WAIT = 0.15  # how long the hub waits for relays to end before killing them
 SHUTDOWN_LINGER = 0.3  # at shutdown, relays still lingering this long after the signal are killed
@@ -48,7 +51,7 @@ class ForkingChatServer(ChatServer):
         super().__init__(*args, **kwargs)
         self.relays: set[int] = set()  # pids of relay children not yet reaped
         if sys.platform == "linux":
-            libc()  # load it here, so that a new relay has nothing to load
+            libc()  # loaded once in the hub, so that a new relay has nothing to load
 
     def connect_client(self, sock: socket.socket, label: str) -> socket.socket | None:
         hub_end, child_end = socket.socketpair()
@@ -157,12 +160,6 @@ def leave_signals_to_hub() -> None:
         signal.signal(signum, signal.SIG_IGN)
 
 
-def libc():  # noqa: ANN201
-    from lessons.process_states import libc as lesson_libc
-
-    return lesson_libc()
-
-
 def die_with_hub(hub_pid: int) -> None:
     """Linux: the kernel SIGKILLs this relay when the hub ends, however it ends.
 
@@ -170,8 +167,6 @@ def die_with_hub(hub_pid: int) -> None:
     getppid() already names another process: end now.
     """
     if sys.platform == "linux":
-        from lessons.process_states import die_with_parent
-
         die_with_parent(hub_pid)
     elif os.getppid() != hub_pid:
         os._exit(1)
