@@ -5,7 +5,8 @@ one poll() loop (select() stops at descriptor 1024). Each member remembers its l
 frame and how its stream ended (an orderly EOF or a reset) and when, so a test can say
 who did not get ERROR SHUTDOWN. Run it by hand for the full-size measurement:
 
-    python tests/forkcrowd.py 500 5
+    python tests/forkcrowd.py 500 5 0    # 500 members, 5 sending, none closing after the end
+    python tests/forkcrowd.py kill 500   # how long relays outlive a SIGKILLed hub
 """
 
 from __future__ import annotations
@@ -19,10 +20,13 @@ import sys
 import time
 from dataclasses import dataclass, field
 
-sys.path.insert(0, os.path.dirname(__file__))
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path[:0] = [HERE, os.path.dirname(HERE)]  # run by hand: the test helpers and this checkout
 
 from chatserver import ChatServer  # noqa: E402
 from chatwire import Code, Frame, FrameReader, Kind, encode  # noqa: E402
+
+from lessons import procfs  # noqa: E402
 
 SAY_BURST = encode(Kind.SAY, "x" * 200) * 64  # what a sender offers per writable wake-up
 
@@ -182,7 +186,33 @@ def shutdown_under_load(size: int, senders: int, close_at_eof: bool = True,
         server.stop()
 
 
+def relays_outliving_a_killed_hub(size: int) -> tuple[int, float]:
+    """Join `size` members, SIGKILL the hub; (relays found, seconds until none runs)."""
+    def running_relays(pids: list[int]) -> list[int]:
+        return [pid for pid in pids if procfs.state(pid) not in (None, "Z")]
+
+    server = ChatServer.start("--engine", "fork", "--port", "0", "--join-timeout", "60")
+    crowd = None
+    try:
+        crowd = Crowd(server, size, senders=0)
+        assert crowd.run_until(crowd.all_welcomed, timeout=60), "not every member was welcomed"
+        relays = running_relays(procfs.children(server.process.pid))
+        server.process.kill()
+        killed = time.monotonic()
+        while running_relays(relays) and time.monotonic() - killed < 30:
+            time.sleep(0.005)  # polling interval of a measurement
+        return len(relays), time.monotonic() - killed
+    finally:
+        if crowd is not None:
+            crowd.close()
+        server.stop()
+
+
 if __name__ == "__main__":
+    if sys.argv[1:2] == ["kill"]:
+        found, seconds = relays_outliving_a_killed_hub(int((sys.argv[2:] + ["500"])[0]))
+        print(f"hub SIGKILLed with {found} relays: the last one ended {seconds:.3f} s later")
+        sys.exit()
     size, senders, polite = (int(arg) for arg in (sys.argv[1:] + ["500", "5", "1"])[:3])
     report = shutdown_under_load(size, senders, close_at_eof=bool(polite))
     print(f"{report.members} members, {senders} sending: exit {report.exit_code} after {report.exit_seconds:.2f} s; "
