@@ -197,11 +197,13 @@ def relays_outliving_a_killed_hub(size: int) -> tuple[int, float]:
         crowd = Crowd(server, size, senders=0)
         assert crowd.run_until(crowd.all_welcomed, timeout=60), "not every member was welcomed"
         relays = running_relays(procfs.children(server.process.pid))
+        found = len(relays)
         server.process.kill()
         killed = time.monotonic()
-        while running_relays(relays) and time.monotonic() - killed < 30:
-            time.sleep(0.005)  # polling interval of a measurement
-        return len(relays), time.monotonic() - killed
+        while relays and time.monotonic() - killed < 30:
+            time.sleep(0.01)  # polling interval of a measurement
+            relays = running_relays(relays)
+        return found, time.monotonic() - killed
     finally:
         if crowd is not None:
             crowd.close()
