@@ -14,9 +14,10 @@ two sockets and a context switch, and each client costs a process.
 
 A relay lives exactly as long as its hub wants it:
 - the hub shuts down its end for writing (after an error, or ERROR SHUTDOWN): the relay
-  passes that EOF on and closes the pair (the hub is done with this client), then reads
-  and discards what the client still sends until the client closes, for at most
-  LINGER_SECONDS, so the client's last frame is not destroyed by a reset;
+  passes that EOF on; once the client's kernel has acknowledged all of it, it closes the
+  pair (the hub is done with this client), then reads and discards what the client still
+  sends until the client closes, for at most LINGER_SECONDS, so the client's last frame
+  is not destroyed by a reset;
 - the hub closes its end (it dropped the client, or its shutdown time is up): the relay
   reads what the client already sent and ends;
 - the hub dies, even by SIGKILL: the kernel kills the relay (PR_SET_PDEATHSIG), and
@@ -26,11 +27,14 @@ A relay never spins: a hang-up it cannot act on ends it.
 
 from __future__ import annotations
 
+import fcntl
 import os
 import select
 import signal
 import socket
+import struct
 import sys
+import termios
 import time
 
 from capstone.server import LINGER_SECONDS, ChatServer
@@ -43,6 +47,7 @@ RELAY_EXIT_WAIT = 0.15  # how long the hub waits for relays to end before killin
 SHUTDOWN_LINGER = 0.3  # at shutdown, relays still lingering this long after the signal are killed
 REAP_WAIT = 0.05  # after SIGKILL, how long the hub waits to reap; init reaps the rest
 DRAIN_READS = 64  # reads of what a client already sent before a relay closes it
+DELIVERY_CHECK_MS = 50  # how often a relay asks whether the client has acknowledged its last bytes
 HANG_UP = select.POLLHUP | select.POLLERR
 
 
@@ -224,7 +229,7 @@ def relay(client: socket.socket, hub: socket.socket) -> None:
     """Copy bytes both ways until the hub has finished with this client, then linger."""
     for sock in (client, hub):
         sock.setblocking(False)
-    handed_over = copy(Pipe(client, hub), Pipe(hub, client))
+    handed_over = copy(Pipe(client, hub), Pipe(hub, client)) and delivered(client, hub)
     step_back()
     if handed_over:
         hub.close()  # the hub may forget this client now
@@ -260,6 +265,39 @@ def copy(up: Pipe, down: Pipe) -> bool:
     return True
 
 
+def delivered(client: socket.socket, hub: socket.socket) -> bool:
+    """Wait until the client's kernel has acknowledged everything, our EOF included, reading
+    and discarding what the client sends meanwhile. False if the hub closes its end first
+    (its shutdown time is up) or the client goes: then a kill can no longer cost the client
+    its last frame, which a reset would destroy while still queued here."""
+    poller = select.poll()
+    poller.register(client, select.POLLIN)
+    poller.register(hub, 0)  # only its hang-up matters
+    while unacknowledged(client):
+        for fd, _ in poller.poll(DELIVERY_CHECK_MS):
+            if fd == hub.fileno() or not read_and_discard(client):
+                return False
+    return True
+
+
+def unacknowledged(sock: socket.socket) -> int:
+    """Bytes we sent that the peer has not acknowledged (SIOCOUTQ); 0 where unsupported."""
+    try:
+        return struct.unpack("i", fcntl.ioctl(sock.fileno(), termios.TIOCOUTQ, b"\0\0\0\0"))[0]
+    except OSError:
+        return 0
+
+
+def read_and_discard(client: socket.socket) -> bool:
+    """One read of what the client sent; False once it has closed or reset."""
+    try:
+        return bool(client.recv(65536))
+    except BlockingIOError:
+        return True
+    except OSError:
+        return False
+
+
 def linger(client: socket.socket) -> None:
     """The client has our EOF: read and discard until it closes, so that it gets no reset,
     for LINGER_SECONDS at most (the hub, at shutdown, kills relays that linger too long)."""
@@ -267,14 +305,7 @@ def linger(client: socket.socket) -> None:
     poller.register(client, select.POLLIN)
     deadline = time.monotonic() + LINGER_SECONDS
     while (left := deadline - time.monotonic()) > 0:
-        if not poller.poll(left * 1000):
-            return
-        try:
-            if not client.recv(65536):
-                return
-        except BlockingIOError:
-            continue
-        except OSError:
+        if not poller.poll(left * 1000) or not read_and_discard(client):
             return
 
 
