@@ -149,10 +149,9 @@ class ShutdownReport:
     still_open: list[str]
 
 
-def shutdown_under_load(size: int, senders: int, close_at_eof: bool = True,
-                        extra_options: tuple[str, ...] = ()) -> ShutdownReport:
+def shutdown_under_load(size: int, senders: int, close_at_eof: bool = True) -> ShutdownReport:
     """Join `size` members to a fork-engine server, let `senders` of them send, SIGTERM it."""
-    server = ChatServer.start("--engine", "fork", "--port", "0", "--join-timeout", "60", *extra_options)
+    server = ChatServer.start("--engine", "fork", "--port", "0", "--join-timeout", "60")
     crowd = None
     try:
         crowd = Crowd(server, size, senders, close_at_eof)

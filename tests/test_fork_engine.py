@@ -209,7 +209,9 @@ def test_relay_ends_when_its_hub_socket_closes_even_with_a_client_that_never_rea
 @pytest.mark.timeout(60)
 def test_relay_keeps_nothing_of_the_hub_but_its_two_sockets() -> None:
     """No relay writes to the hub's log (its stdout and stderr are /dev/null, so a log
-    pipe sees EOF when the hub ends), and it holds no other descriptor of the hub."""
+    pipe sees EOF when the hub ends), it holds no other descriptor of the hub, and it
+    catches no signal (a handler would run the hub's code); SIGINT and SIGTERM sent to
+    the whole process group are ignored: the hub tells the clients, then ends its relays."""
     with ChatServer.start("--engine", "fork", "--port", "0") as server:
         member = server.connect("m")
         member.join("m")
@@ -218,4 +220,8 @@ def test_relay_keeps_nothing_of_the_hub_but_its_two_sockets() -> None:
         assert fds[0] == fds[1] == fds[2] == "/dev/null", fds
         others = [target for fd, target in fds.items() if fd > 2]
         assert len(others) == 2 and all(target.startswith("socket:") for target in others), fds
+        status = dict(line.split(":\t", 1) for line in Path(f"/proc/{relay}/status").read_text().splitlines())
+        assert int(status["SigCgt"], 16) == 0, status["SigCgt"]
+        ignored = int(status["SigIgn"], 16)
+        assert all(ignored & (1 << (signum - 1)) for signum in (signal.SIGINT, signal.SIGTERM)), status["SigIgn"]
         member.close()
