@@ -230,9 +230,9 @@ def relay(client: socket.socket, hub: socket.socket) -> None:
     for sock in (client, hub):
         sock.setblocking(False)
     handed_over = copy(Pipe(client, hub), Pipe(hub, client)) and delivered(client, hub)
+    hub.close()  # now, not at exit: the hub may forget this client while we finish
     step_back()
     if handed_over:
-        hub.close()  # the hub may forget this client now
         linger(client)
     discard_unread(client)
 
