@@ -282,8 +282,11 @@ def delivered(client: socket.socket, hub: socket.socket) -> bool:
 
 def unacknowledged(sock: socket.socket) -> int:
     """Bytes we sent that the peer has not acknowledged (SIOCOUTQ); 0 where unsupported."""
+    request = getattr(termios, "TIOCOUTQ", None)  # SIOCOUTQ has the same number on Linux
+    if request is None:
+        return 0
     try:
-        return struct.unpack("i", fcntl.ioctl(sock.fileno(), termios.TIOCOUTQ, b"\0\0\0\0"))[0]
+        return struct.unpack("i", fcntl.ioctl(sock.fileno(), request, b"\0\0\0\0"))[0]
     except OSError:
         return 0
 
