@@ -225,3 +225,50 @@ def test_relay_keeps_nothing_of_the_hub_but_its_two_sockets() -> None:
         ignored = int(status["SigIgn"], 16)
         assert all(ignored & (1 << (signum - 1)) for signum in (signal.SIGINT, signal.SIGTERM)), status["SigIgn"]
         member.close()
+
+
+def tcp_pair(rcvbuf: int) -> tuple[socket.socket, socket.socket]:
+    """(client, server side) of one loopback TCP connection; the client reads slowly."""
+    with socket.create_server(("127.0.0.1", 0)) as listener:
+        client = socket.socket()
+        client.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
+        client.connect(listener.getsockname())
+        accepted, _ = listener.accept()
+    return client, accepted
+
+
+@pytest.mark.timeout(60)
+def test_relay_hands_over_only_once_the_client_has_everything() -> None:
+    """After the hub's last frame and EOF, the relay keeps the pair until the client's
+    kernel has acknowledged all of it: the hub's shutdown kills relays that no longer
+    hold a pair, and a kill (a reset) would destroy frames still queued in the relay."""
+    client, client_end = tcp_pair(rcvbuf=4096)
+    hub_side, hub_end = socket.socketpair()
+    pid = os.fork()
+    if pid == 0:
+        try:
+            client.close()
+            hub_side.close()
+            fork_engine.relay(client_end, hub_end)
+        finally:
+            os._exit(0)
+    client_end.close()
+    hub_end.close()
+    try:
+        last_frames = b"f" * 200_000 + b"ERROR SHUTDOWN"
+        hub_side.sendall(last_frames)
+        hub_side.shutdown(socket.SHUT_WR)
+        readable, _, _ = select.select([hub_side], [], [], 0.3)
+        assert not readable, "the relay let the hub go while the client had not read its last frames"
+        client.settimeout(10)
+        received = bytearray()
+        while chunk := client.recv(65536):
+            received += chunk
+        assert received == last_frames
+        hub_side.settimeout(10)
+        assert hub_side.recv(1) == b"", "the relay kept the pair after the client had everything"
+    finally:
+        kill_survivors([pid])
+        os.waitpid(pid, 0)
+        client.close()
+        hub_side.close()
