@@ -20,8 +20,9 @@ A relay lives exactly as long as its hub wants it:
   is not destroyed by a reset;
 - the hub closes its end (it dropped the client, or its shutdown time is up): the relay
   reads what the client already sent and ends;
-- the hub dies, even by SIGKILL: the kernel kills the relay (PR_SET_PDEATHSIG), and
-  where that does not exist the closed pair ends it as above.
+- the hub ends, however it ends: the kernel kills the relay (PR_SET_PDEATHSIG), and
+  where that does not exist the closed pair ends it as above (and a stopping hub
+  kills what is left).
 A relay never spins: a hang-up it cannot act on ends it.
 """
 
@@ -44,8 +45,8 @@ if sys.platform == "linux":  # imported here, in the hub: a new relay imports no
 
 RELAY_BUFFER = 256 * 1024  # a child stops reading from one side while this much waits for the other
 RELAY_EXIT_WAIT = 0.15  # how long the hub waits for relays to end before killing them
-SHUTDOWN_LINGER = 0.3  # at shutdown, relays still lingering this long after the signal are killed
-REAP_WAIT = 0.05  # after SIGKILL, how long the hub waits to reap; init reaps the rest
+SHUTDOWN_LINGER = 0.2  # at shutdown, relays still lingering this long after the signal die with the hub
+REAP_WAIT = 0.05  # without PR_SET_PDEATHSIG: after SIGKILL, how long the hub reaps; init reaps the rest
 DRAIN_READS = 64  # reads of what a client already sent before a relay closes it
 DELIVERY_CHECK_MS = 50  # how often a relay asks whether the client has acknowledged its last bytes
 HANG_UP = select.POLLHUP | select.POLLERR
@@ -113,9 +114,16 @@ def reap_children() -> set[int]:
 
 
 def end_relays(pids: set[int], deadline: float) -> None:
-    """Reap relays as they end until `deadline`, then SIGKILL the rest, all at once (one by
-    one, kill and wait, took seconds at 500 members), and reap them for REAP_WAIT at most."""
+    """Reap relays as they end until `deadline`; the rest die when the hub does.
+
+    On Linux the kernel kills them once the hub has exited (PR_SET_PDEATHSIG): killing
+    them here would make hundreds of exits compete with the hub's own for the CPU.
+    Elsewhere: SIGKILL them all at once (one by one, kill and wait, took seconds at 500
+    members) and reap them for REAP_WAIT at most; init reaps the rest.
+    """
     alive = reap_until(set(pids), deadline)
+    if sys.platform == "linux":
+        return
     for pid in alive:
         try:
             os.kill(pid, signal.SIGKILL)

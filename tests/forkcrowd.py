@@ -144,6 +144,7 @@ class ShutdownReport:
     exit_code: int | None
     exit_seconds: float  # from SIGTERM to the server's exit, as seen by its parent
     last_close_seconds: float  # from SIGTERM to the last member's end of stream
+    relays_gone_seconds: float  # from SIGTERM until no relay process runs any more
     missing_shutdown: list[str]  # members whose last frame was not ERROR SHUTDOWN
     resets: list[str]
     still_open: list[str]
@@ -158,15 +159,19 @@ def shutdown_under_load(size: int, senders: int, close_at_eof: bool = True) -> S
         assert crowd.run_until(crowd.all_welcomed, timeout=60), "not every member was welcomed"
         crowd.start_sending()
         assert crowd.run_until(lambda: crowd.senders_busy(256 * 1024), timeout=30), "the senders could not send"
+        relays = running(procfs.children(server.process.pid))
         signalled = time.monotonic()
         server.signal(signal.SIGTERM)
-        exited_at = None
+        exited_at = relays_gone_at = None
 
         def finished() -> bool:
-            nonlocal exited_at
+            nonlocal exited_at, relays, relays_gone_at
             if exited_at is None and server.process.poll() is not None:
                 exited_at = time.monotonic()
-            return exited_at is not None and not crowd.open_members()
+            if exited_at is not None and relays_gone_at is None:
+                relays = running(relays)
+                relays_gone_at = None if relays else time.monotonic()
+            return relays_gone_at is not None and not crowd.open_members()
 
         crowd.run_until(finished, timeout=15)
         ends = [m.ended_at - signalled for m in crowd.members if m.ended]
@@ -174,6 +179,7 @@ def shutdown_under_load(size: int, senders: int, close_at_eof: bool = True) -> S
             members=size,
             exit_code=server.process.poll(),
             exit_seconds=(exited_at or time.monotonic()) - signalled,
+            relays_gone_seconds=(relays_gone_at or time.monotonic()) - signalled,
             last_close_seconds=max(ends, default=float("nan")),
             missing_shutdown=[m.name for m in crowd.members if not m.got_shutdown()],
             resets=[m.name for m in crowd.members if m.ended == "reset"],
@@ -185,23 +191,26 @@ def shutdown_under_load(size: int, senders: int, close_at_eof: bool = True) -> S
         server.stop()
 
 
+def running(pids: list[int]) -> list[int]:
+    """The processes among `pids` that still run (a zombie has ended)."""
+    return [pid for pid in pids if procfs.state(pid) not in (None, "Z")]
+
+
 def relays_outliving_a_killed_hub(size: int) -> tuple[int, float]:
     """Join `size` members, SIGKILL the hub; (relays found, seconds until none runs)."""
-    def running_relays(pids: list[int]) -> list[int]:
-        return [pid for pid in pids if procfs.state(pid) not in (None, "Z")]
 
     server = ChatServer.start("--engine", "fork", "--port", "0", "--join-timeout", "60")
     crowd = None
     try:
         crowd = Crowd(server, size, senders=0)
         assert crowd.run_until(crowd.all_welcomed, timeout=60), "not every member was welcomed"
-        relays = running_relays(procfs.children(server.process.pid))
+        relays = running(procfs.children(server.process.pid))
         found = len(relays)
         server.process.kill()
         killed = time.monotonic()
         while relays and time.monotonic() - killed < 30:
             time.sleep(0.01)  # polling interval of a measurement
-            relays = running_relays(relays)
+            relays = running(relays)
         return found, time.monotonic() - killed
     finally:
         if crowd is not None:
@@ -217,6 +226,6 @@ if __name__ == "__main__":
     size, senders, polite = (int(arg) for arg in (sys.argv[1:] + ["500", "5", "1"])[:3])
     report = shutdown_under_load(size, senders, close_at_eof=bool(polite))
     print(f"{report.members} members, {senders} sending: exit {report.exit_code} after {report.exit_seconds:.2f} s; "
-          f"last member closed after {report.last_close_seconds:.2f} s")
+          f"last member closed after {report.last_close_seconds:.2f} s, last relay gone after {report.relays_gone_seconds:.2f} s")
     print(f"no ERROR SHUTDOWN: {len(report.missing_shutdown)} {report.missing_shutdown[:10]}")
     print(f"reset: {len(report.resets)} {report.resets[:10]}; still open: {len(report.still_open)}")
