@@ -44,7 +44,7 @@ if sys.platform == "linux":  # imported here, in the hub: a new relay imports no
     from lessons.process_states import die_with_parent, libc
 
 RELAY_BUFFER = 256 * 1024  # a child stops reading from one side while this much waits for the other
-RELAY_EXIT_WAIT = 0.15  # how long the hub waits for relays to end before killing them
+RELAY_EXIT_WAIT = 0.15  # a hub ending without a stop signal (an error) reaps relays this long
 SHUTDOWN_LINGER = 0.2  # at shutdown, relays still lingering this long after the signal die with the hub
 REAP_WAIT = 0.05  # without PR_SET_PDEATHSIG: after SIGKILL, how long the hub reaps; init reaps the rest
 DRAIN_READS = 64  # reads of what a client already sent before a relay closes it
@@ -85,7 +85,8 @@ class ForkingChatServer(ChatServer):
 
     def _close_everything(self) -> None:
         """Closing the pairs tells every relay to end; relays that linger for a client
-        that keeps its connection are given until SHUTDOWN_LINGER after the signal."""
+        that keeps its connection are reaped until SHUTDOWN_LINGER after the signal,
+        the rest die with the hub."""
         try:
             super()._close_everything()
         finally:
