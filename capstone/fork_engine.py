@@ -60,7 +60,12 @@ class ForkingChatServer(ChatServer):
             libc()  # loaded once in the hub, so that a new relay has nothing to load
 
     def connect_client(self, sock: socket.socket, label: str) -> socket.socket | None:
-        hub_end, child_end = socket.socketpair()
+        try:
+            hub_end, child_end = socket.socketpair()
+        except OSError as err:  # EMFILE: the hub is out of descriptors, this client is not served
+            self.log("drop", f"{label}: cannot make a relay's socket pair ({err.strerror})")
+            sock.close()
+            return None
         hub_pid = os.getpid()
         try:
             pid = os.fork()
