@@ -22,6 +22,21 @@ class RunFailure(Exception):
     exit_code = 1
 
 
+def unknown_name(problem: str, close: list[str], listing: str) -> str:
+    """The sentence for a name that does not exist: the close ones if any, else where to look.
+
+    `there is no lesson called 'pol-server' (did you mean poll-server?).`
+    `there is no lesson called 'xyz'; `learn list` shows them all.`
+    """
+    from lessons.i18n import _
+
+    if close:
+        names = close[0] if len(close) == 1 else _("{some} or {last}").format(some=", ".join(close[:-1]),
+                                                                              last=close[-1])
+        return _("{problem} (did you mean {names}?).").format(problem=problem, names=names)
+    return _("{problem}; `{listing}` shows them all.").format(problem=problem, listing=listing)
+
+
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8888  # as in the notes
 

@@ -20,7 +20,9 @@ from typing import Annotated, Callable
 import typer
 
 from lessons.common import DEFAULT_HOST, DEFAULT_PORT, RunFailure, UserError, address_text, open_listener
+from lessons.exits import start_fresh_line
 from lessons.framing import LENGTH_HEADER, FrameDecoder, FrameTooLarge, IncompleteRead, recv_exact
+from lessons.i18n import _
 from lessons.record import (NOTES_RECORD, SAMPLES, WIRE_RECORD, Record, decode, encode, hex_bytes,
                             sample_records, show)
 from lessons.struct_send import Framing, Mode, Narrate, connect, send_records
@@ -168,15 +170,16 @@ def main(
         return
     receiver = receiver_name(naive, framing)
     with open_listener(host, port) as listener:
-        print(f"listening on {address_text(listener.getsockname())}", flush=True)  # the line scripts wait for
-        narrate("listen", f"{receiver} receiver: {RECEIVER_HELP[receiver]}")
         try:
+            print(f"listening on {address_text(listener.getsockname())}", flush=True)  # the line scripts wait for
+            narrate("listen", f"{receiver} receiver: {RECEIVER_HELP[receiver]}")
             while True:
                 serve_one(listener, receiver, narrate)
                 if once:
                     return
-        except KeyboardInterrupt:
-            narrate("close", "stopped")
+        except KeyboardInterrupt:  # a receiver runs until stopped: Ctrl-C is how, so exit 0
+            start_fresh_line()
+            narrate("close", _("stopped"))
 
 
 # ---------------------------------------------------------------- the narrated demo

@@ -17,6 +17,7 @@ import typer
 
 from lessons.common import DEFAULT_HOST, DEFAULT_PORT, RunFailure, UserError, address_text, printable_bytes
 from lessons.echo_driver import preview, read_answer
+from lessons.exits import start_fresh_line
 
 WILDCARDS = ("0.0.0.0", "::", "")
 
@@ -72,8 +73,8 @@ def interactive(conn: socket.socket, timeout: float) -> None:
         for line in sys.stdin:
             answer = send_and_wait(conn, line.encode(), timeout)
             print(printable_bytes(answer.removesuffix(b"\n")), flush=True)
-    except KeyboardInterrupt:
-        pass  # Ctrl-C ends the session like Ctrl-D
+    except KeyboardInterrupt:  # Ctrl-C ends the session like Ctrl-D: exit 0
+        start_fresh_line()
 
 
 def main(

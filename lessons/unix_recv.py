@@ -28,6 +28,7 @@ from typing import Annotated, Callable, Iterator, Optional
 import typer
 
 from lessons.common import RunFailure, UserError, printable, printable_bytes
+from lessons.exits import start_fresh_line
 from lessons.unix_send import Endpoint, Narrate, connect_unix, resolve_endpoint, send_message
 from lessons.unixsock import (bind_abstract, bind_unix, clear_stale, file_identity, peer_credentials,
                               private_dir, remove_socket_file)
@@ -219,6 +220,7 @@ def main(
             if once:
                 return
     except KeyboardInterrupt:
+        start_fresh_line()  # after the terminal's echoed ^C
         narrate("close", "stopped by SIGINT (Ctrl-C)")
     except Stopped as stop:
         narrate("close", f"stopped by {stop}")
