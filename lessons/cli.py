@@ -238,29 +238,52 @@ def show(
     lesson_id: Annotated[str, typer.Argument(metavar="LESSON", help="A lesson id, or capstone/protocol/exercises/benchmarks.")],
     source: Annotated[bool, typer.Option("--source", help="Show the lesson's code instead of its page.")] = False,
 ) -> None:
-    """Show a lesson's page (rendered Markdown) or, with --source, its code."""
-    from rich.console import Console
+    """Show a lesson's page (rendered Markdown) or, with --source, its code.
 
+    On a terminal it goes through your pager ($PAGER, else less), long lines wrapped;
+    piped, it comes out whole: `learn show poll-server --source > copy.py` is the file.
+    """
     lesson = catalog.find(lesson_id)
     if lesson is None and lesson_id not in catalog.EXTRA_PAGES:
         choices = tuple(item.id for item in catalog.LESSONS) + catalog.EXTRA_PAGES
         raise UserError(no_such_lesson(lesson_id, _("there is no lesson or page called {name!r}"), choices))
-    console = Console()
     if source:
         if lesson is None:
-            raise UserError(f"{lesson_id!r} is a page, not a lesson: it has no --source.")
-        from rich.syntax import Syntax
-
-        path = lesson.source_path()
-        console.print(f"[dim]{path}[/]")
-        console.print(Syntax(path.read_text(encoding="utf-8"), "python", line_numbers=True))
+            raise UserError(_("{name!r} is a page, not a lesson: it has no --source.").format(name=lesson_id))
+        show_source(lesson.source_path())
         return
-    from rich.markdown import Markdown
-
     path = catalog.doc_path(lesson_id)
     if not path.is_file():
-        raise RunFailure(f"the page {path} is missing from this installation.")
-    console.print(Markdown(path.read_text(encoding="utf-8")))
+        raise RunFailure(_("the page {path} is missing from this installation.").format(path=path))
+    show_page(path)
+
+
+def show_source(path: Any) -> None:
+    """On a terminal: coloured, numbered, wrapped, paged. Piped: the file as it is, behind its path."""
+    code = path.read_text(encoding="utf-8")
+    if not sys.stdout.isatty():
+        sys.stdout.write(f"# {path}\n{code}")
+        return
+    from rich.console import Console
+    from rich.syntax import Syntax
+
+    from lessons.pager import paged
+
+    console = Console()
+    with paged(console):
+        console.print(f"[dim]{path}[/]")
+        console.print(Syntax(code, "python", line_numbers=True, word_wrap=True))
+
+
+def show_page(path: Any) -> None:
+    from rich.console import Console
+    from rich.markdown import Markdown
+
+    from lessons.pager import paged
+
+    console = Console()
+    with paged(console):
+        console.print(Markdown(path.read_text(encoding="utf-8")))
 
 
 _register_groups()

@@ -7,9 +7,7 @@ the terminal's own behaviour (the echoed `^C`) is the point.
 from __future__ import annotations
 
 import os
-import pty
 import re
-import select
 import signal
 import socket
 import subprocess
@@ -19,6 +17,7 @@ from pathlib import Path
 
 import pytest
 from lessonrun import child_env, lesson_command
+from ptyrun import finish, read_until, run_in_a_terminal
 
 REPO = Path(__file__).resolve().parent.parent
 DEADLINE = 20.0
@@ -99,57 +98,6 @@ def silent_server():
     with socket.create_server(("127.0.0.1", 0)) as server:
         server.settimeout(DEADLINE)
         yield server
-
-
-def read_until(fd: int, pattern: bytes, deadline: float) -> bytes:
-    seen = b""
-    while pattern not in seen:
-        left = deadline - time.monotonic()
-        assert left > 0, f"no {pattern!r} within the deadline; got {seen!r}"
-        ready, _, _ = select.select([fd], [], [], left)
-        if ready:
-            try:
-                chunk = os.read(fd, 4096)
-            except OSError:  # EIO: the child closed the terminal
-                break
-            if not chunk:
-                break
-            seen += chunk
-    return seen
-
-
-def run_in_a_terminal(args: list[str], columns: int = 80) -> tuple[int, int]:
-    """Start `args` as the foreground process of a new pseudo-terminal; returns (pid, master fd)."""
-    env = dict(child_env(), COLUMNS=str(columns), TERM="xterm")
-    pid, master = pty.fork()
-    if pid == 0:  # the child: its stdin, stdout and stderr are the terminal
-        try:
-            os.chdir(REPO)
-            os.execve(sys.executable, [sys.executable, *args], env)
-        finally:
-            os._exit(127)
-    return pid, master
-
-
-def finish(pid: int, master: int) -> tuple[bytes, int]:
-    deadline = time.monotonic() + DEADLINE
-    rest = b""
-    while True:
-        left = deadline - time.monotonic()
-        assert left > 0, "the command did not end"
-        ready, _, _ = select.select([master], [], [], left)
-        if not ready:
-            continue
-        try:
-            chunk = os.read(master, 4096)
-        except OSError:
-            break
-        if not chunk:
-            break
-        rest += chunk
-    _, status = os.waitpid(pid, 0)
-    os.close(master)
-    return rest, os.waitstatus_to_exitcode(status)
 
 
 @pytest.mark.timeout(60)
