@@ -73,6 +73,32 @@ def open_listener(host: str = DEFAULT_HOST, port: int = DEFAULT_PORT, backlog: i
     return server
 
 
+def means_every_address(host: str) -> bool:
+    """0.0.0.0, ::, 0 or an empty host: what a server binds to mean "every address of this machine"."""
+    import ipaddress
+
+    bare = host.strip().strip("[]")
+    if bare in ("", "0"):  # getaddrinfo reads "0" as 0.0.0.0
+        return True
+    try:
+        return ipaddress.ip_address(bare).is_unspecified
+    except ValueError:
+        return False  # a name, such as localhost
+
+
+def check_client_host(host: str) -> None:
+    """The one rule for every client: it connects to one real address, never to "every address".
+
+    (Linux even connects 0.0.0.0 to the local machine, which hides the mistake until the
+    client runs elsewhere.)
+    """
+    from lessons.i18n import _
+
+    if means_every_address(host):
+        raise UserError(_("{host} means 'every address' to a server; a client must name one real address, "
+                          "such as 127.0.0.1.").format(host=host.strip() or _("an empty host")))
+
+
 def address_text(address: object) -> str:
     """'127.0.0.1:5000' for IPv4, '[::1]:5000' for IPv6, the path for Unix sockets."""
     if isinstance(address, tuple):
