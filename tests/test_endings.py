@@ -128,3 +128,19 @@ def test_ctrl_c_on_the_struct_receiver_stops_it_on_a_fresh_line_with_exit_0():
     text = output.decode(errors="replace")
     assert code == 0, text
     assert "^C\r\n" in text and re.search(r"close\s+stopped\r\n$", text), text
+
+
+# ---------------------------------------------------------------- the rules, written down once
+
+def exit_code_table(path: Path) -> set[int]:
+    text = path.read_text(encoding="utf-8")
+    section = text.split("## Exit codes", 1)[1].split("\n## ", 1)[0]
+    return {int(code) for code in re.findall(r"^\| (\d+) \|", section, re.MULTILINE)}
+
+
+def test_the_exit_codes_are_written_down_where_the_code_takes_them_from():
+    from lessons import exits
+
+    codes = {exits.DONE, exits.FAILED, exits.USAGE, exits.INTERRUPTED}
+    assert exit_code_table(REPO / "README.md") == codes
+    assert exit_code_table(REPO / "docs" / "style.md") == codes
