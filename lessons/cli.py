@@ -78,7 +78,7 @@ class LearnGroup(typer.core.TyperGroup):
             self.report(lambda: exits.print_error(err.format_message()))
             return err.exit_code
         except typer.Abort:
-            self.report(lambda: exits.print_notice(_("stopped.")))
+            self.report(lambda: exits.print_notice(_("cancelled.")))
             return exits.FAILED
         except SystemExit as end:  # rich's own EPIPE handling raises SystemExit(1)
             return end.code if isinstance(end.code, int) else exits.FAILED

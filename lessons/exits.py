@@ -91,6 +91,37 @@ def quiet_broken_pipes_in_threads(output: OutputWatch) -> Callable[[], None]:
     return undo
 
 
+def interrupt_when_output_closes(fd: int = 1) -> None:
+    """For a command that waits (a receiver in accept()): stop as Ctrl-C would once stdout's reader leaves.
+
+    Waiting, it writes nothing, so no write ever meets EPIPE and `learn run struct-recv |
+    head -1` would wait forever. A thread sleeps in poll() on the pipe, which reports
+    POLLERR the moment the reader is gone, and sends SIGINT to the main thread: the
+    command cleans up as for Ctrl-C, and the root command ends it quietly with exit 0.
+    Only for pipes (a terminal or a file has no reader to lose), and only while SIGINT
+    is handled by Python (a shell starts background jobs with SIGINT ignored).
+    """
+    import signal
+    import stat
+
+    try:
+        if not stat.S_ISFIFO(os.fstat(fd).st_mode):
+            return
+    except OSError:
+        return
+    main_thread = threading.main_thread().ident
+
+    def wait_for_the_reader_to_leave() -> None:
+        poller = select.poll()
+        poller.register(fd, 0)  # no events asked for: POLLERR and POLLHUP always come
+        while not any(events & _CLOSING_EVENTS for _, events in poller.poll()):
+            pass
+        if callable(signal.getsignal(signal.SIGINT)) and main_thread is not None:
+            signal.pthread_kill(main_thread, signal.SIGINT)
+
+    threading.Thread(target=wait_for_the_reader_to_leave, name="output-watch", daemon=True).start()
+
+
 def start_fresh_line() -> None:
     """After Ctrl-C the terminal has echoed `^C` where the cursor was: go to a new line first."""
     for stream in (sys.stdout, sys.stderr):

@@ -20,7 +20,7 @@ from typing import Annotated, Callable
 import typer
 
 from lessons.common import DEFAULT_HOST, DEFAULT_PORT, RunFailure, UserError, address_text, open_listener
-from lessons.exits import start_fresh_line
+from lessons.exits import interrupt_when_output_closes, start_fresh_line
 from lessons.framing import LENGTH_HEADER, FrameDecoder, FrameTooLarge, IncompleteRead, recv_exact
 from lessons.i18n import _, ngettext
 from lessons.record import (NOTES_RECORD, SAMPLES, WIRE_RECORD, Record, byte_count, decode, encode, hex_bytes,
@@ -173,6 +173,7 @@ def main(
     receiver = receiver_name(naive, framing)
     with open_listener(host, port) as listener:
         try:
+            interrupt_when_output_closes()  # `| head -1` ends a receiver that waits for senders
             print(f"listening on {address_text(listener.getsockname())}", flush=True)  # the line scripts wait for
             narrate("listen", f"{receiver} receiver: {RECEIVER_HELP[receiver]}")
             while True:

@@ -25,8 +25,8 @@ PIPE_SIZE = 4096  # the smallest pipe Linux allows: one page
 F_SETPIPE_SZ = getattr(fcntl, "F_SETPIPE_SZ", 1031)
 
 
-def first_line_then_close(command: list[str], columns: int = 80) -> tuple[bytes, int, str]:
-    """Run `command` with stdout into a one-page pipe; read one line, close the pipe, wait."""
+def first_line_then_close(command: list[str], columns: int = 80, until: bytes = b"") -> tuple[bytes, int, str]:
+    """Run `command` with stdout into a one-page pipe; read one line (the first with `until`), close, wait."""
     read_end, write_end = os.pipe()
     fcntl.fcntl(write_end, F_SETPIPE_SZ, PIPE_SIZE)
     env = dict(child_env(), COLUMNS=str(columns))
@@ -36,7 +36,7 @@ def first_line_then_close(command: list[str], columns: int = 80) -> tuple[bytes,
         os.close(write_end)
         with os.fdopen(read_end, "rb", buffering=0) as reader:
             line = b""
-            while not line.endswith(b"\n"):
+            while not (line.endswith(b"\n") and until in line):
                 byte = reader.read(1)
                 if not byte:
                     break
@@ -109,3 +109,21 @@ def test_a_closed_stdout_ends_the_tcp_client_quietly(echo_server_port: int) -> N
     assert line.startswith(b"answer 1/1000: ")
     assert stderr == ""
     assert code == 0
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("lesson", ["struct-recv", "unix-recv"])
+def test_a_waiting_receiver_stops_when_its_output_is_closed(lesson: str, tmp_path: Path) -> None:
+    """`learn run struct-recv | head -1`: the receiver waits in accept() and writes nothing more.
+
+    It still stops at once when head exits (no write ever meets EPIPE, so it has to
+    notice the reader leaving), cleans up as Ctrl-C would, and exits 0.
+    """
+    where = tmp_path / "lesson.sock"
+    args, last_line = (["--port", "0"], b"per record") if lesson == "struct-recv" else (["--path", str(where)],
+                                                                                       b"listening on")
+    output, code, stderr = first_line_then_close(lesson_command(lesson, *args), until=last_line)
+    assert output.endswith(b"\n") and last_line in output  # all it says before it waits for a sender
+    assert stderr == ""
+    assert code == 0
+    assert not where.exists(), "the socket file was left behind"
