@@ -18,7 +18,7 @@ import typer
 from lessons.common import (DEFAULT_HOST, DEFAULT_PORT, RunFailure, UserError, address_text, check_client_host,
                             printable_bytes)
 from lessons.echo_driver import preview, read_answer
-from lessons.exits import start_fresh_line
+from lessons.exits import interrupt_when_output_closes, start_fresh_line
 from lessons.i18n import ngettext
 
 def connect(host: str, port: int, timeout: float) -> socket.socket:
@@ -68,6 +68,7 @@ def scripted(conn: socket.socket, text: str, count: int, timeout: float) -> None
 def interactive(conn: socket.socket, timeout: float) -> None:
     print(f"connected to {address_text(conn.getpeername())}; type a line and press Enter, "
           f"Ctrl-D to quit.", file=sys.stderr, flush=True)
+    interrupt_when_output_closes()  # `| head -1`: stop now, not at the next line typed
     try:
         for line in sys.stdin:
             answer = send_and_wait(conn, line.encode(), timeout)

@@ -127,3 +127,31 @@ def test_a_waiting_receiver_stops_when_its_output_is_closed(lesson: str, tmp_pat
     assert stderr == ""
     assert code == 0
     assert not where.exists(), "the socket file was left behind"
+
+
+@pytest.mark.timeout(60)
+def test_an_interactive_tcp_client_stops_when_its_output_is_closed(echo_server_port: int) -> None:
+    """`learn run tcp-client | head -1`: after the first answer it waits for your next line;
+    it must not wait for that line to find out that nobody reads its answers any more."""
+    read_end, write_end = os.pipe()
+    with subprocess.Popen(lesson_command("tcp-client", "--port", str(echo_server_port)), cwd=REPO,
+                          env=child_env(), stdin=subprocess.PIPE, stdout=write_end,
+                          stderr=subprocess.PIPE) as process:
+        os.close(write_end)
+        process.stdin.write(b"hello\n")
+        process.stdin.flush()
+        with os.fdopen(read_end, "rb", buffering=0) as reader:
+            answer = b""
+            while not answer.endswith(b"\n"):
+                answer += reader.read(1)
+        assert answer == "收到了: hello\n".encode()
+        try:  # stdin stays open: the client is waiting for a line that never comes
+            code = process.wait(timeout=DEADLINE)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            pytest.fail("the client kept waiting for input after its output was closed")
+        finally:
+            process.stdin.close()
+        said = process.stderr.read().decode().splitlines()
+        assert len(said) == 1 and said[0].startswith("connected to ")  # and nothing after that
+    assert code == 0
