@@ -62,6 +62,10 @@ COMMANDS = {
     "show --source": (learn("show", "poll-server", "--source"), 80),
     "show a page": (learn("show", "capstone"), 80),
     "help": (learn("run", "struct-send", "--help"), 400),
+    # the groups get it from the root command like every other command
+    "exercise --help": (learn("exercise", "--help"), 400),
+    "bench --help": (learn("bench", "--help"), 400),
+    "chat join --help": (learn("chat", "join", "--help"), 400),
     # the demos draw their section rules as wide as the terminal: 400 columns of them
     # make sure each writes well over one pipe's worth
     "struct-recv --demo": (lesson_command("struct-recv", "--demo"), 400),
