@@ -23,7 +23,9 @@ FAILED = 1
 USAGE = 2
 INTERRUPTED = 130  # 128 + SIGINT, what a shell reports for a command stopped by Ctrl-C
 
-_CLOSING_EVENTS = select.POLLERR | select.POLLHUP | select.POLLNVAL
+# poll() does not exist on Windows; there a closed output shows up only as a failed write
+CAN_POLL = hasattr(select, "poll")
+_CLOSING_EVENTS = (select.POLLERR | select.POLLHUP | select.POLLNVAL) if CAN_POLL else 0
 
 
 def _identity(fd: int) -> tuple[int, int] | None:
@@ -36,6 +38,8 @@ def _identity(fd: int) -> tuple[int, int] | None:
 
 def reader_gone(fd: int) -> bool:
     """True when nobody will ever read what is written to `fd` (a pipe whose reader exited)."""
+    if not CAN_POLL:
+        return False
     poller = select.poll()
     poller.register(fd, select.POLLOUT)
     try:
@@ -105,7 +109,7 @@ def interrupt_when_output_closes(fd: int = 1) -> None:
     import stat
 
     try:
-        if not stat.S_ISFIFO(os.fstat(fd).st_mode):
+        if not (CAN_POLL and hasattr(signal, "pthread_kill") and stat.S_ISFIFO(os.fstat(fd).st_mode)):
             return
     except OSError:
         return
