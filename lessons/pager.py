@@ -13,10 +13,12 @@ import os
 import shutil
 import signal
 import subprocess
+import sys
 from contextlib import contextmanager
 from typing import Any, Iterator
 
 DEFAULT_LESS_OPTIONS = "FRX"
+COMMAND_NOT_FOUND = 127  # what the shell exits with when the pager's command does not exist
 
 
 def pager_command() -> str | None:
@@ -28,7 +30,17 @@ def pager_command() -> str | None:
 
 
 def run_pager(command: str, text: str) -> None:
-    """Feed `text` to the pager and wait for the reader to quit it (Ctrl-C belongs to the pager)."""
+    """Feed `text` to the pager and wait for the reader to quit it (Ctrl-C belongs to the pager).
+
+    A pager that does not exist (the shell's exit status 127) does not swallow the text:
+    it is printed directly instead.
+    """
+    if feed_pager(command, text) == COMMAND_NOT_FOUND:
+        sys.stdout.write(text)
+        sys.stdout.flush()
+
+
+def feed_pager(command: str, text: str) -> int:
     env = dict(os.environ)
     env.setdefault("LESS", DEFAULT_LESS_OPTIONS)
     previous = signal.signal(signal.SIGINT, signal.SIG_IGN)  # as git does: less handles ^C itself
@@ -40,7 +52,7 @@ def run_pager(command: str, text: str) -> None:
             process.stdin.close()
         except BrokenPipeError:  # quit before reading it all: that is fine
             pass
-        process.wait()
+        return process.wait()
     finally:
         signal.signal(signal.SIGINT, previous)
 

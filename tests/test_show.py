@@ -85,3 +85,13 @@ def test_an_empty_pager_prints_directly_without_cutting() -> None:
     assert code == 0
     assert all(len(row) <= 50 for row in terminal_text(output).splitlines())
     assert "poll" in terminal_text(output)
+
+
+@pytest.mark.timeout(60)
+def test_a_pager_that_does_not_exist_does_not_swallow_the_page() -> None:
+    pid, master = run_in_a_terminal(["-m", "lessons", "show", "poll-server", "--source"],
+                                    PAGER="no-such-pager-here")
+    output, code = finish(pid, master)
+    text = terminal_text(output)
+    assert code == 0
+    assert "def main" in text and text.count("\n") > 50
