@@ -45,11 +45,12 @@ def is_plain() -> bool:
 def exercise_named(name: str) -> Any:
     from lessons.common import UserError, unknown_name
     from lessons.exercises import catalog
+    from lessons.i18n import _
 
     exercise = catalog.find(name)
     if exercise is None:
-        raise UserError(unknown_name(f"there is no exercise called {name!r}", catalog.closest_ids(name),
-                                     "learn exercise list"))
+        raise UserError(unknown_name(_("there is no exercise called {name!r}").format(name=name),
+                                     catalog.closest_ids(name), "learn exercise list"))
     return exercise
 
 
