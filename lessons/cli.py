@@ -241,7 +241,8 @@ def show(
     """Show a lesson's page (rendered Markdown) or, with --source, its code.
 
     On a terminal it goes through your pager ($PAGER, else less), long lines wrapped;
-    piped, it comes out whole: `learn show poll-server --source > copy.py` is the file.
+    piped, it comes out whole: `learn show poll-server --source > copy.py` is the file,
+    after one `# path` comment line.
     """
     lesson = catalog.find(lesson_id)
     if lesson is None and lesson_id not in catalog.EXTRA_PAGES:

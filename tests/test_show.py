@@ -27,7 +27,7 @@ def test_piped_source_is_every_line_whole(lesson: catalog.Lesson) -> None:
     done = piped("show", lesson.id, "--source")
     assert done.returncode == 0, done.stderr
     source = lesson.source_path().read_text(encoding="utf-8")
-    assert done.stdout == f"# {lesson.source_path()}\n{source}"  # `> copy.py` gives the file back
+    assert done.stdout == f"# {lesson.source_path()}\n{source}"  # `> copy.py`: a comment line, then the file
 
 
 def terminal_text(output: bytes) -> str:
