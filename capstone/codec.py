@@ -2,7 +2,7 @@
 
 A frame is the struct lesson's length-prefixed frame with one more header field, the
 kind: `!IB` = payload length (uint32), kind (uint8), then the payload. Decoding reuses
-the framing lesson's FrameDecoder; this module only names the kinds and error codes and
+the struct-recv lesson's FrameDecoder; this module only names the kinds and error codes and
 builds the payloads that have a layout of their own (ERROR, MESSAGE).
 """
 

@@ -6,36 +6,127 @@ their command runs, and every group module imports only typer at its top.
 
 from __future__ import annotations
 
+import re
 import sys
 from typing import Annotated, Any, Optional
 
 import typer
 
-from lessons import __version__, catalog
-from lessons.common import RunFailure, UserError
+from lessons import __version__, catalog, exits
+from lessons.common import RunFailure, UserError, unknown_name
+from lessons.i18n import _
 
 try:  # recent typer vendors its own click
-    from typer._click.exceptions import UsageError
+    from typer._click.exceptions import ClickException, UsageError
 except ImportError:  # pragma: no cover - older typer depends on click
-    from click import UsageError  # type: ignore[no-redef]
+    from click import ClickException, UsageError  # type: ignore[no-redef]
 
 
-def print_error(message: str) -> None:
-    from rich.console import Console
-    from rich.markup import escape
+def show_flags_as_flags() -> None:
+    """typer 0.2x prints `<bool>` after a flag in its help, as if `--demo` took a value: it does not."""
+    option_class = getattr(typer.core, "TyperOption", None)
+    type_shown = getattr(option_class, "display_type_rich", None)
+    if type_shown is None or getattr(type_shown, "flags_fixed", False):
+        return
 
-    Console(stderr=True, highlight=False, soft_wrap=True).print(f"[bold red]error:[/] {escape(message)}")
+    def display_type_rich(option: Any, ctx: Any) -> Optional[str]:
+        if getattr(option, "is_flag", False) or getattr(option, "count", False):
+            return None
+        return type_shown(option, ctx)
+
+    display_type_rich.flags_fixed = True  # type: ignore[attr-defined]
+    option_class.display_type_rich = display_type_rich  # type: ignore[union-attr]
+
+
+show_flags_as_flags()
 
 
 class LearnGroup(typer.core.TyperGroup):
-    """The root group: turns a lesson's UserError/RunFailure into one sentence and an exit code."""
+    """The root group: every command ends here, by the rules in docs/style.md (lessons.exits).
+
+    A lesson's UserError/RunFailure becomes one sentence and its exit code; a usage mistake
+    Click finds becomes one plain sentence too (no boxes), exit 2; Ctrl-C one line, exit 130;
+    and a closed stdout (`| head -1`) ends any command quietly with exit 0.
+    """
+
+    def main(self, args: Any = None, prog_name: Optional[str] = None, complete_var: Optional[str] = None,
+             standalone_mode: bool = True, **extra: Any) -> Any:
+        args = list(sys.argv[1:] if args is None else args)
+        self.command_words = " ".join(["learn", *command_words(args)])
+        self.output = exits.OutputWatch()
+        undo_thread_hook = exits.quiet_broken_pipes_in_threads(self.output)
+        try:
+            code = self.run_to_exit_code(args, prog_name, complete_var, **extra)
+        finally:
+            undo_thread_hook()
+        if self.output.closed():  # whatever happened after that, the reader has gone
+            exits.silence_closed_output()
+            code = exits.DONE
+        if standalone_mode:
+            sys.exit(code)
+        return code
+
+    def run_to_exit_code(self, args: list[str], prog_name: Optional[str], complete_var: Optional[str],
+                         **extra: Any) -> int:
+        try:
+            result = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+        except UsageError as err:
+            if type(err).__name__ != "NoArgsIsHelpError":  # that one has printed the help already
+                self.report(lambda: exits.print_error(usage_sentence(err)))
+            return exits.USAGE
+        except ClickException as err:
+            self.report(lambda: exits.print_error(err.format_message()))
+            return err.exit_code
+        except typer.Abort:
+            self.report(lambda: exits.print_notice(_("cancelled.")))
+            return exits.FAILED
+        except SystemExit as end:  # rich's own EPIPE handling raises SystemExit(1)
+            return end.code if isinstance(end.code, int) else exits.FAILED
+        except BrokenPipeError:
+            if self.output.closed():
+                return exits.DONE
+            raise
+        return result if isinstance(result, int) and not isinstance(result, bool) else exits.DONE
 
     def invoke(self, ctx: Any) -> Any:
         try:
             return super().invoke(ctx)
         except (UserError, RunFailure) as err:
-            print_error(str(err))
+            self.report(lambda: exits.print_error(str(err)))
             raise typer.Exit(err.exit_code) from None
+        except KeyboardInterrupt:
+            self.report(self.say_interrupted)
+            raise typer.Exit(exits.INTERRUPTED) from None
+
+    def report(self, say: Any) -> None:
+        """Say it, unless the output is closed: then the failure is probably its echo."""
+        if not self.output.closed():
+            say()
+
+    def say_interrupted(self) -> None:
+        exits.start_fresh_line()
+        exits.print_notice(_("stopped `{command}` with Ctrl-C before it finished.").format(command=self.command_words))
+
+
+def command_words(args: list[str]) -> list[str]:
+    """`run struct-recv` out of `run struct-recv --demo`: the words that name the command."""
+    words = []
+    for word in args:
+        if word.startswith("-"):
+            break
+        words.append(word)
+    return words[:3]
+
+
+def usage_sentence(err: Any) -> str:
+    """Click's usage message as one sentence that says where the options are listed."""
+    message = err.format_message().strip().rstrip(".").replace("(Possible options", "(possible options")
+    message = re.sub(r"\.?\s*Did you mean (.+?)\?$", r" (did you mean \1?)", message)
+    ctx = getattr(err, "ctx", None)
+    if ctx is None:
+        return message
+    return _("{problem}; see `{command} --help`.").format(problem=exits.as_sentence(message).rstrip("."),
+                                                         command=ctx.command_path)
 
 
 class LessonGroup(typer.core.TyperGroup):
@@ -53,10 +144,13 @@ class LessonGroup(typer.core.TyperGroup):
     def resolve_command(self, ctx: Any, args: list[str]) -> Any:
         name = args[0]
         if catalog.find(name) is None and not name.startswith("-"):
-            close = catalog.closest_ids(name)
-            hint = f" Did you mean {' or '.join(close)}?" if close else " See `learn list`."
-            raise UsageError(f"There is no lesson called {name!r}.{hint}", ctx)
+            raise UserError(no_such_lesson(name, _("there is no lesson called {name!r}")))
         return super().resolve_command(ctx, args)
+
+
+def no_such_lesson(name: str, problem: str, choices: tuple[str, ...] | None = None) -> str:
+    """The sentence for a wrong lesson name, with the closest real names when some are close."""
+    return unknown_name(problem.format(name=name), catalog.closest_ids(name, choices), "learn list")
 
 
 def lesson_command(lesson: catalog.Lesson) -> Any:
@@ -144,31 +238,53 @@ def show(
     lesson_id: Annotated[str, typer.Argument(metavar="LESSON", help="A lesson id, or capstone/protocol/exercises/benchmarks.")],
     source: Annotated[bool, typer.Option("--source", help="Show the lesson's code instead of its page.")] = False,
 ) -> None:
-    """Show a lesson's page (rendered Markdown) or, with --source, its code."""
-    from rich.console import Console
+    """Show a lesson's page (rendered Markdown) or, with --source, its code.
 
+    On a terminal it goes through your pager ($PAGER, else less), long lines wrapped;
+    piped, it comes out whole: `learn show poll-server --source > copy.py` is the file,
+    after one `# path` comment line.
+    """
     lesson = catalog.find(lesson_id)
     if lesson is None and lesson_id not in catalog.EXTRA_PAGES:
         choices = tuple(item.id for item in catalog.LESSONS) + catalog.EXTRA_PAGES
-        close = catalog.closest_ids(lesson_id, choices)
-        hint = f" Did you mean {' or '.join(close)}?" if close else " See `learn list`."
-        raise UserError(f"There is no lesson or page called {lesson_id!r}.{hint}")
-    console = Console()
+        raise UserError(no_such_lesson(lesson_id, _("there is no lesson or page called {name!r}"), choices))
     if source:
         if lesson is None:
-            raise UserError(f"{lesson_id!r} is a page, not a lesson: it has no --source.")
-        from rich.syntax import Syntax
-
-        path = lesson.source_path()
-        console.print(f"[dim]{path}[/]")
-        console.print(Syntax(path.read_text(encoding="utf-8"), "python", line_numbers=True))
+            raise UserError(_("{name!r} is a page, not a lesson: it has no --source.").format(name=lesson_id))
+        show_source(lesson.source_path())
         return
-    from rich.markdown import Markdown
-
     path = catalog.doc_path(lesson_id)
     if not path.is_file():
-        raise RunFailure(f"the page {path} is missing from this installation.")
-    console.print(Markdown(path.read_text(encoding="utf-8")))
+        raise RunFailure(_("the page {path} is missing from this installation.").format(path=path))
+    show_page(path)
+
+
+def show_source(path: Any) -> None:
+    """On a terminal: coloured, numbered, wrapped, paged. Piped: the file as it is, behind its path."""
+    code = path.read_text(encoding="utf-8")
+    if not sys.stdout.isatty():
+        sys.stdout.write(f"# {path}\n{code}")
+        return
+    from rich.console import Console
+    from rich.syntax import Syntax
+
+    from lessons.pager import paged
+
+    console = Console()
+    with paged(console):
+        console.print(f"[dim]{path}[/]")
+        console.print(Syntax(code, "python", line_numbers=True, word_wrap=True))
+
+
+def show_page(path: Any) -> None:
+    from rich.console import Console
+    from rich.markdown import Markdown
+
+    from lessons.pager import paged
+
+    console = Console()
+    with paged(console):
+        console.print(Markdown(path.read_text(encoding="utf-8")))
 
 
 _register_groups()

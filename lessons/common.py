@@ -22,6 +22,21 @@ class RunFailure(Exception):
     exit_code = 1
 
 
+def unknown_name(problem: str, close: list[str], listing: str) -> str:
+    """The sentence for a name that does not exist: the close ones if any, else where to look.
+
+    `there is no lesson called 'pol-server' (did you mean poll-server?).`
+    `there is no lesson called 'xyz'; `learn list` shows them all.`
+    """
+    from lessons.i18n import _
+
+    if close:
+        names = close[0] if len(close) == 1 else _("{some} or {last}").format(some=", ".join(close[:-1]),
+                                                                              last=close[-1])
+        return _("{problem} (did you mean {names}?).").format(problem=problem, names=names)
+    return _("{problem}; `{listing}` shows them all.").format(problem=problem, listing=listing)
+
+
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8888  # as in the notes
 
@@ -56,6 +71,32 @@ def open_listener(host: str = DEFAULT_HOST, port: int = DEFAULT_PORT, backlog: i
             raise UserError(f"{host} is not an address of this machine.") from None
         raise
     return server
+
+
+def means_every_address(host: str) -> bool:
+    """0.0.0.0, ::, 0 or an empty host: what a server binds to mean "every address of this machine"."""
+    import ipaddress
+
+    bare = host.strip().strip("[]")
+    if bare in ("", "0"):  # getaddrinfo reads "0" as 0.0.0.0
+        return True
+    try:
+        return ipaddress.ip_address(bare).is_unspecified
+    except ValueError:
+        return False  # a name, such as localhost
+
+
+def check_client_host(host: str) -> None:
+    """The one rule for every client: it connects to one real address, never to "every address".
+
+    (Linux even connects 0.0.0.0 to the local machine, which hides the mistake until the
+    client runs elsewhere.)
+    """
+    from lessons.i18n import _
+
+    if means_every_address(host):
+        raise UserError(_("{host} means 'every address' to a server; a client must name one real address, "
+                          "such as 127.0.0.1.").format(host=host.strip() or _("an empty host")))
 
 
 def address_text(address: object) -> str:

@@ -51,3 +51,10 @@ def show(record: Record) -> str:
 
 def hex_bytes(data: bytes) -> str:
     return data.hex(" ")
+
+
+def byte_count(count: int) -> str:
+    """' 5 bytes', ' 1 byte': right-aligned to two digits so the narrated columns line up."""
+    from lessons.i18n import ngettext
+
+    return ngettext("{count:>2} byte", "{count:>2} bytes", count).format(count=count)

@@ -20,8 +20,10 @@ from typing import Annotated, Callable
 import typer
 
 from lessons.common import DEFAULT_HOST, DEFAULT_PORT, RunFailure, UserError, address_text, open_listener
+from lessons.exits import interrupt_when_output_closes, start_fresh_line
 from lessons.framing import LENGTH_HEADER, FrameDecoder, FrameTooLarge, IncompleteRead, recv_exact
-from lessons.record import (NOTES_RECORD, SAMPLES, WIRE_RECORD, Record, decode, encode, hex_bytes,
+from lessons.i18n import _, ngettext
+from lessons.record import (NOTES_RECORD, SAMPLES, WIRE_RECORD, Record, byte_count, decode, encode, hex_bytes,
                             sample_records, show)
 from lessons.struct_send import Framing, Mode, Narrate, connect, send_records
 
@@ -51,7 +53,7 @@ class NarratedReader:
         data = self.sock.recv(size)
         if data:
             self.outcome.recv_sizes.append(len(data))
-            self.narrate("recv", f"recv() -> {len(data):>2} bytes: {hex_bytes(data)}")
+            self.narrate("recv", f"recv() -> {byte_count(len(data))}: {hex_bytes(data)}")
         return data
 
     def got(self, record: Record) -> None:
@@ -140,8 +142,10 @@ def report(outcome: Outcome, receiver: str, narrate: Narrate) -> None:
         narrate("error", f"{receiver} receiver gave up on {outcome.peer}: {outcome.error}")
         return
     sizes = "+".join(map(str, outcome.recv_sizes)) or "0"
-    narrate("summary", f"{len(outcome.records)} record(s) from {outcome.peer}; "
-                       f"recv() returned {sizes} bytes")
+    count = len(outcome.records)
+    narrate("summary", ngettext("{count} record from {peer}; recv() returned {sizes} bytes",
+                                "{count} records from {peer}; recv() returned {sizes} bytes", count).format(
+                                    count=count, peer=outcome.peer, sizes=sizes))
 
 
 def receiver_name(naive: bool, framing: Framing) -> str:
@@ -168,15 +172,17 @@ def main(
         return
     receiver = receiver_name(naive, framing)
     with open_listener(host, port) as listener:
-        print(f"listening on {address_text(listener.getsockname())}", flush=True)  # the line scripts wait for
-        narrate("listen", f"{receiver} receiver: {RECEIVER_HELP[receiver]}")
         try:
+            interrupt_when_output_closes()  # `| head -1` ends a receiver that waits for senders
+            print(f"listening on {address_text(listener.getsockname())}", flush=True)  # the line scripts wait for
+            narrate("listen", f"{receiver} receiver: {RECEIVER_HELP[receiver]}")
             while True:
                 serve_one(listener, receiver, narrate)
                 if once:
                     return
-        except KeyboardInterrupt:
-            narrate("close", "stopped")
+        except KeyboardInterrupt:  # a receiver runs until stopped: Ctrl-C is how, so exit 0
+            start_fresh_line()
+            narrate("close", _("stopped"))
 
 
 # ---------------------------------------------------------------- the narrated demo

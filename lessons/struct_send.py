@@ -18,9 +18,10 @@ from typing import Annotated, Callable, Optional
 
 import typer
 
-from lessons.common import DEFAULT_HOST, DEFAULT_PORT, RunFailure, UserError
+from lessons.common import DEFAULT_HOST, DEFAULT_PORT, RunFailure, UserError, address_text, check_client_host
 from lessons.framing import encode_frame
-from lessons.record import Record, encode, hex_bytes, sample_records, show
+from lessons.i18n import _, ngettext
+from lessons.record import Record, byte_count, encode, hex_bytes, sample_records, show
 
 # 5 does not divide 13, so no piece of the split stream ends on a record boundary by luck.
 PIECE_SIZE = 5
@@ -48,14 +49,20 @@ def wire_bytes(record: Record, framing: Framing) -> bytes:
 
 def connect(host: str, port: int) -> socket.socket:
     """A TCP connection with Nagle off, so each small piece leaves at once."""
+    check_client_host(host)
+    where = address_text((host, port))
     try:
         sock = socket.create_connection((host, port), timeout=10)
     except ConnectionRefusedError:
-        raise UserError(f"nothing is listening on {host}:{port}; start `learn run struct-recv` first.") from None
+        raise UserError(_("nothing is listening on {where}; start `learn run struct-recv` first.")
+                        .format(where=where)) from None
     except socket.gaierror as err:
-        raise UserError(f"cannot resolve host {host!r}: {err.strerror}.") from None
+        raise UserError(_("cannot resolve host {host!r}: {reason}.").format(host=host, reason=err.strerror)) from None
     except TimeoutError:
-        raise UserError(f"{host}:{port} did not answer within 10 s.") from None
+        raise UserError(_("{where} did not answer within 10 s.").format(where=where)) from None
+    except OSError as err:
+        raise UserError(_("cannot connect to {where}: {reason}.").format(where=where,
+                                                                         reason=err.strerror or err)) from None
     sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     return sock
 
@@ -80,7 +87,7 @@ def send_records(sock: socket.socket, records: list[Record], mode: Mode, framing
     for index, chunk in enumerate(chunks_to_send(records, mode, framing)):
         if mode is Mode.split and index:
             time.sleep(pause)  # the pause is the point: the receiver sees each piece alone
-        narrate("send", f"send() {len(chunk):>2} bytes: {hex_bytes(chunk)}")
+        narrate("send", f"send() {byte_count(len(chunk))}: {hex_bytes(chunk)}")
         try:
             sock.sendall(chunk)
         except (BrokenPipeError, ConnectionResetError):
@@ -123,6 +130,12 @@ def main(
     records = sample_records(record_count(mode, count))
     narrate = Narrator()
     with connect(host, port) as sock:
-        narrate("send", f"connected to {host}:{port}, mode {mode.value}, framing {framing.value}")
+        narrate("send", f"connected to {address_text((host, port))}, mode {mode.value}, framing {framing.value}")
         sent = send_records(sock, records, mode, framing, narrate, pause)
-    narrate("summary", f"sent {len(records)} record(s), {sent} bytes, then closed the connection")
+    narrate("summary", sent_summary(len(records), sent))
+
+
+def sent_summary(records: int, sent: int) -> str:
+    return ngettext("sent {count} record, {bytes} bytes, then closed the connection",
+                    "sent {count} records, {bytes} bytes, then closed the connection", records).format(
+                        count=records, bytes=sent)

@@ -15,18 +15,16 @@ from typing import Annotated, Optional
 
 import typer
 
-from lessons.common import DEFAULT_HOST, DEFAULT_PORT, RunFailure, UserError, address_text, printable_bytes
+from lessons.common import (DEFAULT_HOST, DEFAULT_PORT, RunFailure, UserError, address_text, check_client_host,
+                            printable_bytes)
 from lessons.echo_driver import preview, read_answer
-
-WILDCARDS = ("0.0.0.0", "::", "")
-
+from lessons.exits import interrupt_when_output_closes, start_fresh_line
+from lessons.i18n import ngettext
 
 def connect(host: str, port: int, timeout: float) -> socket.socket:
     """Connect, or explain in one sentence why not."""
-    if host in WILDCARDS:
-        raise UserError(f"{host or 'an empty host'} means 'every address' to a server; "
-                        f"a client must name one, such as 127.0.0.1.")
-    where = f"{host}:{port}"
+    check_client_host(host)
+    where = address_text((host, port))
     try:
         return socket.create_connection((host, port), timeout=timeout)
     except ConnectionRefusedError:
@@ -62,18 +60,21 @@ def scripted(conn: socket.socket, text: str, count: int, timeout: float) -> None
         answer = send_and_wait(conn, message, timeout)
         print(f"answer {number}/{count}: {printable_bytes(answer)}", flush=True)
     elapsed_ms = (time.perf_counter() - started) * 1000
-    print(f"{count} answers in {elapsed_ms:.1f} ms ({elapsed_ms / count:.2f} ms per round trip)", flush=True)
+    summary = ngettext("{count} answer in {total:.1f} ms ({each:.2f} ms per round trip)",
+                       "{count} answers in {total:.1f} ms ({each:.2f} ms per round trip)", count)
+    print(summary.format(count=count, total=elapsed_ms, each=elapsed_ms / count), flush=True)
 
 
 def interactive(conn: socket.socket, timeout: float) -> None:
     print(f"connected to {address_text(conn.getpeername())}; type a line and press Enter, "
           f"Ctrl-D to quit.", file=sys.stderr, flush=True)
+    interrupt_when_output_closes()  # `| head -1`: stop now, not at the next line typed
     try:
         for line in sys.stdin:
             answer = send_and_wait(conn, line.encode(), timeout)
             print(printable_bytes(answer.removesuffix(b"\n")), flush=True)
-    except KeyboardInterrupt:
-        pass  # Ctrl-C ends the session like Ctrl-D
+    except KeyboardInterrupt:  # Ctrl-C ends the session like Ctrl-D: exit 0
+        start_fresh_line()
 
 
 def main(

@@ -28,6 +28,7 @@ from typing import Annotated, Callable, Iterator, Optional
 import typer
 
 from lessons.common import RunFailure, UserError, printable, printable_bytes
+from lessons.exits import interrupt_when_output_closes, start_fresh_line
 from lessons.unix_send import Endpoint, Narrate, connect_unix, resolve_endpoint, send_message
 from lessons.unixsock import (SocketFile, bind_abstract, bind_unix, clear_stale, peer_credentials, private_dir,
                               remove_socket_file)
@@ -217,11 +218,13 @@ def main(
     try:
         with signals_held():
             listener, socket_file = listen(endpoint, narrate)
+        interrupt_when_output_closes()  # `| head -1` ends a receiver that waits for senders
         while True:
             serve_one(listener, narrate)
             if once:
                 return
     except KeyboardInterrupt:
+        start_fresh_line()  # after the terminal's echoed ^C
         narrate("close", "stopped by SIGINT (Ctrl-C)")
     except Stopped as stop:
         narrate("close", f"stopped by {stop}")

@@ -218,7 +218,7 @@ def test_cli_fixed_receivers_get_both_records(start, mode, framing):
     assert sender.returncode == 0, sender.stderr
     code, out, err = receiver.finish()
     assert code == 0, err
-    assert "2 record(s) from 127.0.0.1:" in out
+    assert "2 records from 127.0.0.1:" in out
     assert "record number=2 name=b'li\\x00\\x00\\x00'" in out
     assert "gave up" not in out
 
@@ -231,10 +231,10 @@ def test_cli_receiver_survives_bad_senders_and_stops_on_ctrl_c(start):
         sock.sendall(b"\x00" * 7)  # half a record, then away
     receiver.wait_for(r"gave up on .*7 of 13 bytes")
     socket.create_connection(("127.0.0.1", port), timeout=DEADLINE).close()  # connects, sends nothing
-    receiver.wait_for(r"0 record\(s\) from")
+    receiver.wait_for(r"0 records from")
     sender = run_lesson("struct-send", "--port", str(port), "--mode", "split", "--pause", "0.01")
     assert sender.returncode == 0, sender.stderr
-    receiver.wait_for(r"2 record\(s\) from")
+    receiver.wait_for(r"2 records from")
     receiver.process.send_signal(signal.SIGINT)
     code, out, err = receiver.finish()
     assert code == 0 and "stopped" in out
@@ -271,6 +271,24 @@ def test_cli_receiver_port_in_use_is_one_sentence():
 ])
 def test_cli_bad_options_are_one_sentence(args, fragment):
     assert_one_sentence(run_lesson(*args), fragment)
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("host", ["0.0.0.0", "::", "0"])
+def test_cli_sender_refuses_every_address_as_tcp_client_does(host):
+    """One rule for every client (lessons.common.client_address): 0.0.0.0 is a server's word."""
+    result = run_lesson("struct-send", "--host", host, "--port", "1")
+    assert_one_sentence(result, f"error: {host} means 'every address' to a server; a client must name one "
+                                f"real address, such as 127.0.0.1.")
+
+
+@pytest.mark.timeout(60)
+def test_cli_sender_counts_records_in_good_english():
+    """'1 record', '2 records': one sentence per count, from ngettext, not 'record(s)'."""
+    from lessons.struct_send import sent_summary
+
+    assert sent_summary(1, 13) == "sent 1 record, 13 bytes, then closed the connection"
+    assert sent_summary(2, 26) == "sent 2 records, 26 bytes, then closed the connection"
 
 
 @pytest.mark.timeout(60)

@@ -52,6 +52,13 @@ def test_scripted_mode_sends_n_times_and_waits_for_each_answer(server_port):
 
 
 @pytest.mark.timeout(60)
+def test_one_answer_is_one_answer(server_port):
+    result = run_client("--port", str(server_port), "--send", "hi")
+    assert result.returncode == 0, result.stderr
+    assert re.fullmatch(r"1 answer in [\d.]+ ms \([\d.]+ ms per round trip\)", result.stdout.splitlines()[1])
+
+
+@pytest.mark.timeout(60)
 def test_interactive_mode_answers_each_line_and_quits_at_end_of_input(server_port):
     result = run_client("--port", str(server_port), stdin="hello\n\x1b[31mred\n")
     assert result.returncode == 0, result.stderr
@@ -72,7 +79,10 @@ def test_connection_refused_is_one_sentence():
 
 @pytest.mark.timeout(30)
 @pytest.mark.parametrize(("args", "sentence"), [
-    (("--host", "0.0.0.0", "--send", "x"), "0.0.0.0 means 'every address' to a server"),
+    (("--host", "0.0.0.0", "--send", "x"), "error: 0.0.0.0 means 'every address' to a server; a client must "
+                                           "name one real address, such as 127.0.0.1."),
+    (("--host", "::", "--send", "x"), "error: :: means 'every address' to a server"),
+    (("--host", "0:0::0", "--send", "x"), "error: 0:0::0 means 'every address' to a server"),
     (("--count", "2"), "--count needs --send TEXT."),
 ])
 def test_bad_options_are_one_sentence(args, sentence):

@@ -43,14 +43,14 @@ def is_plain() -> bool:
 
 
 def exercise_named(name: str) -> Any:
-    from lessons.common import UserError
+    from lessons.common import UserError, unknown_name
     from lessons.exercises import catalog
+    from lessons.i18n import _
 
     exercise = catalog.find(name)
     if exercise is None:
-        close = catalog.closest_ids(name)
-        hint = f" Did you mean {' or '.join(close)}?" if close else " See `learn exercise list`."
-        raise UserError(f"there is no exercise called {name!r}.{hint}")
+        raise UserError(unknown_name(_("there is no exercise called {name!r}").format(name=name),
+                                     catalog.closest_ids(name), "learn exercise list"))
     return exercise
 
 
