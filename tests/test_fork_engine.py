@@ -221,7 +221,11 @@ def test_relay_keeps_nothing_of_the_hub_but_its_two_sockets() -> None:
         others = [target for fd, target in fds.items() if fd > 2]
         assert len(others) == 2 and all(target.startswith("socket:") for target in others), fds
         status = dict(line.split(":\t", 1) for line in Path(f"/proc/{relay}/status").read_text().splitlines())
-        assert int(status["SigCgt"], 16) == 0, status["SigCgt"]
+        # Signals 32 and 33 are the C library's own (thread cancellation, set*id across
+        # threads); it handles them in any process that has started a thread, such as
+        # the hub with its log writer. Python's handlers can only sit on 1..31 and SIGRT*.
+        libc_reserved = (1 << 31) | (1 << 32)
+        assert int(status["SigCgt"], 16) & ~libc_reserved == 0, status["SigCgt"]
         ignored = int(status["SigIgn"], 16)
         assert all(ignored & (1 << (signum - 1)) for signum in (signal.SIGINT, signal.SIGTERM)), status["SigIgn"]
         member.close()
