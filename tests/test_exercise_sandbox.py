@@ -180,7 +180,10 @@ def sweep_by_scanning(marker: str) -> dict:
     tree = spawn_marked_tree(marker)
     tree.stdout.readline()
     hold = containment.Containment(f"LEARN_CHECK_TMP={marker}", "unused")
+    deadline = time.monotonic() + 10  # a shell that has forked may not have exec'd its sleep yet
     found = hold.members()
+    while len(found) < 3 and time.monotonic() < deadline:
+        found = hold.members()
     killed = hold.kill_all()
     tree.wait(10)
     return {"cgroup": hold.cgroup is not None, "found": len(found), "killed": len(killed),
