@@ -183,6 +183,7 @@ def sweep_by_scanning(marker: str) -> dict:
     deadline = time.monotonic() + 10  # a shell that has forked may not have exec'd its sleep yet
     found = hold.members()
     while len(found) < 3 and time.monotonic() < deadline:
+        time.sleep(0.01)
         found = hold.members()
     killed = hold.kill_all()
     tree.wait(10)
