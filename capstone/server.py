@@ -59,9 +59,9 @@ KEEPALIVE = {"TCP_KEEPIDLE": 60, "TCP_KEEPINTVL": 10, "TCP_KEEPCNT": 3}
 # kernel's ~15 minutes of retransmissions: the same 90 s as keepalive's 60 + 3 x 10.
 USER_TIMEOUT_MS = 90_000
 # The kernel grows a loopback send buffer to 4 MiB for a reader that does not read: with
-# 1,000 stuck members that is 1.5 GB of kernel memory that no RSS shows. 256 KiB is still
-# hundreds of chat frames in flight per member.
-MEMBER_SNDBUF = 256 * 1024
+# 1,000 stuck members that is 1.5 GB of kernel memory that no RSS shows. 64 KiB is still
+# dozens of chat frames in flight per member (Linux doubles it for its bookkeeping).
+MEMBER_SNDBUF = 64 * 1024
 IOV_BATCH = min(1024, os.sysconf("SC_IOV_MAX") if hasattr(os, "sysconf") else 1024)  # buffers per sendmsg
 QUEUE_ENTRY_COST = 8  # bytes a queued reference costs (a deque slot); counted in max_buffered
 FD_RESERVE = 16  # descriptors below the limit (FD_SETSIZE, ulimit -n) kept for the administrator
