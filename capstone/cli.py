@@ -65,10 +65,12 @@ def join(
     chat server there or name refused (pipe mode).
     """
     from capstone.client import Target, run_client
-    from lessons.common import DEFAULT_HOST, DEFAULT_PORT, UserError
+    from lessons.common import DEFAULT_HOST, DEFAULT_PORT, UserError, check_client_host
 
     if unix is not None and (host is not None or port is not None):
         raise UserError("give either --unix PATH or --host/--port, not both.")
+    if host is not None:
+        check_client_host(host)
     target = Target(host or DEFAULT_HOST, DEFAULT_PORT if port is None else port, unix)
     raise typer.Exit(run_client(target, name=name, lang=lang.value, linger=wait))
 
