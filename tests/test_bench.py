@@ -18,9 +18,10 @@ from array import array
 
 import pytest
 
-from capstone.bench.load import Load, latency_summary, total_order_violations
+from capstone.bench.load_spec import Load
 from capstone.bench.multiplexers import FD_SETSIZE, MULTIPLEXERS
 from capstone.bench.multiplexers import run as run_multiplexers
+from capstone.bench.stats import latency_summary, total_order_violations
 
 TINY_CHAT = ["--clients", "6", "--senders", "3", "--messages", "10", "--size", "40", "--repeat", "1"]
 MEASUREMENT_KEYS = {

@@ -26,10 +26,12 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from capstone import codec
-from capstone.client import (
-    CONTINUATION, MAX_PARTS, MAX_SAY, SAY_BURST, SAY_RATE, TEXTS, Ended, LineSplitter, Pacer, Shown, Target, View,
-    display_name, join_room, split_payload,
-)
+from capstone.client import Target
+from capstone.client.pacing import MAX_PARTS, MAX_SAY, SAY_BURST, SAY_RATE, Pacer, split_payload
+from capstone.client.pipe import LineSplitter
+from capstone.client.session import join_room
+from capstone.client.texts import TEXTS
+from capstone.client.view import CONTINUATION, Ended, Shown, View, display_name
 from capstone.codec import ErrorCode, Kind
 from lessons.common import UserError, wait_for
 from lessons.framing import Frame

@@ -58,7 +58,8 @@ def chat(
     json: Annotated[bool, typer.Option("--json", help="Print one JSON document instead of the table.")] = False,
 ) -> None:
     """Load the chat server: members join, senders send, every member counts, times and orders what arrives."""
-    from capstone.bench.load import Load, compare
+    from capstone.bench.load import compare
+    from capstone.bench.load_spec import Load
     from capstone.bench.servers import parse_targets
     from lessons.common import UserError
 

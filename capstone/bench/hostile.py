@@ -32,7 +32,8 @@ from array import array
 from dataclasses import asdict, dataclass, field
 from typing import Callable
 
-from capstone.bench.load import JOIN_WINDOW, RECV_SIZE, connect_and_join, latency_summary
+from capstone.bench.stats import latency_summary
+from capstone.bench.wire import JOIN_WINDOW, RECV_SIZE, connect_and_join
 from capstone.codec import ErrorCode, Kind, encode, new_decoder
 from lessons.common import RunFailure
 from lessons.i18n import _

@@ -1,20 +1,14 @@
 """The chat load generator: N members join, S of them say M messages of B bytes, all count.
 
-Every SAY text carries who sent it, its sequence number and the send time
-(`time.monotonic_ns()`, one clock for every process on the machine), in fixed-width
-fields so that a receiver can slice them out without splitting:
+Each message is stamped (load_spec.py), so each receiving member measures latency,
+notices a lost message or a sender's messages out of sequence, and records the order it
+saw everything in; afterwards the orders of all members are compared, because the
+protocol promises one single order for every member.
 
-    "0003 0000042 0000001234567890123 xxxxxxxx..."   (sender, seq, send ns; padded to B bytes)
-
-so each receiving member can measure latency (receipt - send), notice a lost message
-(fewer than expected), a sender's messages out of sequence, and record the order it saw
-everything in; afterwards the orders of all members are compared, because the protocol
-promises one single order for every member.
-
-The generator must not be what limits the measurement, so the members are spread over
-several worker processes (forked), each driving its share of the sockets from one epoll
-loop with no per-frame objects on the hot path. Each worker reports the CPU it used, and
-the report says how busy the generator was next to the server.
+The members are spread over forked workers (pool.py), each driving its share of the
+sockets from one epoll loop with no per-frame objects on the hot path. Each worker
+reports the CPU it used, and the report says how busy the generator was next to the
+server.
 
 Phases, steered by the parent over a pipe per worker:
     join  -> every member sends JOIN and waits for WELCOME      -> "joined"
@@ -24,26 +18,24 @@ Phases, steered by the parent over a pipe per worker:
 
 from __future__ import annotations
 
-import resource
 import select
-import signal
 import socket
-import struct
 import time
 from array import array
-from collections import defaultdict
 from dataclasses import dataclass, field
 from functools import partial
 from itertools import islice
 from multiprocessing.connection import Connection
 from typing import Callable, Iterator
 
-from capstone.codec import HEADER, Kind, encode
+from capstone.bench.load_spec import STAMP, Load, message_text
+from capstone.bench.pool import Workers, own_cpu_seconds, run_in_worker
+from capstone.bench.stats import latency_summary, total_order_violations
+from capstone.bench.wire import JOIN_WINDOW, RECV_SIZE, connect_and_join, whole_frames
+from capstone.codec import Kind, encode
 from lessons.common import RunFailure
 
-JOIN_WINDOW = 64  # JOINs in flight per worker: never overflow the server's listen backlog
 SEND_CHUNK = 64 * 1024  # a sender queues at most this much before the socket takes it
-RECV_SIZE = 256 * 1024
 PROGRESS_EVERY_NS = 100_000_000  # a progress report to the parent every 0.1 s
 # Batched reading (when senders go flat out): the kernel wakes a member only once LOWAT
 # bytes wait (SO_RCVLOWAT), and a sweep every SWEEP_EVERY_NS picks up the remainders.
@@ -51,70 +43,6 @@ PROGRESS_EVERY_NS = 100_000_000  # a progress report to the parent every 0.1 s
 LOWAT = 16 * 1024
 SWEEP_EVERY_NS = 20_000_000
 MESSAGE, WELCOME, ERROR = int(Kind.MESSAGE), int(Kind.WELCOME), int(Kind.ERROR)  # plain ints: faster compares
-
-
-@dataclass(frozen=True)
-class Load:
-    """What to send: the options of `learn bench chat`."""
-
-    clients: int = 100
-    senders: int = 20
-    messages: int = 200
-    size: int = 64
-    rate: float = 0.0  # messages per second per sender; 0 = as fast as the server takes them
-    workers: int = 2
-    timeout: float = 120.0
-
-    @property
-    def expected_deliveries(self) -> int:
-        """A MESSAGE goes to every member but its sender."""
-        return self.senders * self.messages * (self.clients - 1)
-
-    def check(self) -> str | None:
-        """None if the load makes sense, else the reason in one sentence."""
-        if self.clients < 2:
-            return "--clients must be at least 2 (someone has to listen)."
-        if not 1 <= self.senders <= self.clients:
-            return "--senders must be between 1 and --clients."
-        if self.messages < 1 or self.workers < 1:
-            return "--messages and --workers must be at least 1."
-        if not MIN_SIZE <= self.size <= 4096:
-            return f"--size must be between {MIN_SIZE} bytes (room for the stamp) and 4096 (the payload limit)."
-        if self.senders > 9999 or self.messages > 9_999_999:
-            return "at most 9999 senders and 9,999,999 messages each fit the stamp."
-        if self.rate < 0:
-            return "--rate cannot be negative."
-        return None
-
-
-STAMP = struct.Struct("4s x 7s x 19s x")  # the fixed-width head of a text: sender, seq, ns
-MIN_SIZE = STAMP.size + 1
-
-
-def message_text(sender: int, seq: int, size: int) -> bytes:
-    """One SAY text of exactly `size` bytes, stamped with the time it is made."""
-    head = b"%04d %07d %019d " % (sender, seq, time.monotonic_ns())
-    return head + b"x" * (size - len(head))
-
-
-def connect_and_join(address: tuple[str, int], name: bytes, rcvbuf: int = 0) -> socket.socket:
-    """A non-blocking member connection whose JOIN is already sent (WELCOME comes later).
-
-    `rcvbuf` (bytes, 0 = the default) shrinks its receive buffer before it connects, when
-    the TCP window is chosen: a member that never reads then fills the server's queue fast.
-    """
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    try:
-        if rcvbuf:
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
-        sock.connect(address)
-        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        sock.sendall(encode(Kind.JOIN, name))
-    except OSError:
-        sock.close()
-        raise
-    sock.setblocking(False)
-    return sock
 
 
 class Member:
@@ -228,7 +156,7 @@ class Worker:
         if command == "go":
             self.phase = "go"
             self.go_time = time.monotonic_ns()
-            self.cpu_at_go = cpu_seconds()
+            self.cpu_at_go = own_cpu_seconds()
             if self.load.rate <= 0:
                 for member in self.members:
                     if not member.closed:
@@ -272,24 +200,19 @@ class Worker:
         now = time.monotonic_ns()
         inbox = member.inbox
         inbox += data
-        unpack, stamp_unpack = HEADER.unpack_from, STAMP.unpack_from
-        size, end, pos = HEADER.size, len(inbox), 0
+        stamp_unpack = STAMP.unpack_from
         before = member.received
-        while end - pos >= size:
-            length, kind = unpack(inbox, pos)
-            stop = pos + size + length
-            if stop > end:
-                break
-            if kind == MESSAGE:
-                sender, seq, stamp = stamp_unpack(inbox, pos + size + 1 + inbox[pos + size])
+        end = 0
+        for kind, start, end in whole_frames(inbox):
+            if kind == MESSAGE:  # payload: name length, name, then the stamped text
+                sender, seq, stamp = stamp_unpack(inbox, start + 1 + inbox[start])
                 self.on_message(member, int(sender), int(seq), now - int(stamp))
             elif kind == WELCOME:
                 member.welcomed = True
             elif kind == ERROR:
-                code = inbox[pos + size] if length else 0
-                self.note(f"m{member.index} got ERROR {code}: {bytes(inbox[pos + size + 1:stop]).decode(errors='replace')}")
-            pos = stop
-        del inbox[:pos]
+                code = inbox[start] if end > start else 0
+                self.note(f"m{member.index} got ERROR {code}: {bytes(inbox[start + 1:end]).decode(errors='replace')}")
+        del inbox[:end]
         if member.received > before:
             self.result.received += member.received - before
             self.result.last_receipt = now
@@ -351,7 +274,7 @@ class Worker:
 
     def report(self) -> None:
         result = self.result
-        result.cpu_seconds = cpu_seconds() - self.cpu_at_go
+        result.cpu_seconds = own_cpu_seconds() - self.cpu_at_go
         result.sequence_violations = self.sequence_violations
         result.latencies = self.latencies.tobytes()
         result.orders = {m.index: m.order.tobytes() for m in self.members}
@@ -377,27 +300,8 @@ class Worker:
         self.phase = "closed"
 
 
-def cpu_seconds() -> float:
-    usage = resource.getrusage(resource.RUSAGE_SELF)
-    return usage.ru_utime + usage.ru_stime
-
-
 def worker_main(control: Connection, indexes: list[int], address: tuple[str, int], load: Load) -> None:
-    """The body of one forked worker: any failure becomes one line for the parent."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
-    try:
-        Worker(control, address, load, indexes).run()
-    except Exception as err:  # the parent prints it as one sentence
-        tell_parent_failed(control, err)
-    finally:
-        control.close()
-
-
-def tell_parent_failed(control: Connection, err: Exception) -> None:
-    try:
-        control.send(("error", f"{type(err).__name__}: {err}"))
-    except OSError:
-        pass  # the parent is gone: nobody to tell
+    run_in_worker(control, lambda: Worker(control, address, load, indexes).run())
 
 
 # -- the parent side ---------------------------------------------------------------------
@@ -422,69 +326,6 @@ class Measurement:
     generator_workers: int
     generator_busy: float  # its CPU / (wall time x workers): near 1.0 means it was the limit
     errors: list[str]
-
-
-class Workers:
-    """Forked worker processes, each given a share of the members, and a pipe to each one."""
-
-    def __init__(self, members: int, count: int, body: Callable[[Connection, list[int]], None]) -> None:
-        import multiprocessing
-
-        context = multiprocessing.get_context("fork")
-        count = min(count, members)
-        self.pipes: list[Connection] = []
-        self.processes = []
-        for number in range(count):
-            ours, theirs = context.Pipe()
-            indexes = list(range(number, members, count))  # round robin: senders spread out
-            process = context.Process(target=body, args=(theirs, indexes), daemon=True)
-            process.start()
-            theirs.close()
-            self.pipes.append(ours)
-            self.processes.append(process)
-
-    def tell(self, command: str) -> None:
-        for pipe in self.pipes:
-            try:
-                pipe.send((command, None))
-            except OSError:
-                pass  # that worker already ended; its error was reported
-
-    def collect(self, wanted: str, deadline: float, on_progress: Callable[[int], None] | None = None) -> list:
-        """Wait until every worker has said `wanted` (or failed); returns their payloads."""
-        from multiprocessing.connection import wait
-
-        answers: dict[int, object] = {}
-        progress = [0] * len(self.pipes)
-        while len(answers) < len(self.pipes):
-            left = deadline - time.monotonic()
-            if left <= 0:
-                raise TimeoutError(f"the workers did not finish {wanted!r} in time")
-            for pipe in wait([p for i, p in enumerate(self.pipes) if i not in answers], timeout=min(left, 0.2)):
-                number = self.pipes.index(pipe)
-                try:
-                    kind, payload = pipe.recv()
-                except EOFError:
-                    raise RuntimeError("a load worker died without a word") from None
-                if kind == "error":
-                    raise RuntimeError(f"a load worker failed: {payload}")
-                if kind == "progress":
-                    progress[number] = payload
-                    if on_progress:
-                        on_progress(sum(progress))
-                elif kind == wanted:
-                    answers[number] = payload
-        return [answers[number] for number in range(len(self.pipes))]
-
-    def close(self) -> None:
-        self.tell("close")
-        for process in self.processes:
-            process.join(timeout=5)
-            if process.is_alive():
-                process.kill()
-                process.join()
-        for pipe in self.pipes:
-            pipe.close()
 
 
 def run_load(address: tuple[str, int], load: Load, server_pid: int, target: str = "",
@@ -548,43 +389,6 @@ def analyse(target: str, load: Load, results: list[WorkerResult], memory, server
         generator_busy=round(generator_cpu / (wall * len(results)), 2),
         errors=[error for r in results for error in r.errors][:10],
     )
-
-
-def latency_summary(latencies: array) -> dict[str, float]:
-    if not latencies:
-        return {"p50": 0.0, "p99": 0.0, "max": 0.0}
-    ordered = sorted(latencies)
-
-    def at(fraction: float) -> float:
-        return round(ordered[min(len(ordered) - 1, int(fraction * len(ordered)))] / 1e6, 3)
-
-    return {"p50": at(0.50), "p99": at(0.99), "max": round(ordered[-1] / 1e6, 3)}
-
-
-def total_order_violations(orders: dict[int, array]) -> int:
-    """How many messages no single order can place: 0 when one total order explains every member.
-
-    Each member's arrival order says "x came before y" for each neighbouring pair. If the
-    server kept one order, all those statements fit together (the graph they draw has no
-    cycle), even though a sender never sees its own messages. A topological sort (Kahn's
-    algorithm) places every message it can; the ones it cannot are caught in a
-    contradiction (two members saw two messages in opposite orders) or come after one.
-    """
-    successors: dict[int, list[int]] = defaultdict(list)
-    waiting_for: dict[int, int] = defaultdict(int)  # message -> predecessors not yet placed
-    for before, after in {pair for order in orders.values() for pair in zip(order, order[1:], strict=False)}:
-        successors[before].append(after)
-        waiting_for[after] += 1
-    messages = set().union(*orders.values())
-    ready = [message for message in messages if not waiting_for[message]]
-    placed = 0
-    while ready:
-        placed += 1
-        for after in successors[ready.pop()]:
-            waiting_for[after] -= 1
-            if not waiting_for[after]:
-                ready.append(after)
-    return len(messages) - placed
 
 
 # -- several servers, the same load ------------------------------------------------------

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import resource
 import select
-import signal
 import socket
 import time
 from dataclasses import asdict, dataclass, field
@@ -25,9 +24,9 @@ from functools import partial
 from itertools import islice
 from multiprocessing.connection import Connection
 
-from capstone.bench.load import (
-    JOIN_WINDOW, RECV_SIZE, Workers, connect_and_join, cpu_seconds, latency_summary, tell_parent_failed,
-)
+from capstone.bench.pool import Workers, own_cpu_seconds, run_in_worker
+from capstone.bench.stats import latency_summary_ms, median
+from capstone.bench.wire import JOIN_WINDOW, RECV_SIZE, connect_and_join, whole_frames
 from capstone.codec import HEADER, Kind, encode
 from lessons.common import RunFailure
 
@@ -135,25 +134,20 @@ class ScaleWorker:
         now = time.monotonic_ns()
         inbox = self.inboxes[fd]
         inbox += data
-        unpack, size, end, pos = HEADER.unpack_from, HEADER.size, len(inbox), 0
-        while end - pos >= size:
-            length, kind = unpack(inbox, pos)
-            stop = pos + size + length
-            if stop > end:
-                break
-            if kind == MESSAGE:
-                text = bytes(inbox[pos + size + 1 + inbox[pos + size]:stop])
+        end = 0
+        for kind, start, end in whole_frames(inbox):
+            if kind == MESSAGE:  # payload: name length, name, then "round N SENT_NS"
+                text = bytes(inbox[start + 1 + inbox[start]:end])
                 self.on_round(int(text.split()[1]), now)
             elif kind == WELCOME:
                 self.welcomed += 1
-            pos = stop
-        del inbox[:pos]
+        del inbox[:end]
 
     def on_round(self, number: int, now: int) -> None:
         """Count one member having round `number`; the last one reports it with our CPU so far."""
         self.have_round[number] = self.have_round.get(number, 0) + 1
         if self.have_round[number] == len(self.socks):
-            self.control.send(("round", (number, now, cpu_seconds())))
+            self.control.send(("round", (number, now, own_cpu_seconds())))
 
     def close_all(self) -> None:
         for sock in self.socks.values():
@@ -161,13 +155,7 @@ class ScaleWorker:
 
 
 def scale_worker(control: Connection, indexes: list[int], address: tuple[str, int]) -> None:
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
-    try:
-        ScaleWorker(control, indexes, address).run()
-    except Exception as err:  # the parent prints it as one sentence
-        tell_parent_failed(control, err)
-    finally:
-        control.close()
+    run_in_worker(control, lambda: ScaleWorker(control, indexes, address).run())
 
 
 def speaker_joins(address: tuple[str, int], deadline: float) -> socket.socket:
@@ -220,10 +208,6 @@ def time_broadcasts(speaker: socket.socket, pool: Workers, server_pid: int, repe
     return rounds
 
 
-def median(values: list[float]) -> float:
-    return round(sorted(values)[len(values) // 2], 3)
-
-
 def run_scale(target: str, members: int = 5000, repeat: int = 20, workers: int = 2,
               timeout: float = 120.0) -> ScaleReport:
     from capstone.bench.servers import raise_fd_limit, start_server, tree_kib
@@ -267,10 +251,3 @@ def run_scale(target: str, members: int = 5000, repeat: int = 20, workers: int =
         rss_before_kib=before, rss_after_kib=after, kib_per_member=round((after - before) / members, 2),
         fd_limit=fd_limit, notes=notes,
     )
-
-
-def latency_summary_ms(samples_ms: list[float]) -> dict[str, float]:
-    """p50/p99/max of millisecond samples (latency_summary works in ns)."""
-    from array import array
-
-    return latency_summary(array("q", (int(sample * 1e6) for sample in samples_ms)))
