@@ -82,7 +82,6 @@ class PeerState(Enum):
     OPEN = "open"  # frames are read and handed to the room
     CLOSING = "closing"  # the room closed it: flush what is queued; what it sends is discarded
     DRAINING = "draining"  # all sent and our side shut down: waiting (briefly) for the peer's EOF
-    OVERFLOWED = "overflowed"  # over its queue bound: nothing more is queued; dropped once the effects are done
 
 
 @dataclass(eq=False)
@@ -139,7 +138,7 @@ class ChatServer:
         self.dirty: dict[int, Peer] = {}  # peers sent something (or closed) during this wake-up
         self.broadcast_pending = False  # a broadcast was queued: every member has output
         self.drain_deadlines: dict[int, float] = {}  # fd -> when a DRAINING peer is dropped, oldest first
-        self.overflowed: dict[int, Peer] = {}  # over their queue bound, to drop
+        self.overflowed: dict[int, Peer] = {}  # over their queue bound: out of `peers`, dropped after the effects
         self.buffered = 0  # bytes (and slots) queued for all peers together
         self.stopping_at: float | None = None  # when a stop was requested
         self.shutdown_begun = False  # everyone has been told ERROR SHUTDOWN
@@ -217,6 +216,7 @@ class ChatServer:
         """Close every connection and listener, give the signals' wake-up back, free the rest."""
         for peer in list(self.peers.values()):
             self._drop(peer)
+        self._drop_overflowed()
         self._stop_listening()
         self._report_repeats(float("inf"))
         if self._signals_installed:
@@ -461,15 +461,15 @@ class ChatServer:
 
     def _queue_broadcast(self, data: bytes, recipients: tuple[int, ...], exclude: int | None) -> None:
         """The hot loop: per reader, one size check and one append."""
-        peers, size, overflowed = self.peers, len(data), PeerState.OVERFLOWED
+        peers, size = self.peers, len(data)
         limit = self.output.max_queue - size if self.stopping_at is None else float("inf")
         queued = 0
         for conn in recipients:
             if conn != exclude:
-                peer = peers.get(conn)  # None: dropped by the driver since the room made this
-                if peer is None:
+                peer = peers.get(conn)
+                if peer is None:  # dropped, or over its bound, since the room made this broadcast
                     continue
-                if peer.queued > limit or peer.state is overflowed:
+                if peer.queued > limit:
                     self._overflow(conn, peer)
                     continue
                 peer.out.append(data)
@@ -481,8 +481,6 @@ class ChatServer:
     def _queue(self, fd: int, peer: Peer, data: bytes) -> None:
         """Queue a frame for one connection, unless it would pass the connection's bound."""
         size = len(data)
-        if peer.state is PeerState.OVERFLOWED:
-            return
         if self.stopping_at is None and peer.queued + size > self.output.max_queue:
             self._overflow(fd, peer)
             return
@@ -500,12 +498,11 @@ class ChatServer:
         self._update_interest(fd, peer)
 
     def _overflow(self, fd: int, peer: Peer) -> None:
-        """Past its bound: nothing more is queued, what is queued is freed now, and the
-        connection is dropped as soon as the effects being applied are done."""
-        if peer.state is not PeerState.OVERFLOWED:
-            peer.state = PeerState.OVERFLOWED
-            self._release_output(peer)
-            self.overflowed[fd] = peer
+        """Past its bound: out of `peers` at once (nothing more is queued for it), what is
+        queued is freed now, and it is dropped as soon as the effects being applied are done."""
+        del self.peers[fd]
+        self._release_output(peer)
+        self.overflowed[fd] = peer
 
     def _release_output(self, peer: Peer) -> None:
         self.buffered -= peer.queued + QUEUE_ENTRY_COST * len(peer.out)
@@ -515,9 +512,9 @@ class ChatServer:
     def _drop_overflowed(self) -> None:
         while self.overflowed:
             fd, peer = self.overflowed.popitem()
-            if self.peers.get(fd) is peer:
-                self._gone(fd, peer, _("was too slow to read (over {limit} bytes queued)").format(
-                    limit=self.output.max_queue))
+            self._apply(self.room.disconnect(fd, _("was too slow to read (over {limit} bytes queued)").format(
+                limit=self.output.max_queue)))
+            self._close(fd, peer)
 
     def _enforce_budget(self) -> None:
         """All queues together are over max_buffered: drop the slowest readers (the longest
@@ -627,10 +624,13 @@ class ChatServer:
         if self.peers.get(fd) is not peer:
             return
         del self.peers[fd]
+        self._close(fd, peer)
+
+    def _close(self, fd: int, peer: Peer) -> None:
+        """Forget everything about a peer that is out of `peers`, and close its socket."""
         self._release_output(peer)
         self.dirty.pop(fd, None)
         self.drain_deadlines.pop(fd, None)
-        self.overflowed.pop(fd, None)
         try:
             self.backend.unregister(fd)
         except (KeyError, ValueError, OSError):
