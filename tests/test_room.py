@@ -1062,3 +1062,14 @@ def test_an_oversized_header_after_close_counts_for_nothing(how: str) -> None:
     """A too-large header is a frame too; after Close the error must stay the last thing sent."""
     driver = close_connection_1(how)
     assert driver.room.receive_data(1, HEADER.pack(1 << 20, SAY), driver.now) == []
+
+
+def test_a_broadcast_names_its_members_in_join_order_with_one_tuple_per_change() -> None:
+    """The driver fans out to Broadcast.to and never reads the room's dicts; the tuple is made
+    once per change of the members, not once per broadcast (the hot path)."""
+    driver = room_with("alice", "bob", "carol")
+    first, second = driver.say(1, "one"), driver.say(2, "two")
+    assert first[0].to == (1, 2, 3) and first[0].exclude == 1
+    assert first[0].to is second[0].to
+    driver.disconnect(2)
+    assert driver.say(1, "three")[0].to == (1, 3)
