@@ -187,7 +187,10 @@ class ChatServer:
         signal.set_wakeup_fd(self._wakeup_w.fileno(), warn_on_full_buffer=False)
         self._signals_installed = True
         for signum in (signal.SIGINT, signal.SIGTERM):
-            signal.signal(signum, lambda signum, frame: self.request_stop())
+            signal.signal(signum, self._on_stop_signal)
+
+    def _on_stop_signal(self, signum: int, frame: object) -> None:
+        self.request_stop()
 
     def request_stop(self) -> None:
         """Stop as SIGTERM does: the next turn tells everyone, and the loop ends once all
