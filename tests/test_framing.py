@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import socket
 import struct
+from pathlib import Path
 import subprocess
 import sys
 import threading
@@ -216,5 +217,6 @@ def test_the_decoder_needs_no_socket_module() -> None:
     """The chat's room decodes with lessons.framing: importing it must load no I/O module."""
     code = ("import sys, lessons.framing; "
             "print([m for m in ('socket', 'select', 'selectors') if m in sys.modules])")
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                            cwd=Path(__file__).resolve().parents[1])
     assert result.stdout.strip() == "[]", result.stdout
