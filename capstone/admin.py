@@ -17,7 +17,8 @@ from capstone import codec
 from capstone.codec import ErrorCode, Kind
 from capstone.paths import default_admin_socket
 from lessons.common import RunFailure, UserError, printable
-from lessons.framing import FrameTooLarge, recv_frame
+from lessons.framing import FrameTooLarge
+from lessons.sockio import recv_frame
 from lessons.i18n import _
 
 ACTIONS = {"say": Kind.ADMIN_SAY, "kick": Kind.KICK, "list": Kind.LIST}

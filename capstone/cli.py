@@ -29,10 +29,11 @@ def serve(
     from capstone.room import Limits
     from capstone.serve import ServeOptions
     from capstone.serve import serve as run_server
+    from capstone.server import OutputLimits
 
-    limits = Limits(max_payload=max_payload, join_timeout=join_timeout, rate_limit=rate_limit, max_queue=max_queue,
-                    max_buffered=max_buffered)
-    run_server(ServeOptions(host, port, unix, engine, limits, admin_socket, trace))
+    limits = Limits(max_payload=max_payload, join_timeout=join_timeout, rate_limit=rate_limit)
+    output = OutputLimits(max_queue=max_queue, max_buffered=max_buffered)
+    run_server(ServeOptions(host, port, unix, engine, limits, admin_socket, trace, output))
 
 
 class Language(str, Enum):

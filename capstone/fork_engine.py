@@ -7,7 +7,8 @@ one end of a Unix socket pair whose other end the hub keeps:
 
     client <--TCP--> child (relay) <--socketpair--> hub (ChatServer loop + Room)
 
-So the hub is the ordinary event-loop server with one hook overridden: instead of
+So the hub is the ordinary event-loop server with its public hooks overridden
+(`connect_client`, `install_signals`, `on_signal`, `close_everything`): instead of
 watching the client's socket, it forks a relay and watches the pair. Every rule
 (order, limits, timeouts, shutdown) is the same code. The price: each byte crosses
 two sockets and a context switch, and each client costs a process.
@@ -81,25 +82,25 @@ class ForkingChatServer(ChatServer):
         self.relays.add(pid)
         return hub_end
 
-    def _install_signals(self) -> None:
-        super()._install_signals()
+    def install_signals(self) -> None:
+        super().install_signals()
         signal.signal(signal.SIGCHLD, lambda signum, frame: None)  # wakes the loop to reap
 
     def on_signal(self) -> None:
         self.relays -= reap_children()
 
-    def _close_everything(self) -> None:
+    def close_everything(self) -> None:
         """Closing the pairs tells every relay to end; relays that linger for a client
         that keeps its connection are reaped until SHUTDOWN_LINGER after the signal,
         the rest die with the hub."""
         try:
-            super()._close_everything()
+            super().close_everything()
         finally:
-            if self.stopping_at is not None:
-                deadline = self.stopping_at + SHUTDOWN_LINGER
+            if self.stopping_at is not None:  # relays end in real time, whatever the server's clock
+                wait = max(0.0, self.stopping_at + SHUTDOWN_LINGER - self.clock())
             else:
-                deadline = time.monotonic() + RELAY_EXIT_WAIT
-            end_relays(self.relays, deadline)
+                wait = RELAY_EXIT_WAIT
+            end_relays(self.relays, time.monotonic() + wait)
             self.relays.clear()
 
 

@@ -1,18 +1,25 @@
-"""The chat room as a state machine: frames in, frames out. No sockets, no clock.
+"""The chat room as a state machine: bytes in, frames out. No sockets, no clock.
 
 This is the whole behaviour of PROTOCOL.md in one place, the way h11 keeps HTTP apart
 from I/O. A driver (an event loop, or the fork engine's hub) tells the room what
-happened -- a connection accepted, a frame decoded, a connection gone, time passing --
+happened -- a connection accepted, bytes received, a connection gone, time passing --
 and gets back a list of effects to carry out, in order:
 
     Send(conn, data)            queue `data` for one connection
-    Broadcast(data, exclude)    queue `data` for every member (but `exclude`)
-    Close(conn)                 flush what is queued, then shut down and close
-    Defer(conn, kind, payload, until)
-                                this frame (a WHO or PING over its rate) is not handled yet:
-                                give it back at `until`, and read nothing more from `conn`
-                                before then (the sender is slowed down, never answered wrongly)
+    Broadcast(data, exclude, to)
+                                queue `data` for every connection in `to` (the members
+                                when the room made it) but `exclude`
+    Close(conn)                 flush what is queued, then shut down and close; the room
+                                has forgotten `conn`: whatever it sends counts for nothing
+    Defer(conn, until)          a WHO or PING over its rate waits (the room keeps it and the
+                                bytes after it): read nothing more from `conn` until Resume
+    Resume(conn)                `tick` handled what waited: read from `conn` again
     Log(event, text)            a line for the server's log
+
+`receive_data` is the whole input side: the room cuts the stream into frames itself, so
+an oversized header (TOO_LARGE), bytes after a Close and the frames held back by a Defer
+are the room's business, not the driver's. `receive` takes one frame already cut (the
+chat-room exercise works at that level) and is the same thing.
 
 Doing the effects in the order given is what gives every member one single order of
 broadcasts. `now` is always passed in (seconds, monotonic), so tests can drive time.
@@ -25,6 +32,7 @@ from dataclasses import dataclass, field
 from capstone import codec
 from capstone.codec import ADMIN_KINDS, CHAT_KINDS, ErrorCode, Kind
 from capstone.names import name_key, normalize, text_problem, why_invalid
+from lessons.framing import FrameDecoder, FrameTooLarge
 
 
 @dataclass(frozen=True)
@@ -32,8 +40,6 @@ class Limits:
     max_payload: int = codec.DEFAULT_MAX_PAYLOAD
     join_timeout: float = 10.0  # seconds from accept to a successful JOIN; 0 = no limit
     rate_limit: float = 20.0  # SAYs per second per member; 0 = no limit
-    max_queue: int = 1 << 20  # bytes queued for one slow reader (enforced by the driver)
-    max_buffered: int = 64 << 20  # bytes queued for all connections together (enforced by the driver)
     query_rate: float = 100.0  # WHO and PING per second per connection (bucket of twice that); 0 = no limit
 
 
@@ -47,6 +53,9 @@ class Send:
 class Broadcast:
     data: bytes
     exclude: int | None = None
+    # Who receives it: the members when the room made it, in join order. Not compared: two
+    # broadcasts of the same bytes are the same effect, whoever is in the room.
+    to: tuple[int, ...] = field(default=(), compare=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,9 +66,12 @@ class Close:
 @dataclass(frozen=True, slots=True)
 class Defer:
     conn: int
-    kind: int
-    payload: bytes
     until: float
+
+
+@dataclass(frozen=True, slots=True)
+class Resume:
+    conn: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,7 +80,7 @@ class Log:
     text: str
 
 
-Effect = Send | Broadcast | Close | Defer | Log
+Effect = Send | Broadcast | Close | Defer | Resume | Log
 
 
 @dataclass(slots=True)
@@ -76,7 +88,9 @@ class Connection:
     id: int
     admin: bool
     accepted_at: float
+    decoder: FrameDecoder
     name: str | None = None  # set once joined
+    held: tuple[int, bytes] | None = None  # (kind, payload) of a deferred WHO/PING
     tokens: float = 0.0
     refilled_at: float = 0.0
     query_tokens: float = 0.0  # the WHO/PING bucket, full at connect
@@ -90,44 +104,46 @@ class Room:
     members: dict[int, Connection] = field(default_factory=dict)  # in join order
     by_key: dict[str, Connection] = field(default_factory=dict)
     waiting: dict[int, float] = field(default_factory=dict)  # conn -> accept time, not joined yet
+    deferred: dict[int, float] = field(default_factory=dict)  # conn -> when its held frame is handled
     _members_frame: bytes | None = field(default=None, init=False, repr=False)  # MEMBERS, once per change
+    _member_ids: tuple[int, ...] | None = field(default=None, init=False, repr=False)  # Broadcast.to, likewise
 
     # ----- what the driver reports ---------------------------------------------------
 
     def connect(self, conn: int, now: float, admin: bool = False) -> list[Effect]:
-        self.connections[conn] = Connection(conn, admin, now, query_tokens=2 * self.limits.query_rate,
-                                            queries_refilled_at=now)
+        self.connections[conn] = Connection(conn, admin, now, codec.new_decoder(self.limits.max_payload),
+                                            query_tokens=2 * self.limits.query_rate, queries_refilled_at=now)
         if not admin and self.limits.join_timeout > 0:
             self.waiting[conn] = now
         return []
 
-    def receive(self, conn: int, kind: int, payload: bytes, now: float) -> list[Effect]:
-        """One decoded frame from `conn`."""
-        connection = self.connections.get(conn)
-        if connection is None:  # already closing: nothing it sends counts any more
-            return []
-        if connection.admin:
-            return self._admin_frame(connection, kind, payload)
-        return self._chat_frame(connection, kind, payload, now)
+    def receive_data(self, conn: int, data: bytes, now: float) -> list[Effect]:
+        """Bytes from `conn`, cut anywhere: the effects of every whole frame in them.
 
-    def too_large(self, conn: int, length: int) -> list[Effect]:
-        """A header announced more than max_payload: error, then close."""
-        if conn not in self.connections:  # already closing: its error was the last frame
+        Stops at a Close (the rest counts for nothing) and at a Defer (the rest waits in
+        the room until `tick` hands the deferred frame back)."""
+        connection = self.connections.get(conn)
+        if connection is None:  # already closed: nothing it sends counts any more
             return []
-        return self._close_with_error(
-            conn, ErrorCode.TOO_LARGE,
-            f"a frame of {length} bytes is over the limit of {self.limits.max_payload}")
+        connection.decoder.feed(data)
+        if connection.held is not None:
+            return []
+        return self._frames(connection, now)
+
+    def receive(self, conn: int, kind: int, payload: bytes, now: float) -> list[Effect]:
+        """One frame already cut from the stream: the same as receiving its bytes."""
+        return self.receive_data(conn, codec.encode(kind, payload), now)
 
     def disconnect(self, conn: int, why: str = "closed the connection") -> list[Effect]:
         """The connection is gone (EOF, reset, slow reader dropped): tell the others."""
-        connection = self.connections.pop(conn, None)
+        connection = self._forget_connection(conn)
         if connection is None:
             return []
-        self.waiting.pop(conn, None)
         return self._remove_member(connection, why)
 
     def tick(self, now: float) -> list[Effect]:
-        """Time passed: close connections that did not JOIN within the join timeout."""
+        """Time passed: close connections that did not JOIN within the join timeout, then
+        hand back the deferred frames whose time has come."""
         effects: list[Effect] = []
         timeout = self.limits.join_timeout
         while self.waiting:
@@ -136,17 +152,23 @@ class Room:
                 break
             effects += self._close_with_error(
                 conn, ErrorCode.TIMEOUT, f"no JOIN within {timeout:g} seconds")
+        if self.deferred:
+            for conn in [conn for conn, until in self.deferred.items() if until <= now]:
+                if conn in self.deferred:  # not closed by an earlier frame
+                    effects += self._resume(self.connections[conn], now)
         return effects
 
     def next_deadline(self) -> float | None:
-        """When `tick` next has work to do (None: nobody is waiting to join)."""
+        """When `tick` next has work to do (None: nobody waits to join, no frame is deferred)."""
+        deadlines = [min(self.deferred.values())] if self.deferred else []
         for accepted_at in self.waiting.values():  # accept order = deadline order
-            return accepted_at + self.limits.join_timeout
-        return None
+            deadlines.append(accepted_at + self.limits.join_timeout)
+            break
+        return min(deadlines, default=None)
 
     def announce(self, text: str, source: str = "console") -> list[Effect]:
         """The administrator's shout (console line or ADMIN_SAY): ANNOUNCE to every member."""
-        return [Broadcast(codec.encode_text(Kind.ANNOUNCE, text)),
+        return [self._broadcast(codec.encode_text(Kind.ANNOUNCE, text)),
                 Log("admin", f"{source} announced: {text}")]
 
     def kick(self, wanted: str) -> list[Effect] | None:
@@ -167,6 +189,40 @@ class Room:
 
     def member_names(self) -> list[str]:
         return [member.name for member in self.members.values()]
+
+    # ----- cutting the stream into frames ------------------------------------------
+
+    def _frames(self, connection: Connection, now: float) -> list[Effect]:
+        """Every whole frame received so far, until the connection closes or a frame waits."""
+        effects: list[Effect] = []
+        decoder, conn, connections = connection.decoder, connection.id, self.connections
+        try:
+            while (frame := decoder.next_frame()) is not None:
+                effects += self._frame(connection, frame.fields[0], frame.payload, now)
+                if connection.held is not None or conn not in connections:
+                    break
+        except FrameTooLarge as err:  # the stream cannot be resynchronised: error, then close
+            effects += self._close_with_error(
+                conn, ErrorCode.TOO_LARGE,
+                f"a frame of {err.length} bytes is over the limit of {self.limits.max_payload}")
+        return effects
+
+    def _frame(self, connection: Connection, kind: int, payload: bytes, now: float) -> list[Effect]:
+        if connection.admin:
+            return self._admin_frame(connection, kind, payload)
+        return self._chat_frame(connection, kind, payload, now)
+
+    def _resume(self, connection: Connection, now: float) -> list[Effect]:
+        """The deferred frame's token is back: handle it, then the frames that waited behind it."""
+        del self.deferred[connection.id]
+        kind, payload = connection.held
+        connection.held = None
+        effects = self._frame(connection, kind, payload, now)
+        if connection.held is None and connection.id in self.connections:
+            effects += self._frames(connection, now)
+        if connection.held is None and connection.id in self.connections:
+            effects.append(Resume(connection.id))
+        return effects
 
     # ----- chat connections ----------------------------------------------------------
 
@@ -202,13 +258,22 @@ class Room:
         if connection.query_tokens >= 1 - 1e-9:
             connection.query_tokens -= 1
             return []
-        return [Defer(connection.id, kind, payload, now + (1 - connection.query_tokens) / rate)]
+        until = now + (1 - connection.query_tokens) / rate
+        connection.held = (kind, payload)
+        self.deferred[connection.id] = until
+        return [Defer(connection.id, until)]
 
     def members_frame(self) -> bytes:
         """MEMBERS for WHO and LIST: encoded once per change, the same bytes for every asker."""
         if self._members_frame is None:
             self._members_frame = codec.encode_members(self.member_names())
         return self._members_frame
+
+    def _broadcast(self, data: bytes, exclude: int | None = None) -> Broadcast:
+        """To every member (but `exclude`); the tuple of members is made once per change."""
+        if self._member_ids is None:
+            self._member_ids = tuple(self.members)
+        return Broadcast(data, exclude, self._member_ids)
 
     def _join(self, connection: Connection, payload: bytes, now: float) -> list[Effect]:
         conn = connection.id
@@ -225,16 +290,15 @@ class Room:
         key = name_key(name)
         if key in self.by_key:
             return self._error(conn, ErrorCode.NAME_TAKEN, f"the name {name} is taken")
-        welcome = Send(conn, codec.encode_text(Kind.WELCOME, name))
-        joined = Broadcast(codec.encode_text(Kind.JOINED, name), exclude=conn)
         connection.name = name
         connection.tokens = 2 * self.limits.rate_limit
         connection.refilled_at = now
         self.waiting.pop(conn, None)
         self.members[conn] = connection
         self.by_key[key] = connection
-        self._members_frame = None
-        return [welcome, joined, Log("join", f"{name} joined")]
+        self._members_changed()
+        return [Send(conn, codec.encode_text(Kind.WELCOME, name)),
+                self._broadcast(codec.encode_text(Kind.JOINED, name), exclude=conn), Log("join", f"{name} joined")]
 
     def _say(self, connection: Connection, payload: bytes, now: float) -> list[Effect]:
         conn = connection.id
@@ -250,7 +314,7 @@ class Room:
         if not self._take_token(connection, now):
             return self._error(conn, ErrorCode.RATE_LIMITED,
                                f"more than {self.limits.rate_limit:g} messages per second; this one was dropped")
-        return [Broadcast(codec.encode_message(connection.name, text), exclude=conn)]
+        return [self._broadcast(codec.encode_message(connection.name, text), exclude=conn)]
 
     def _take_token(self, connection: Connection, now: float) -> bool:
         """Token bucket: 2N tokens, refilled continuously at N per second."""
@@ -266,8 +330,7 @@ class Room:
         return True
 
     def _leave(self, connection: Connection) -> list[Effect]:
-        self.connections.pop(connection.id, None)
-        self.waiting.pop(connection.id, None)
+        self._forget_connection(connection.id)
         return self._remove_member(connection, "left") + [Close(connection.id)]
 
     # ----- the administrator ---------------------------------------------------------
@@ -300,8 +363,7 @@ class Room:
     def _close_with_error(self, conn: int, code: ErrorCode, reason: str,
                           why: str | None = None, tell_others: bool = True) -> list[Effect]:
         """Error frame last, then close; a member's departure is broadcast as LEFT."""
-        connection = self.connections.pop(conn, None)
-        self.waiting.pop(conn, None)
+        connection = self._forget_connection(conn)
         effects = self._error(conn, code, reason)
         if connection is not None and tell_others:
             effects += self._remove_member(connection, why or f"was disconnected ({code.name})")
@@ -309,13 +371,23 @@ class Room:
             self._forget(connection)
         return effects + [Close(conn)]
 
+    def _forget_connection(self, conn: int) -> Connection | None:
+        """The connection is closed: nothing it sent or sends later counts (a held frame neither)."""
+        self.waiting.pop(conn, None)
+        self.deferred.pop(conn, None)
+        return self.connections.pop(conn, None)
+
     def _remove_member(self, connection: Connection, why: str) -> list[Effect]:
         if connection.name is None:
             return []
         self._forget(connection)
-        return [Broadcast(codec.encode_text(Kind.LEFT, connection.name)), Log("leave", f"{connection.name} {why}")]
+        return [self._broadcast(codec.encode_text(Kind.LEFT, connection.name)),
+                Log("leave", f"{connection.name} {why}")]
 
     def _forget(self, connection: Connection) -> None:
         if self.members.pop(connection.id, None) is not None:
             del self.by_key[name_key(connection.name)]
-            self._members_frame = None
+            self._members_changed()
+
+    def _members_changed(self) -> None:
+        self._members_frame = self._member_ids = None

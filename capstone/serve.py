@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 from capstone import multiplexers
 from capstone.room import Limits
-from capstone.server import ChatServer, Listeners, plain_log, rich_log
+from capstone.server import ChatServer, Listeners, OutputLimits, plain_log, rich_log
 from lessons.common import DEFAULT_HOST, DEFAULT_PORT, UserError, address_text, open_listener
 from lessons.i18n import _
 from lessons.logsink import LogSink
@@ -28,6 +28,7 @@ class ServeOptions:
     limits: Limits = Limits()
     admin_socket: str | None = None
     trace: bool = False
+    output: OutputLimits = OutputLimits()
 
 
 def pick_engine(engine: str):  # noqa: ANN201 - (server class, backend class)
@@ -46,12 +47,12 @@ def pick_engine(engine: str):  # noqa: ANN201 - (server class, backend class)
     return ChatServer, backends[engine]
 
 
-def check_limits(limits: Limits) -> None:
+def check_limits(limits: Limits, output: OutputLimits) -> None:
     if limits.max_payload < 1 or limits.max_payload > 0xFFFFFFFF:
         raise UserError(_("--max-payload must be between 1 and 4294967295 bytes."))
-    if limits.join_timeout < 0 or limits.rate_limit < 0 or limits.max_queue < 1:
+    if limits.join_timeout < 0 or limits.rate_limit < 0 or output.max_queue < 1:
         raise UserError(_("--join-timeout and --rate-limit cannot be negative, and --max-queue must be positive."))
-    if limits.max_buffered < 1:
+    if output.max_buffered < 1:
         raise UserError(_("--max-buffered must be positive."))
 
 
@@ -84,7 +85,7 @@ def _umask() -> int:
 
 
 def serve(options: ServeOptions) -> None:
-    check_limits(options.limits)
+    check_limits(options.limits, options.output)
     server_class, backend_class = pick_engine(options.engine)
     listeners, where = open_listeners(options)
     signal.signal(signal.SIGPIPE, signal.SIG_IGN)  # a closed peer or log is an EPIPE to handle, not death
@@ -93,7 +94,7 @@ def serve(options: ServeOptions) -> None:
     log = rich_log(sink) if sink.isatty() else plain_log(sink)
     trace = (lambda text: log("trace", text)) if options.trace else None
     console = sys.stdin.fileno() if sys.stdin.isatty() else None
-    server = server_class(listeners, backend_class(trace), options.limits, log, console)
+    server = server_class(listeners, backend_class(trace), options.limits, log, console, output=options.output)
 
     def announce_ready() -> None:
         sink.write(f"listening on {where}\n")

@@ -13,8 +13,9 @@ freeze, bloat or crash):
   `max_queue` drops that connection instead of being queued (the others get LEFT), and
   when all queues together pass `max_buffered` the connections with the most unsent
   output are dropped first;
-- WHO and PING past their rate wait (the room's Defer): the sender's later frames are
-  not read until a token is back, so a flood slows its sender and nobody else;
+- WHO and PING past their rate wait (the room's Defer): the room keeps the frame and
+  the bytes behind it, and the driver reads nothing more from that connection until the
+  room's Resume, so a flood slows its sender and nobody else;
 - closing "after an error" flushes, shuts down the sending side, then reads and
   discards until the peer closes (bounded in time), so the error is not lost to a reset;
 - EMFILE on accept gives up a spare descriptor to accept-and-close instead of spinning;
@@ -37,14 +38,13 @@ import sys
 import time
 from collections import deque
 from dataclasses import dataclass, field
+from enum import Enum
 from typing import Callable
 
-from capstone import codec
 from capstone.console import ServerConsole
 from capstone.multiplexers import Backend
-from capstone.room import Broadcast, Close, Defer, Limits, Log, Room, Send
+from capstone.room import Broadcast, Close, Defer, Limits, Log, Resume, Room, Send
 from lessons.common import address_text, printable
-from lessons.framing import FrameDecoder, FrameTooLarge
 from lessons.i18n import _, ngettext
 from lessons.logsink import RepeatCounter
 from lessons.unixsock import SocketFile, peer_credentials
@@ -67,6 +67,21 @@ QUEUE_ENTRY_COST = 8  # bytes a queued reference costs (a deque slot); counted i
 FD_RESERVE = 16  # descriptors below the limit (FD_SETSIZE, ulimit -n) kept for the administrator
 
 LogFn = Callable[[str, str], None]
+Clock = Callable[[], float]
+
+
+@dataclass(frozen=True)
+class OutputLimits:
+    """The driver's own bounds: how much output may wait in its queues (the room never sees them)."""
+
+    max_queue: int = 1 << 20  # bytes queued for one slow reader
+    max_buffered: int = 64 << 20  # bytes queued for all connections together
+
+
+class PeerState(Enum):
+    OPEN = "open"  # frames are read and handed to the room
+    CLOSING = "closing"  # the room closed it: flush what is queued; what it sends is discarded
+    DRAINING = "draining"  # all sent and our side shut down: waiting (briefly) for the peer's EOF
 
 
 @dataclass(eq=False)
@@ -75,16 +90,13 @@ class Peer:
 
     sock: socket.socket
     label: str
-    decoder: FrameDecoder
     admin: bool = False
+    state: PeerState = PeerState.OPEN
     out: deque = field(default_factory=deque)  # frames waiting to be sent, in order
     offset: int = 0  # bytes of out[0] already sent
     queued: int = 0  # bytes waiting: what max_queue bounds
     writing: bool = False  # registered for POLLOUT because the kernel buffer was full
-    closing: bool = False  # flush, then shut down the sending side; input is discarded
-    draining: bool = False  # sending side shut down: waiting (briefly) for the peer's EOF
-    doomed: bool = False  # over its queue bound: dropped once the current effects are done
-    held: tuple[int, bytes] | None = None  # a deferred WHO/PING; nothing more is read meanwhile
+    paused: bool = False  # the room deferred a frame: nothing more is read until it resumes
 
 
 @dataclass
@@ -98,28 +110,47 @@ class Listeners:
 
 
 class ChatServer:
-    def __init__(self, listeners: Listeners, backend: Backend, limits: Limits,
-                 log: LogFn, console: int | None = None) -> None:
+    """The event loop around the room. `serve_forever` is `start`, then `run_once` until the
+    server has stopped, then `close_everything`.
+
+    Hooks a subclass may override (the fork engine does, the way socketserver's mix-ins do):
+    - `connect_client(sock, label)`: the socket to watch for a new chat client (or None);
+    - `connection_closed(fd)`: a watched connection was closed;
+    - `install_signals()`: make SIGINT/SIGTERM stop the loop (call the base first);
+    - `on_signal()`: a signal arrived;
+    - `close_everything()`: release every socket and descriptor (call the base first).
+    `request_stop()` stops the server as SIGTERM does. `clock` is read for every time the
+    server needs, so tests can drive linger, shutdown and join timeouts without waiting.
+    """
+
+    def __init__(self, listeners: Listeners, backend: Backend, limits: Limits, log: LogFn,
+                 console: int | None = None, *, output: OutputLimits = OutputLimits(),
+                 clock: Clock = time.monotonic, room: Room | None = None) -> None:
         self.listeners = listeners
         self.backend = backend
         self.limits = limits
-        self.room = Room(limits)
+        self.output = output
+        self.clock = clock
+        self.room = room if room is not None else Room(limits)
         self.log = log
         self.console = console  # fd of a terminal whose lines are announcements
         self.peers: dict[int, Peer] = {}
         self.dirty: dict[int, Peer] = {}  # peers sent something (or closed) during this wake-up
         self.broadcast_pending = False  # a broadcast was queued: every member has output
-        self.draining: dict[int, float] = {}  # fd -> deadline, oldest first
-        self.paused: dict[int, float] = {}  # fd -> when its deferred frame is handled
-        self.overflowed: dict[int, Peer] = {}  # over their queue bound, to drop
+        self.drain_deadlines: dict[int, float] = {}  # fd -> when a DRAINING peer is dropped, oldest first
+        self.overflowed: dict[int, Peer] = {}  # over their queue bound: out of `peers`, dropped after the effects
         self.buffered = 0  # bytes (and slots) queued for all peers together
-        self.stopping_at: float | None = None
+        self.stopping_at: float | None = None  # when a stop was requested
+        self.shutdown_begun = False  # everyone has been told ERROR SHUTDOWN
         self.repeats: dict[str, RepeatCounter] = {}
         self._repeat_texts: dict[str, Callable[[int], str]] = {}
         self._enforcing_budget = False
         self._console = ServerConsole()  # what the administrator types on that terminal
         self._spare_fd: int | None = None
+        self._signals_installed = False
         self._wakeup_r, self._wakeup_w = socket.socketpair()
+        self._wakeup_r.setblocking(False)
+        self._wakeup_w.setblocking(False)
         soft_limit = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
         self.open_file_limit = None if soft_limit == resource.RLIM_INFINITY else soft_limit
         self._fds_at_start = 0  # descriptors the server itself holds, counted once it runs
@@ -129,7 +160,17 @@ class ChatServer:
     def serve_forever(self, on_ready: Callable[[], None] = lambda: None) -> None:
         """Run until SIGINT/SIGTERM. `on_ready` runs once the signals are ours, so whoever
         sees what it prints (the 'listening on' line) may stop the server cleanly at once."""
-        self._install_signals()
+        self.install_signals()
+        self.start()
+        try:
+            on_ready()
+            while self.run_once():
+                pass
+        finally:
+            self.close_everything()
+
+    def start(self) -> None:
+        """Watch the listeners, the wake-up socket and the console; keep a spare descriptor."""
         self._spare_fd = os.open(os.devnull, os.O_RDONLY)
         self._fds_at_start = self._spare_fd + 1  # the lowest free number: about how many are open
         for listener in (self.listeners.chat, self.listeners.admin):
@@ -139,28 +180,30 @@ class ChatServer:
         self.backend.register(self._wakeup_r.fileno())
         if self.console is not None:
             self.backend.register(self.console)
-        try:
-            on_ready()
-            self._loop()
-        finally:
-            self._close_everything()
 
-    def _install_signals(self) -> None:
-        """A signal writes a byte to the wake-up socket, so the wait returns at once."""
-        self._wakeup_r.setblocking(False)
-        self._wakeup_w.setblocking(False)
+    def install_signals(self) -> None:
+        """A signal writes a byte to the wake-up socket, so the wait returns at once;
+        SIGINT and SIGTERM request the stop."""
         signal.set_wakeup_fd(self._wakeup_w.fileno(), warn_on_full_buffer=False)
+        self._signals_installed = True
         for signum in (signal.SIGINT, signal.SIGTERM):
             signal.signal(signum, self._on_stop_signal)
 
     def _on_stop_signal(self, signum: int, frame: object) -> None:
+        self.request_stop()
+
+    def request_stop(self) -> None:
+        """Stop as SIGTERM does: the next turn tells everyone, and the loop ends once all
+        connections are closed or SHUTDOWN_GRACE has passed."""
         if self.stopping_at is None:
-            self.stopping_at = time.monotonic()
+            self.stopping_at = self.clock()
 
     def _begin_shutdown(self) -> None:
+        self.shutdown_begun = True
         self.log("stop", _("stopping: telling everyone, closing within a second"))
         self._stop_listening()
         self._apply(self.room.shutdown())
+        self._flush_dirty()
 
     def _stop_listening(self) -> None:
         for listener in (self.listeners.chat, self.listeners.admin):
@@ -172,52 +215,53 @@ class ChatServer:
                 socket_file.remove()  # only while it is still ours, never a successor's
         self.listeners.chat_file = self.listeners.admin_file = None
 
-    def _close_everything(self) -> None:
+    def close_everything(self) -> None:
+        """Close every connection and listener, give the signals' wake-up back, free the rest."""
         for peer in list(self.peers.values()):
             self._drop(peer)
+        self._drop_overflowed()
         self._stop_listening()
         self._report_repeats(float("inf"))
-        signal.set_wakeup_fd(-1)
+        if self._signals_installed:
+            signal.set_wakeup_fd(-1)
         self._wakeup_r.close()
         self._wakeup_w.close()
         if self._spare_fd is not None:
             os.close(self._spare_fd)
+            self._spare_fd = None
         self.backend.close()
 
     # ----- the loop ----------------------------------------------------------------------
 
-    def _loop(self) -> None:
-        shutdown_started = False
-        while True:
-            if self.stopping_at is not None and not shutdown_started:
-                shutdown_started = True
-                self._begin_shutdown()
-                self._flush_dirty()
-            if shutdown_started and (not self.peers or time.monotonic() >= self.stopping_at + SHUTDOWN_GRACE):
-                return
-            for fd, readable, writable in self.backend.wait(self._timeout()):
-                try:
-                    self._dispatch(fd, readable, writable)
-                except MemoryError:  # accepting, a signal, the console: log it and carry on
-                    self.log("drop", _("out of memory while handling descriptor {fd}").format(fd=fd))
-            now = time.monotonic()
-            self._apply(self.room.tick(now))
-            self._resume_paused(now)
-            self._expire_drains(now)
-            self._report_repeats(now)
-            self._flush_dirty()
+    def run_once(self, timeout: float | None = None) -> bool:
+        """One turn of the loop: wait for readiness (at most `timeout` seconds, and never
+        past the next deadline), handle it, then do what time asks. False once stopped."""
+        if self.stopping_at is not None and not self.shutdown_begun:
+            self._begin_shutdown()
+        if self.shutdown_begun and (not self.peers or self.clock() >= self.stopping_at + SHUTDOWN_GRACE):
+            return False
+        for fd, readable, writable in self.backend.wait(self._timeout(timeout)):
+            try:
+                self._dispatch(fd, readable, writable)
+            except MemoryError:  # accepting, a signal, the console: log it and carry on
+                self.log("drop", _("out of memory while handling descriptor {fd}").format(fd=fd))
+        now = self.clock()
+        self._apply(self.room.tick(now))
+        self._expire_drains(now)
+        self._report_repeats(now)
+        self._flush_dirty()
+        return True
 
-    def _timeout(self) -> float | None:
-        deadlines = [self.room.next_deadline(), next(iter(self.draining.values()), None)]
-        if self.paused:
-            deadlines.append(min(self.paused.values()))
+    def _timeout(self, longest: float | None) -> float | None:
+        deadlines = [self.room.next_deadline(), next(iter(self.drain_deadlines.values()), None)]
         deadlines += [counter.next_report_at() for counter in self.repeats.values()]
         if self.stopping_at is not None:
             deadlines.append(self.stopping_at + SHUTDOWN_GRACE)
         pending = [deadline for deadline in deadlines if deadline is not None]
-        if not pending:
-            return None
-        return max(0.0, min(pending) - time.monotonic())
+        wait = max(0.0, min(pending) - self.clock()) if pending else None
+        if longest is not None:
+            wait = longest if wait is None else min(wait, longest)
+        return wait
 
     def _dispatch(self, fd: int, readable: bool, writable: bool) -> None:
         peer = self.peers.get(fd)
@@ -225,7 +269,7 @@ class ChatServer:
             try:
                 if writable:
                     self._flush(fd, peer)
-                if readable and self.peers.get(fd) is peer and peer.held is None:
+                if readable and self.peers.get(fd) is peer and not peer.paused:
                     self._on_readable(fd, peer)
             except MemoryError:  # never the whole server for one connection
                 self._out_of_memory(fd, peer)
@@ -251,7 +295,7 @@ class ChatServer:
         if counter is None:
             counter = self.repeats[key] = RepeatCounter()
             self._repeat_texts[key] = describe
-        count = counter.count(time.monotonic())
+        count = counter.count(self.clock())
         if count:
             self.log("drop", describe(count))
 
@@ -279,10 +323,14 @@ class ChatServer:
                     "accept() failed {count:,} time: {reason}", "accept() failed {count:,} times: {reason}",
                     count).format(count=count, reason=err.strerror or err))
                 return
-            if admin:
-                self._adopt_admin(sock)
-            else:
-                self._adopt_chat(sock, address)
+            self.adopt(sock, address, admin)
+
+    def adopt(self, sock: socket.socket, address: object, admin: bool = False) -> int | None:
+        """Serve a connection accepted on the chat (or the admin) socket; the id the room knows
+        it by, or None if it was refused. Tests hand it one end of a socket pair."""
+        if admin:
+            return self._adopt_admin(sock)
+        return self._adopt_chat(sock, address)
 
     def _refuse_one(self, listener: socket.socket) -> None:
         """Out of descriptors: use the spare one to accept and close, so poll stops firing."""
@@ -300,18 +348,16 @@ class ChatServer:
         finally:
             self._spare_fd = os.open(os.devnull, os.O_RDONLY)
 
-    def _adopt_chat(self, sock: socket.socket, address: object) -> None:
+    def _adopt_chat(self, sock: socket.socket, address: object) -> int | None:
         if not self._room_for_chat(sock):
-            return
+            return None
         if sock.family in (socket.AF_INET, socket.AF_INET6):
             tune_member_socket(sock)
         label = address_text(address) if address else f"unix#{sock.fileno()}"
         relay = self.connect_client(sock, label)
         if relay is None:
-            return
-        peer = Peer(relay, label, codec.new_decoder(self.limits.max_payload))
-        if self._watch(peer):
-            self._apply(self.room.connect(relay.fileno(), time.monotonic()))
+            return None
+        return self._watch(Peer(relay, label))
 
     def _room_for_chat(self, sock: socket.socket) -> bool:
         """The last few descriptors below the limit are kept for the administrator (and the
@@ -339,35 +385,38 @@ class ChatServer:
         return None
 
     def connect_client(self, sock: socket.socket, label: str) -> socket.socket | None:
-        """The hook the fork engine overrides: here the client's own socket is the peer."""
+        """Hook: the socket to watch for a new chat client. Here the client's own socket;
+        the fork engine forks a relay and returns its end of a socket pair."""
         return sock
 
-    def _adopt_admin(self, sock: socket.socket) -> None:
+    def _adopt_admin(self, sock: socket.socket) -> int | None:
         pid, uid, _gid = peer_credentials(sock)
         if uid not in (os.geteuid(), 0):
             self.log("admin", _("refused admin connection from uid {uid} (pid {pid})").format(uid=uid, pid=pid))
             sock.close()
-            return
-        peer = Peer(sock, f"admin pid {pid}", codec.new_decoder(self.limits.max_payload), admin=True)
-        if self._watch(peer):
-            self._apply(self.room.connect(sock.fileno(), time.monotonic(), admin=True))
+            return None
+        return self._watch(Peer(sock, f"admin pid {pid}", admin=True))
 
-    def _watch(self, peer: Peer) -> bool:
+    def _watch(self, peer: Peer) -> int | None:
+        """Register the peer with the multiplexer and tell the room; its fd is its id."""
         peer.sock.setblocking(False)
+        fd = peer.sock.fileno()
         try:
-            self.backend.register(peer.sock.fileno())
+            self.backend.register(fd)
         except ValueError as err:  # select() and fd >= FD_SETSIZE
             peer.sock.close()
             self._repeat("unwatchable", lambda count, err=err: ngettext(
                 "closed {count:,} connection at once: {reason}", "closed {count:,} connections at once: {reason}",
                 count).format(count=count, reason=err))
-            return False
-        self.peers[peer.sock.fileno()] = peer
-        return True
+            return None
+        self.peers[fd] = peer
+        self._apply(self.room.connect(fd, self.clock(), admin=peer.admin))
+        return fd
 
     # ----- reading -----------------------------------------------------------------------
 
     def _on_readable(self, fd: int, peer: Peer) -> None:
+        """Bytes go to the room as they are; after a Close the room counts them for nothing."""
         try:
             data = peer.sock.recv(RECV_SIZE)
         except BlockingIOError:
@@ -375,65 +424,24 @@ class ChatServer:
         except OSError:  # reset, or an error the kernel reported with POLLERR
             self._gone(fd, peer, _("lost the connection"))
             return
-        if peer.closing:  # nothing it sends counts any more; its EOF ends it
-            if not data:
-                self._drop(peer)
-            return
         if not data:
             self._gone(fd, peer, _("closed the connection"))
             return
-        peer.decoder.feed(data)
-        self._handle_frames(fd, peer)
-
-    def _handle_frames(self, fd: int, peer: Peer) -> None:
-        """Every whole frame received so far, until the connection closes or must wait."""
-        room = self.room
-        now = time.monotonic()
-        try:
-            for kind_fields, payload in peer.decoder:
-                self._apply(room.receive(fd, kind_fields[0], payload, now))
-                if peer.closing or peer.held is not None or self.peers.get(fd) is not peer:
-                    return
-        except FrameTooLarge as err:
-            self._apply(room.too_large(fd, err.length))
+        self._apply(self.room.receive_data(fd, data, self.clock()))
 
     def _gone(self, fd: int, peer: Peer, why: str) -> None:
         """EOF or reset: the others hear LEFT; what was queued for it is dropped."""
         self._apply(self.room.disconnect(fd, why))
         self._drop(peer)
 
-    # ----- deferred frames (WHO and PING past their rate) ------------------------------
-
-    def _pause(self, fd: int, peer: Peer, effect: Defer) -> None:
-        """Keep the frame and stop reading this connection until its token is back."""
-        peer.held = (effect.kind, effect.payload)
-        self.paused[fd] = effect.until
-        self._update_interest(fd, peer)
-
-    def _resume_paused(self, now: float) -> None:
-        if not self.paused:
-            return
-        for fd in [fd for fd, until in self.paused.items() if until <= now]:
-            peer = self.peers.get(fd)
-            del self.paused[fd]
-            if peer is None or peer.held is None:
-                continue
-            kind, payload = peer.held
-            peer.held = None
-            self._apply(self.room.receive(fd, kind, payload, now))
-            if self.peers.get(fd) is peer and peer.held is None and not peer.closing:
-                self._handle_frames(fd, peer)
-            if self.peers.get(fd) is peer:
-                self._update_interest(fd, peer)
-
     # ----- effects -----------------------------------------------------------------------
 
     def _apply(self, effects: list) -> None:
-        peers, dirty = self.peers, self.dirty
+        peers, dirty, budget = self.peers, self.dirty, self.output.max_buffered
         for effect in effects:
             kind = type(effect)
             if kind is Broadcast:
-                self._queue_broadcast(effect.data, effect.exclude)
+                self._queue_broadcast(effect.data, effect.to, effect.exclude)
             elif kind is Send:
                 peer = peers.get(effect.conn)
                 if peer is not None:
@@ -442,30 +450,29 @@ class ChatServer:
             elif kind is Close:
                 peer = peers.get(effect.conn)
                 if peer is not None:
-                    peer.closing = True
-                    peer.held = None  # a deferred frame of a closing connection never counts
-                    self.paused.pop(effect.conn, None)
-                    dirty[effect.conn] = peer
-                    self._update_interest(effect.conn, peer)
-            elif kind is Defer:
+                    self._start_closing(effect.conn, peer)
+            elif kind is Defer or kind is Resume:
                 peer = peers.get(effect.conn)
-                if peer is not None and not peer.closing:
-                    self._pause(effect.conn, peer, effect)
+                if peer is not None and peer.state is PeerState.OPEN:
+                    peer.paused = kind is Defer  # a WHO/PING waits in the room: stop reading meanwhile
+                    self._update_interest(effect.conn, peer)
             elif kind is Log:
                 self.log(effect.event, effect.text)
+            if self.buffered > budget:
+                self._enforce_budget()
         self._drop_overflowed()
-        if self.buffered > self.limits.max_buffered:
-            self._enforce_budget()
 
-    def _queue_broadcast(self, data: bytes, exclude: int | None) -> None:
+    def _queue_broadcast(self, data: bytes, recipients: tuple[int, ...], exclude: int | None) -> None:
         """The hot loop: per reader, one size check and one append."""
         peers, size = self.peers, len(data)
-        limit = self.limits.max_queue - size if self.stopping_at is None else float("inf")
+        limit = self.output.max_queue - size if self.stopping_at is None else float("inf")
         queued = 0
-        for conn in self.room.members:
+        for conn in recipients:
             if conn != exclude:
-                peer = peers[conn]
-                if peer.queued > limit or peer.doomed:
+                peer = peers.get(conn)
+                if peer is None:  # dropped, or over its bound, since the room made this broadcast
+                    continue
+                if peer.queued > limit:
                     self._overflow(conn, peer)
                     continue
                 peer.out.append(data)
@@ -477,22 +484,28 @@ class ChatServer:
     def _queue(self, fd: int, peer: Peer, data: bytes) -> None:
         """Queue a frame for one connection, unless it would pass the connection's bound."""
         size = len(data)
-        if peer.doomed:
-            return
-        if self.stopping_at is None and peer.queued + size > self.limits.max_queue:
+        if self.stopping_at is None and peer.queued + size > self.output.max_queue:
             self._overflow(fd, peer)
             return
         peer.out.append(data)
         peer.queued += size
         self.buffered += size + QUEUE_ENTRY_COST
 
+    def _start_closing(self, fd: int, peer: Peer) -> None:
+        """The room closed it: flush, then shut down; read again (a deferred frame never counts)."""
+        if peer.state is not PeerState.OPEN:
+            return
+        peer.state = PeerState.CLOSING
+        peer.paused = False
+        self.dirty[fd] = peer
+        self._update_interest(fd, peer)
+
     def _overflow(self, fd: int, peer: Peer) -> None:
-        """Past its bound: nothing more is queued, what is queued is freed now, and the
-        connection is dropped as soon as the effects being applied are done."""
-        if not peer.doomed:
-            peer.doomed = True
-            self._release_output(peer)
-            self.overflowed[fd] = peer
+        """Past its bound: out of `peers` at once (nothing more is queued for it), what is
+        queued is freed now, and it is dropped as soon as the effects being applied are done."""
+        del self.peers[fd]
+        self._release_output(peer)
+        self.overflowed[fd] = peer
 
     def _release_output(self, peer: Peer) -> None:
         self.buffered -= peer.queued + QUEUE_ENTRY_COST * len(peer.out)
@@ -502,9 +515,9 @@ class ChatServer:
     def _drop_overflowed(self) -> None:
         while self.overflowed:
             fd, peer = self.overflowed.popitem()
-            if self.peers.get(fd) is peer:
-                self._gone(fd, peer, _("was too slow to read (over {limit} bytes queued)").format(
-                    limit=self.limits.max_queue))
+            self._apply(self.room.disconnect(fd, _("was too slow to read (over {limit} bytes queued)").format(
+                limit=self.output.max_queue)))
+            self._close(fd, peer)
 
     def _enforce_budget(self) -> None:
         """All queues together are over max_buffered: drop the slowest readers (the longest
@@ -515,13 +528,13 @@ class ChatServer:
         try:
             slowest = sorted(self.peers.items(), key=lambda item: item[1].queued, reverse=True)
             for fd, peer in slowest:
-                if self.buffered <= self.limits.max_buffered or not peer.queued:
+                if self.buffered <= self.output.max_buffered or not peer.queued:
                     break
                 if self.peers.get(fd) is peer:
                     self._release_output(peer)
                     self._gone(fd, peer, _("was dropped: the server's output for all members passed "
                                            "{limit} bytes and this member had the most unread").format(
-                                           limit=self.limits.max_buffered))
+                                           limit=self.output.max_buffered))
         finally:
             self._enforcing_budget = False
 
@@ -530,16 +543,17 @@ class ChatServer:
     def _flush_dirty(self) -> None:
         """One send per connection per wake-up. After a broadcast, every reader that is not
         waiting for POLLOUT is tried; one whose kernel buffer is full waits for POLLOUT."""
+        closing = PeerState.CLOSING
         while self.broadcast_pending or self.dirty:
             if self.broadcast_pending:
                 self.broadcast_pending = False
                 self.dirty.clear()
                 for fd, peer in list(self.peers.items()):
-                    if (peer.closing or (peer.out and not peer.writing)) and self.peers.get(fd) is peer:
+                    if (peer.state is closing or (peer.out and not peer.writing)) and self.peers.get(fd) is peer:
                         self._flush(fd, peer)
                 continue
             fd, peer = self.dirty.popitem()
-            if self.peers.get(fd) is peer and (peer.closing or not peer.writing):
+            if self.peers.get(fd) is peer and (peer.state is closing or not peer.writing):
                 self._flush(fd, peer)
 
     def _flush(self, fd: int, peer: Peer) -> None:
@@ -553,7 +567,7 @@ class ChatServer:
                 return
             self._consume(peer, sent)
         self._want_write(fd, peer, bool(peer.out))
-        if not peer.out and peer.closing and not peer.draining:
+        if not peer.out and peer.state is PeerState.CLOSING:
             self._start_drain(fd, peer)
 
     def _send_some(self, peer: Peer) -> int:
@@ -585,7 +599,7 @@ class ChatServer:
 
     def _update_interest(self, fd: int, peer: Peer) -> None:
         """Read unless a deferred frame waits; write while the kernel buffer is full."""
-        self.backend.modify(fd, peer.writing, read=peer.held is None)
+        self.backend.modify(fd, peer.writing, read=not peer.paused)
 
     def _start_drain(self, fd: int, peer: Peer) -> None:
         """Everything is sent: shut down our side and wait (briefly) for the peer to close.
@@ -598,12 +612,12 @@ class ChatServer:
         except OSError:
             self._drop(peer)
             return
-        peer.draining = True
-        self.draining[fd] = time.monotonic() + LINGER_SECONDS
+        peer.state = PeerState.DRAINING
+        self.drain_deadlines[fd] = self.clock() + LINGER_SECONDS
 
     def _expire_drains(self, now: float) -> None:
-        while self.draining:
-            fd, deadline = next(iter(self.draining.items()))
+        while self.drain_deadlines:
+            fd, deadline = next(iter(self.drain_deadlines.items()))
             if deadline > now:
                 return
             self._drop(self.peers[fd])
@@ -613,11 +627,13 @@ class ChatServer:
         if self.peers.get(fd) is not peer:
             return
         del self.peers[fd]
+        self._close(fd, peer)
+
+    def _close(self, fd: int, peer: Peer) -> None:
+        """Forget everything about a peer that is out of `peers`, and close its socket."""
         self._release_output(peer)
         self.dirty.pop(fd, None)
-        self.draining.pop(fd, None)
-        self.paused.pop(fd, None)
-        self.overflowed.pop(fd, None)
+        self.drain_deadlines.pop(fd, None)
         try:
             self.backend.unregister(fd)
         except (KeyError, ValueError, OSError):
@@ -626,7 +642,7 @@ class ChatServer:
         self.connection_closed(fd)
 
     def connection_closed(self, fd: int) -> None:
-        """Hook for the fork engine (reap the relay child); nothing to do here."""
+        """Hook: a watched connection was closed (the fork engine reaps its relay)."""
 
     # ----- signals and the console ------------------------------------------------------
 

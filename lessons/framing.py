@@ -2,12 +2,16 @@
 
 TCP delivers a stream of bytes, not messages: one `recv` may hold half a record, or
 two and a half. The cure is to say how long each message is before it, and to read
-exactly that much. Two tools here:
+exactly that much. This module has no socket inside (so the chat's room can use it
+without any I/O):
 
-- `recv_exact(sock, n)`: blocking code, loop until n bytes have arrived.
-- `FrameDecoder`: no socket inside. Feed it whatever bytes arrived, in any pieces,
-  and take whole frames out. Event-loop servers (and the capstone chat) use it,
-  because they must never block waiting for the rest of a frame.
+- `encode_frame(payload)`: the bytes of one frame, length first.
+- `FrameDecoder`: feed it whatever bytes arrived, in any pieces, and take whole frames
+  out. Event-loop servers (and the capstone chat) use it, because they must never block
+  waiting for the rest of a frame.
+
+Blocking code that owns its socket reads frames with `lessons/sockio.py` instead
+(`recv_exact`, `recv_frame`).
 
 The header is a `struct.Struct` whose first field is the payload length; any other
 fields (the chat's frame kind) come back with the frame. A header announcing more
@@ -17,7 +21,6 @@ before a single payload byte is buffered.
 
 from __future__ import annotations
 
-import socket
 import struct
 from typing import Iterator, NamedTuple
 
@@ -34,43 +37,6 @@ class FrameTooLarge(ValueError):
         super().__init__(f"frame announces {length} bytes, the limit is {limit}")
         self.length = length
         self.limit = limit
-
-
-class IncompleteRead(EOFError):
-    """The peer closed the connection before `expected` bytes arrived.
-
-    `received == 0` is a clean end between messages; anything else cut one in half.
-    """
-
-    def __init__(self, received: int, expected: int) -> None:
-        super().__init__(f"connection closed after {received} of {expected} bytes")
-        self.received = received
-        self.expected = expected
-
-
-def recv_exact(sock: socket.socket, count: int) -> bytes:
-    """Read exactly `count` bytes, however the network splits them.
-
-    Raises IncompleteRead (an EOFError) if the peer closes first.
-    """
-    chunks = []
-    missing = count
-    while missing:
-        chunk = sock.recv(min(missing, 65536))
-        if not chunk:
-            raise IncompleteRead(count - missing, count)
-        chunks.append(chunk)
-        missing -= len(chunk)
-    return b"".join(chunks)
-
-
-def recv_frame(sock: socket.socket, header: struct.Struct = LENGTH_HEADER,
-               max_payload: int = 1 << 20) -> Frame:
-    """Blocking read of one frame with `recv_exact`: header first, then its payload."""
-    length, *fields = header.unpack(recv_exact(sock, header.size))
-    if length > max_payload:
-        raise FrameTooLarge(length, max_payload)
-    return Frame(tuple(fields), recv_exact(sock, length))
 
 
 def encode_frame(payload: bytes, *fields: object, header: struct.Struct = LENGTH_HEADER) -> bytes:

@@ -21,7 +21,8 @@ import typer
 
 from lessons.common import DEFAULT_HOST, DEFAULT_PORT, RunFailure, UserError, address_text, open_listener
 from lessons.exits import interrupt_when_output_closes, start_fresh_line
-from lessons.framing import LENGTH_HEADER, FrameDecoder, FrameTooLarge, IncompleteRead, recv_exact
+from lessons.framing import LENGTH_HEADER, FrameDecoder, FrameTooLarge
+from lessons.sockio import IncompleteRead, recv_exact
 from lessons.i18n import _, ngettext
 from lessons.record import (NOTES_RECORD, SAMPLES, WIRE_RECORD, Record, byte_count, decode, encode, hex_bytes,
                             sample_records, show)

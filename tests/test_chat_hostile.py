@@ -26,7 +26,7 @@ from capstone import codec
 from capstone.multiplexers import PollBackend
 from capstone.room import Limits, Send
 from capstone.server import ChatServer as Driver
-from capstone.server import Listeners, Peer
+from capstone.server import Listeners, OutputLimits, Peer, PeerState
 
 EVERY_ENGINE = pytest.mark.parametrize("engine", ENGINES)
 
@@ -57,8 +57,9 @@ class InProcess:
     def __init__(self, **limits: float) -> None:
         self.lines: list[str] = []
         self.listener = socket.create_server(("127.0.0.1", 0))
+        output = OutputLimits(**{key: limits.pop(key) for key in ("max_queue", "max_buffered") if key in limits})
         self.server = Driver(Listeners(self.listener), PollBackend(), Limits(**limits),
-                             lambda event, text: self.lines.append(f"{event} {text}"))
+                             lambda event, text: self.lines.append(f"{event} {text}"), output=output)
         self.server.backend.register(self.listener.fileno())
         self.far: dict[str, socket.socket] = {}
         self.fds: dict[str, int] = {}
@@ -66,17 +67,15 @@ class InProcess:
     def member(self, name: str) -> Peer:
         near, far = socket.socketpair()
         near = CountingSocket(near.family, near.type, 0, fileno=near.detach())
-        peer = Peer(near, name, codec.new_decoder())
-        assert self.server._watch(peer)
-        fd = near.fileno()
-        self.server._apply(self.server.room.connect(fd, time.monotonic()))
+        fd = self.server.adopt(near, name)
+        peer = self.server.peers[fd]
         self.server._apply(self.server.room.receive(fd, Kind.JOIN, name.encode(), time.monotonic()))
         self.far[name], self.fds[name] = far, fd
         return peer
 
     def alive(self, name: str) -> bool:
         fd = self.fds[name]
-        return fd in self.server.peers and not self.server.peers[fd].closing
+        return fd in self.server.peers and self.server.peers[fd].state is PeerState.OPEN
 
     def stuck(self, name: str) -> int:
         """Fill the kernel buffer towards `name` (whose far end never reads); the filler's size."""
@@ -111,7 +110,7 @@ class InProcess:
         self.assert_accounting()
         for sock in self.far.values():
             sock.close()
-        self.server._close_everything()
+        self.server.close_everything()
         self.listener.close()
 
 
@@ -331,10 +330,11 @@ def test_frames_after_a_leave_in_the_same_read_are_not_handled(driver) -> None:
     peer = chat.member("quitter")
     chat.member("stayer")
     fd = chat.fds["quitter"]
-    peer.decoder.feed(encode(Kind.LEAVE) + encode(Kind.WHO) * 1000)
-    chat.server._handle_frames(fd, peer)
-    assert peer.closing
-    assert peer.decoder.pending == 5 * 1000, "the frames after LEAVE were decoded and handled"
+    chat.far["quitter"].send(encode(Kind.LEAVE) + encode(Kind.WHO) * 1000)
+    chat.server._dispatch(fd, True, False)
+    assert peer.state is PeerState.CLOSING
+    assert all(frame[4] != Kind.MEMBERS for frame in peer.out), "the frames after LEAVE were decoded and handled"
+    assert chat.server.buffered == sum(p.queued + 8 * len(p.out) for p in chat.server.peers.values())
 
 
 def test_a_memory_error_while_serving_one_connection_drops_only_that_connection(driver) -> None:
@@ -346,7 +346,7 @@ def test_a_memory_error_while_serving_one_connection_drops_only_that_connection(
     def out_of_memory(data: bytes) -> None:
         raise MemoryError
 
-    greedy.decoder.feed = out_of_memory
+    chat.server.room.connections[chat.fds["greedy"]].decoder.feed = out_of_memory
     chat.far["greedy"].send(encode(Kind.WHO))
     chat.server._dispatch(chat.fds["greedy"], True, False)
     assert not chat.alive("greedy") and chat.alive("other")

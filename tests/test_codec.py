@@ -7,6 +7,7 @@ never produced by the codec itself, so a wrong constant or layout cannot agree w
 from __future__ import annotations
 
 import struct
+from pathlib import Path
 
 import pytest
 from hypothesis import given, settings
@@ -140,3 +141,15 @@ def test_the_limit_is_a_parameter() -> None:
     decoder.feed(PAGE_HEADER.pack(11, 0x02))
     with pytest.raises(FrameTooLarge):
         list(decoder)
+
+
+def test_the_codec_and_the_room_load_no_socket_module() -> None:
+    """The room is sans-IO: importing it (and the codec it cuts frames with) loads no I/O module."""
+    import subprocess
+    import sys
+
+    code = ("import sys, capstone.codec, capstone.room; "
+            "print([m for m in ('socket', 'select', 'selectors') if m in sys.modules])")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                            cwd=Path(__file__).resolve().parents[1])
+    assert result.stdout.strip() == "[]", result.stdout

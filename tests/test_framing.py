@@ -1,17 +1,20 @@
-"""lessons.framing: the frame decoder against every way a stream can be cut, and recv_exact on real sockets."""
+"""lessons.framing: the frame decoder against every way a stream can be cut; lessons.sockio: recv_exact on real sockets."""
 
 from __future__ import annotations
 
 import socket
 import struct
+from pathlib import Path
+import subprocess
+import sys
 import threading
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from lessons.framing import (LENGTH_HEADER, Frame, FrameDecoder, FrameTooLarge, IncompleteRead, encode_frame,
-                             recv_exact, recv_frame)
+from lessons.framing import LENGTH_HEADER, Frame, FrameDecoder, FrameTooLarge, encode_frame
+from lessons.sockio import IncompleteRead, recv_exact, recv_frame
 
 CHAT_HEADER = struct.Struct("!IB")  # the capstone's header: length, then a kind byte
 MAX_PAYLOAD = 64
@@ -208,3 +211,12 @@ def test_decoder_at_eof_mid_frame_reports_pending():
     decoder.feed(encode_frame(b"abcdef")[:-2])
     assert list(decoder) == []
     assert decoder.pending == LENGTH_HEADER.size + 4
+
+
+def test_the_decoder_needs_no_socket_module() -> None:
+    """The chat's room decodes with lessons.framing: importing it must load no I/O module."""
+    code = ("import sys, lessons.framing; "
+            "print([m for m in ('socket', 'select', 'selectors') if m in sys.modules])")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                            cwd=Path(__file__).resolve().parents[1])
+    assert result.stdout.strip() == "[]", result.stdout

@@ -17,7 +17,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from capstone.room import Broadcast, Close, Defer, Limits, Log, Room, Send
+from capstone.room import Broadcast, Close, Defer, Limits, Log, Resume, Room, Send
 
 # ----- the wire, as PROTOCOL.md writes it ---------------------------------------------
 
@@ -73,8 +73,8 @@ def broadcasts_in(frames: list[Frame]) -> list[Frame]:
 class FakeDriver:
     """Carries out the room's effects the way a real driver must, on byte inboxes.
 
-    Send appends to one inbox; Broadcast to the inbox of every member in room.members
-    when the effect is carried out (after the room's call returned), but `exclude`;
+    Send appends to one inbox; Broadcast to the inbox of every connection it names (`to`:
+    the members when the room made it, so every member still there), but `exclude`;
     Close marks the connection closed after what was queued. Anything queued for a
     closed connection is a defect of the room and fails the test at once.
     """
@@ -87,13 +87,16 @@ class FakeDriver:
         self.closed: set[int] = set()
         self.logs: list[Log] = []
         self.deferred: list[Defer] = []
+        self.resumed: list[Resume] = []
 
     def apply(self, effects: list) -> list:
         for effect in effects:
             if isinstance(effect, Send):
                 self._queue(effect.conn, effect.data)
             elif isinstance(effect, Broadcast):
-                for conn in list(self.room.members):
+                missed = [conn for conn in self.room.members if conn != effect.exclude and conn not in effect.to]
+                assert not missed, f"a broadcast misses members {missed}"
+                for conn in effect.to:
                     if conn != effect.exclude:
                         self._queue(conn, effect.data)
             elif isinstance(effect, Close):
@@ -103,6 +106,8 @@ class FakeDriver:
                 self.logs.append(effect)
             elif isinstance(effect, Defer):
                 self.deferred.append(effect)
+            elif isinstance(effect, Resume):
+                self.resumed.append(effect)
             else:
                 raise AssertionError(f"unknown effect {effect!r}")
         return effects
@@ -122,8 +127,13 @@ class FakeDriver:
     def say(self, conn: int, text: str) -> list:
         return self.send(conn, SAY, text.encode())
 
+    def send_bytes(self, conn: int, data: bytes) -> list:
+        """Bytes as they arrive on the socket, cut anywhere."""
+        return self.apply(self.room.receive_data(conn, data, self.now))
+
     def too_large(self, conn: int, length: int = 4097) -> list:
-        return self.apply(self.room.too_large(conn, length))
+        """A header announcing `length` payload bytes (over the limit), and no payload."""
+        return self.send_bytes(conn, HEADER.pack(length, SAY))
 
     def disconnect(self, conn: int) -> list:
         self.closed.add(conn)  # the peer is gone: nothing may be queued for it any more
@@ -526,22 +536,76 @@ def test_who_and_ping_share_a_bucket_of_twice_the_query_rate_and_wait_past_it() 
         driver.send(1, PING if index % 2 else WHO, b"")
     assert len(driver.take(1)) == 10 and not driver.deferred
     effects = driver.send(1, PING, b"eleventh")
-    assert effects == [Defer(1, PING, b"eleventh", until=pytest.approx(0.2))], effects
-    assert driver.take(1) == []  # not refused, not answered: the driver gives it back later
-    driver.now = 0.2  # one token (1/5 s) later the same frame is answered
-    driver.send(1, PING, b"eleventh")
+    assert effects == [Defer(1, until=pytest.approx(0.2))], effects
+    assert driver.room.next_deadline() == pytest.approx(0.2)
+    assert driver.take(1) == []  # not refused, not answered: the room keeps it
+    driver.tick(0.19)
+    assert driver.take(1) == [] and not driver.resumed
+    assert driver.tick(0.2)[-1] == Resume(1)  # one token (1/5 s) later the same frame is answered
     assert driver.take(1) == [(PONG, b"eleventh")]
 
 
 def test_the_query_bucket_leaves_the_say_bucket_alone() -> None:
     driver = room_with("alice", "bob", query_rate=1, rate_limit=3)
-    for _ in range(5):
+    for _ in range(2):  # the whole query bucket (2 x 1)
         driver.send(1, WHO)
     driver.take_all()
     for index in range(6):  # the SAY bucket (2 x 3) is still full
         driver.say(1, f"m{index}")
     assert [kind for kind, _ in driver.take(2)] == [MESSAGE] * 6
     assert driver.take(1) == []
+    assert driver.send(1, WHO) == [Defer(1, until=pytest.approx(1.0))], "the query bucket was not empty"
+
+
+def test_frames_behind_a_deferred_one_wait_for_it_in_order() -> None:
+    """A deferred WHO holds back what its sender sent after it, in the same read or later:
+    the room answers in the order the frames came, and the driver reads nothing meanwhile."""
+    driver = room_with("alice", "bob", query_rate=1)
+    driver.send(1, WHO)
+    driver.send(1, WHO)
+    driver.take_all()
+    wire = HEADER.pack(0, WHO) + HEADER.pack(2, SAY) + b"hi" + HEADER.pack(1, PING) + b"p"
+    assert driver.send_bytes(1, wire) == [Defer(1, until=pytest.approx(1.0))]
+    driver.send_bytes(1, HEADER.pack(3, SAY) + b"you")
+    assert driver.take(1) == [] and driver.take(2) == []
+    assert driver.room.next_deadline() == pytest.approx(1.0)
+    effects = driver.tick(1.0)
+    assert [type(effect) for effect in effects] == [Send, Broadcast, Defer]  # MEMBERS, "hi", the PING waits
+    assert driver.take(1) == [text_frame(MEMBERS, "alice\nbob")]
+    assert driver.take(2) == [message_frame("alice", "hi")]
+    assert driver.tick(2.0)[-1] == Resume(1)
+    assert driver.take(1) == [(PONG, b"p")]
+    assert driver.take(2) == [message_frame("alice", "you")]
+    assert driver.room.next_deadline() is None
+
+
+def test_a_close_forgets_the_deferred_frame_and_what_waited_behind_it() -> None:
+    driver = with_admin(room_with("alice", "bob", query_rate=1))
+    for _ in range(3):
+        driver.send(1, PING, b"x")
+    driver.send(1, SAY, b"never")
+    driver.take_all()
+    driver.send(ADMIN, KICK, b"alice")
+    driver.take_all()
+    assert driver.room.next_deadline() is None
+    assert driver.tick(5.0) == []
+    assert driver.take(2) == []
+
+
+def test_an_oversized_header_is_the_rooms_business_after_the_frames_before_it() -> None:
+    driver = room_with("alice", "bob")
+    driver.send_bytes(1, HEADER.pack(2, SAY) + b"ok" + HEADER.pack(4097, SAY) + b"zz")
+    assert driver.take(2) == [message_frame("alice", "ok"), text_frame(LEFT, "alice")]
+    assert_error(driver, 1, TOO_LARGE, closes=True)
+    assert driver.send_bytes(1, HEADER.pack(2, SAY) + b"ok") == []
+
+
+def test_bytes_cut_anywhere_make_the_same_frames() -> None:
+    driver = room_with("alice", "bob")
+    wire = b"".join(HEADER.pack(len(text), SAY) + text for text in (b"one", b"two", "dr\u00e9i".encode()))
+    for index in range(len(wire)):
+        driver.send_bytes(1, wire[index:index + 1])
+    assert driver.take(2) == [message_frame("alice", text) for text in ("one", "two", "dr\u00e9i")]
 
 
 def test_an_error_costs_no_query_token_and_zero_turns_the_query_limit_off() -> None:
@@ -997,4 +1061,15 @@ def test_frames_after_a_join_timeout_count_for_nothing() -> None:
 def test_an_oversized_header_after_close_counts_for_nothing(how: str) -> None:
     """A too-large header is a frame too; after Close the error must stay the last thing sent."""
     driver = close_connection_1(how)
-    assert driver.room.too_large(1, 1 << 20) == []
+    assert driver.room.receive_data(1, HEADER.pack(1 << 20, SAY), driver.now) == []
+
+
+def test_a_broadcast_names_its_members_in_join_order_with_one_tuple_per_change() -> None:
+    """The driver fans out to Broadcast.to and never reads the room's dicts; the tuple is made
+    once per change of the members, not once per broadcast (the hot path)."""
+    driver = room_with("alice", "bob", "carol")
+    first, second = driver.say(1, "one"), driver.say(2, "two")
+    assert first[0].to == (1, 2, 3) and first[0].exclude == 1
+    assert first[0].to is second[0].to
+    driver.disconnect(2)
+    assert driver.say(1, "three")[0].to == (1, 3)
