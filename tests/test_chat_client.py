@@ -312,7 +312,19 @@ class Client:
             stream.close()
 
     def diagnostics(self) -> str:
-        return f"exit={self.process.poll()} stdout={self.stdout.text!r} stderr={self.stderr.text!r}"
+        return (f"exit={self.process.poll()} stdout={self.stdout.text!r} stderr={self.stderr.text!r}"
+                f"{signal_state(self.process.pid)}")
+
+
+def signal_state(pid: int) -> str:
+    """Where a client that ignores a signal is stuck: its signal masks and kernel wait channel."""
+    try:
+        status = Path(f"/proc/{pid}/status").read_text().splitlines()
+        wchan = Path(f"/proc/{pid}/wchan").read_text()
+    except OSError:
+        return ""
+    masks = [line.replace("\t", " ") for line in status if line.startswith(("SigPnd", "ShdPnd", "SigBlk", "SigIgn", "SigCgt", "Threads"))]
+    return f" {' '.join(masks)} wchan={wchan}"
 
 
 @pytest.fixture
