@@ -17,6 +17,7 @@ from typing import Annotated
 
 import typer
 
+from lessons import echo_demo
 from lessons.common import DEFAULT_HOST, DEFAULT_PORT, UserError
 from lessons.echo_driver import (
     TICK_SECONDS,
@@ -188,4 +189,4 @@ def main(
     if fd_limit_demo:
         show_fd_limit(Narrator())
         return
-    run_server("select", serve, host, port, demo, trace)
+    run_server("select", serve, host, port, trace, demo=echo_demo.start if demo else None)
