@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import errno
+import os
 import socket
 import sys
 import time
 import unicodedata
-from typing import Callable
+from pathlib import Path
+from typing import Callable, NoReturn
 
 
 class UserError(Exception):
@@ -154,3 +156,17 @@ def platform_name() -> str:
     if sys.platform.startswith("win"):
         return "windows"
     return sys.platform
+
+
+def run_instead(*learn_args: str) -> NoReturn:
+    """Become `learn LEARN_ARGS` in this same process (exec): same output, same exit code.
+
+    A sender's --demo is its receiver's demo: rather than import the receiver (which
+    imports the sender), the sender hands its process over to `learn run RECEIVER --demo`.
+    """
+    package_root = str(Path(__file__).resolve().parent.parent)  # where this `lessons` was found
+    search_path = [package_root, *filter(None, [os.environ.get("PYTHONPATH")])]
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(search_path))
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os.execve(sys.executable, [sys.executable, "-m", "lessons", *learn_args], env)
