@@ -167,6 +167,11 @@ def run_instead(*learn_args: str) -> NoReturn:
     package_root = str(Path(__file__).resolve().parent.parent)  # where this `lessons` was found
     search_path = [package_root, *filter(None, [os.environ.get("PYTHONPATH")])]
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(search_path))
+    argv = [sys.executable, "-m", "lessons", *learn_args]
     sys.stdout.flush()
     sys.stderr.flush()
-    os.execve(sys.executable, [sys.executable, "-m", "lessons", *learn_args], env)
+    if sys.platform == "win32":  # Windows has no exec: its os.execv starts a new process and returns at once
+        import subprocess
+
+        raise SystemExit(subprocess.call(argv, env=env))
+    os.execve(sys.executable, argv, env)
