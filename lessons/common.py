@@ -11,6 +11,8 @@ import unicodedata
 from pathlib import Path
 from typing import Callable, NoReturn
 
+from lessons.i18n import _
+
 
 class UserError(Exception):
     """Something the user can fix (port in use, bad path): one sentence, exit 2."""
@@ -30,8 +32,6 @@ def unknown_name(problem: str, close: list[str], listing: str) -> str:
     `there is no lesson called 'pol-server' (did you mean poll-server?).`
     `there is no lesson called 'xyz'; `learn list` shows them all.`
     """
-    from lessons.i18n import _
-
     if close:
         names = close[0] if len(close) == 1 else _("{some} or {last}").format(some=", ".join(close[:-1]),
                                                                               last=close[-1])
@@ -51,7 +51,7 @@ def open_listener(host: str = DEFAULT_HOST, port: int = DEFAULT_PORT, backlog: i
         infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
     except socket.gaierror as err:
         raise UserError(f"cannot resolve host {host!r}: {err.strerror}.") from None
-    family, kind, proto, _, address = infos[0]
+    family, kind, proto, _canonical_name, address = infos[0]  # `_` is gettext here
     server = socket.socket(family, kind, proto)
     server.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     try:
@@ -94,8 +94,6 @@ def check_client_host(host: str) -> None:
     (Linux even connects 0.0.0.0 to the local machine, which hides the mistake until the
     client runs elsewhere.)
     """
-    from lessons.i18n import _
-
     if means_every_address(host):
         raise UserError(_("{host} means 'every address' to a server; a client must name one real address, "
                           "such as 127.0.0.1.").format(host=host.strip() or _("an empty host")))

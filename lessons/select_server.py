@@ -35,6 +35,7 @@ from lessons.echo_driver import (
     echo_once,
     run_server,
 )
+from lessons.events import describe_epoll, describe_poll
 from lessons.narrate import Narrator
 
 FD_SETSIZE = 1024  # the size of select()'s bit set in the C library; Windows counts sockets instead
@@ -157,8 +158,6 @@ def ask_select(sock: socket.socket, say: Narrator) -> None:
 
 
 def ask_poll(sock: socket.socket, say: Narrator) -> None:
-    from lessons.events import describe_poll
-
     poller = select.poll()
     poller.register(sock, select.POLLIN)
     events = ", ".join(f"fd {fd} {describe_poll(mask)}" for fd, mask in poller.poll(0))
@@ -168,8 +167,6 @@ def ask_poll(sock: socket.socket, say: Narrator) -> None:
 def ask_epoll(sock: socket.socket, say: Narrator) -> None:
     if not hasattr(select, "epoll"):
         return
-    from lessons.events import describe_epoll
-
     with select.epoll() as epoll:
         epoll.register(sock.fileno(), select.EPOLLIN)
         events = ", ".join(f"fd {fd} {describe_epoll(mask)}" for fd, mask in epoll.poll(0))
