@@ -2,7 +2,8 @@
 
 A lesson is declared once here. Everything else is derived by convention:
 its code is `lessons/<module>.py` with a `main` function (its `learn run` options),
-its page is `docs/lessons/<id>.md`.
+its page is `docs/lessons/<id>.md`, and its exercise is the one in
+lessons/exercises/catalog.py that names it.
 """
 
 from __future__ import annotations
@@ -10,6 +11,8 @@ from __future__ import annotations
 import difflib
 from dataclasses import dataclass
 from pathlib import Path
+
+from lessons.exercises import catalog as exercises
 
 LINUX = "linux"
 MACOS = "macos"
@@ -25,11 +28,12 @@ class Lesson:
     summary: str
     module: str
     platforms: tuple[str, ...] = POSIX
-    exercise: str | None = None
 
     @property
-    def entry_point(self) -> str:
-        return f"lessons.{self.module}:main"
+    def exercise(self) -> str | None:
+        """The id of the exercise that practises this lesson, if there is one."""
+        practice = exercises.for_lesson(self.id)
+        return practice.id if practice else None
 
     @property
     def doc_name(self) -> str:
@@ -42,10 +46,10 @@ class Lesson:
 LESSONS: tuple[Lesson, ...] = (
     Lesson("poll-server", "A poll() echo server", "I/O multiplexing",
            "One thread serves many clients: register sockets, wait with poll(), "
-           "handle POLLIN/POLLHUP/POLLERR.", "poll_server", exercise="poll-echo"),
+           "handle POLLIN/POLLHUP/POLLERR.", "poll_server"),
     Lesson("epoll-server", "An epoll echo server", "I/O multiplexing",
            "The same server on epoll, level- and edge-triggered (--edge): why ET must "
-           "drain until EAGAIN.", "epoll_server", platforms=(LINUX,), exercise="epoll-edge"),
+           "drain until EAGAIN.", "epoll_server", platforms=(LINUX,)),
     Lesson("select-server", "A select() echo server", "I/O multiplexing",
            "The oldest multiplexer: three fd lists, and the FD_SETSIZE=1024 wall.",
            "select_server", platforms=(LINUX, MACOS, WINDOWS)),
@@ -60,22 +64,21 @@ LESSONS: tuple[Lesson, ...] = (
            "struct_send", platforms=(LINUX, MACOS, WINDOWS)),
     Lesson("struct-recv", "Receiving binary records with struct", "Binary data",
            "Alignment padding, NUL padding, float rounding, and why one recv() is "
-           "not one record.", "struct_recv", platforms=(LINUX, MACOS, WINDOWS),
-           exercise="frames"),
+           "not one record.", "struct_recv", platforms=(LINUX, MACOS, WINDOWS)),
     Lesson("unix-send", "Sending over a Unix domain socket", "Local sockets",
            "Connect to a socket file instead of an IP address and port.", "unix_send"),
     Lesson("unix-recv", "Receiving on a Unix domain socket", "Local sockets",
            "Bind a socket file safely: private directory, mode 0600, stale files, "
-           "peer credentials.", "unix_recv", exercise="unix-server"),
+           "peer credentials.", "unix_recv"),
     Lesson("process-states", "Process states and priorities", "Processes",
            "Watch children in R, S, T and Z from /proc, a process tree, and nice at work.",
-           "process_states", platforms=(LINUX,), exercise="proc-reader"),
+           "process_states", platforms=(LINUX,)),
     Lesson("multitasking", "Processes, threads and cores", "Processes",
            "Threads against processes under the GIL, concurrent against parallel, the PCB "
            "in /proc, and what a process owns.", "multitasking", platforms=(LINUX,)),
     Lesson("fork-demo", "os.fork() step by step", "Processes",
            "Return values, copied memory, shared files, zombies, and duplicated output.",
-           "fork", platforms=POSIX, exercise="fork-workers"),
+           "fork", platforms=POSIX),
 )
 
 # Pages in docs/ that are not lessons but that `learn show` renders too.

@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import errno
+import os
 import socket
 import sys
 import time
 import unicodedata
-from typing import Callable
+from pathlib import Path
+from typing import Callable, NoReturn
+
+from lessons.i18n import _
 
 
 class UserError(Exception):
@@ -28,8 +32,6 @@ def unknown_name(problem: str, close: list[str], listing: str) -> str:
     `there is no lesson called 'pol-server' (did you mean poll-server?).`
     `there is no lesson called 'xyz'; `learn list` shows them all.`
     """
-    from lessons.i18n import _
-
     if close:
         names = close[0] if len(close) == 1 else _("{some} or {last}").format(some=", ".join(close[:-1]),
                                                                               last=close[-1])
@@ -49,7 +51,7 @@ def open_listener(host: str = DEFAULT_HOST, port: int = DEFAULT_PORT, backlog: i
         infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
     except socket.gaierror as err:
         raise UserError(f"cannot resolve host {host!r}: {err.strerror}.") from None
-    family, kind, proto, _, address = infos[0]
+    family, kind, proto, _canonical_name, address = infos[0]  # `_` is gettext here
     server = socket.socket(family, kind, proto)
     server.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     try:
@@ -92,8 +94,6 @@ def check_client_host(host: str) -> None:
     (Linux even connects 0.0.0.0 to the local machine, which hides the mistake until the
     client runs elsewhere.)
     """
-    from lessons.i18n import _
-
     if means_every_address(host):
         raise UserError(_("{host} means 'every address' to a server; a client must name one real address, "
                           "such as 127.0.0.1.").format(host=host.strip() or _("an empty host")))
@@ -154,3 +154,22 @@ def platform_name() -> str:
     if sys.platform.startswith("win"):
         return "windows"
     return sys.platform
+
+
+def run_instead(*learn_args: str) -> NoReturn:
+    """Become `learn LEARN_ARGS` in this same process (exec): same output, same exit code.
+
+    A sender's --demo is its receiver's demo: rather than import the receiver (which
+    imports the sender), the sender hands its process over to `learn run RECEIVER --demo`.
+    """
+    package_root = str(Path(__file__).resolve().parent.parent)  # where this `lessons` was found
+    search_path = [package_root, *filter(None, [os.environ.get("PYTHONPATH")])]
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(search_path))
+    argv = [sys.executable, "-m", "lessons", *learn_args]
+    sys.stdout.flush()
+    sys.stderr.flush()
+    if sys.platform == "win32":  # Windows has no exec: its os.execv starts a new process and returns at once
+        import subprocess
+
+        raise SystemExit(subprocess.call(argv, env=env))
+    os.execve(sys.executable, argv, env)

@@ -74,9 +74,9 @@ class DemoClient:
 class DemoRun:
     """The clients' thread; a failure is kept and reported after the server's summary."""
 
-    def __init__(self, address: tuple, log: EchoLog, stop: StopFlag, script: Callable[[tuple, EchoLog, StopFlag], None] | None = None) -> None:
+    def __init__(self, address: tuple, log: EchoLog, stop: StopFlag, script: Callable[[tuple, EchoLog, StopFlag], None]) -> None:
         self.failure: Exception | None = None
-        self.script = script or story
+        self.script = script
         self.thread = threading.Thread(target=self._run, args=(address, log, stop), daemon=True)
 
     def _run(self, address: tuple, log: EchoLog, stop: StopFlag) -> None:
@@ -89,6 +89,10 @@ class DemoRun:
         else:
             stop.stop("the demo is over")
 
+    def start(self) -> DemoRun:
+        self.thread.start()
+        return self
+
     def join(self) -> None:
         self.thread.join(STEP_TIMEOUT)
 
@@ -97,11 +101,14 @@ class DemoRun:
             raise RunFailure(f"the demo went wrong: {self.failure}.")
 
 
-def start(address: tuple, log: EchoLog, stop: StopFlag, story_name: str = "") -> DemoRun:
-    """Start the clients' thread; `story_name` "notes-bug" tells the short story of the notes' KeyError."""
-    run = DemoRun(address, log, stop, notes_bug_story if story_name == "notes-bug" else story)
-    run.thread.start()
-    return run
+def start(address: tuple, log: EchoLog, stop: StopFlag) -> DemoRun:
+    """Start the clients' thread: alice, bob and carol (run_server's `demo`)."""
+    return DemoRun(address, log, stop, story).start()
+
+
+def start_notes_bug(address: tuple, log: EchoLog, stop: StopFlag) -> DemoRun:
+    """Start the short story of the notes' KeyError (poll-server --notes-bug --demo)."""
+    return DemoRun(address, log, stop, notes_bug_story).start()
 
 
 def story(address: tuple, log: EchoLog, stop: StopFlag) -> None:

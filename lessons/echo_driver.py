@@ -18,7 +18,7 @@ import sys
 import threading
 import time
 from dataclasses import dataclass
-from typing import Annotated, Callable, TextIO
+from typing import Annotated, Callable, Protocol, TextIO
 
 import typer
 
@@ -77,6 +77,17 @@ class OutOfDescriptors(Exception):
 
 
 ServeLoop = Callable[[socket.socket, "EchoLog", StopFlag], None]
+
+
+class RunningDemo(Protocol):
+    """What run_server needs of the demo's clients once they have started."""
+
+    def join(self) -> None: ...
+
+    def raise_failure(self) -> None: ...
+
+
+StartDemo = Callable[[tuple, "EchoLog", StopFlag], RunningDemo]
 
 
 def preview(data: bytes) -> str:
@@ -346,15 +357,13 @@ def log_output(stop: StopFlag) -> TextIO | LogSink:
     return LogSink(fd, on_closed=lambda: stop.stop(OUTPUT_CLOSED))
 
 
-def run_server(call: str, serve: ServeLoop, host: str, port: int, demo: bool, trace: bool,
-               mode: str = "", story: str = "") -> None:
+def run_server(call: str, serve: ServeLoop, host: str, port: int, trace: bool,
+               demo: StartDemo | None = None, mode: str = "") -> None:
     """Listen, run `serve` until Ctrl-C, SIGTERM or the end of the demo, then print the summary.
 
-    `mode` is one line printed under `listening on` (epoll's --edge says what it does);
-    `story` picks another demo script (the notes' bug has its own).
+    `demo` starts scripted clients (lessons/echo_demo.py; the lesson picks the story);
+    `mode` is one line printed under `listening on` (epoll's --edge says what it does).
     """
-    from lessons import echo_demo
-
     if demo and port == DEFAULT_PORT:
         port = 0  # the demo brings its own clients: a free port means it never collides with 8888
     server = open_listener(host, port)
@@ -369,7 +378,7 @@ def run_server(call: str, serve: ServeLoop, host: str, port: int, demo: bool, tr
     if mode:
         output.write(mode + "\n")
     address = loopback_if_wildcard(server.getsockname())
-    demo_run = echo_demo.start(address, log, stop, story) if demo else None
+    demo_run = demo(address, log, stop) if demo else None
     try:
         serve(server, log, stop)
     finally:

@@ -20,6 +20,7 @@ from typing import Annotated
 
 import typer
 
+from lessons import echo_demo
 from lessons.common import DEFAULT_HOST, DEFAULT_PORT, UserError
 from lessons.echo_driver import (
     TICK_SECONDS,
@@ -149,4 +150,4 @@ def main(
     if edge:
         reading = _("reading until EAGAIN") if drain else _("reading ONCE per event (--no-drain)")
         mode = _("edge-triggered (EPOLLET), non-blocking sockets, {reading}").format(reading=reading)
-    run_server("epoll.poll", serve_in_mode, host, port, demo, trace, mode=mode)
+    run_server("epoll.poll", serve_in_mode, host, port, trace, demo=echo_demo.start if demo else None, mode=mode)

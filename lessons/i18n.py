@@ -48,12 +48,6 @@ def use_language(language: str | None) -> str:
     return _language
 
 
-def current_language() -> str:
-    if _language is None:
-        use_language(None)
-    return _language  # type: ignore[return-value]
-
-
 def _(message: str) -> str:
     if _translation is None:
         use_language(None)

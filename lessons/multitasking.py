@@ -27,7 +27,7 @@ import typer
 
 from lessons import procfs
 from lessons.common import RunFailure, wait_for
-from lessons.fork import Children, check_nothing_left, closing_calmly
+from lessons.children import Children, check_nothing_left, closing_calmly
 from lessons.i18n import _, ngettext
 from lessons.narrate import Narrator
 from lessons.process_states import busy_loop, check_linux, cpu_used, start_child

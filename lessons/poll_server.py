@@ -20,6 +20,7 @@ from typing import Annotated
 
 import typer
 
+from lessons import echo_demo
 from lessons.common import DEFAULT_HOST, DEFAULT_PORT
 from lessons.echo_driver import (
     TICK_SECONDS,
@@ -166,7 +167,8 @@ def main(
 ) -> None:
     """Serve clients with poll(): print what arrives and answer "收到了: " plus those bytes."""
     if notes_bug:
-        run_server("poll", serve_as_in_the_notes, host, port, demo, trace, story="notes-bug",
+        run_server("poll", serve_as_in_the_notes, host, port, trace,
+                   demo=echo_demo.start_notes_bug if demo else None,
                    mode=_("the notes' poll server, bug included (--notes-bug): the first client to leave ends it"))
         return
-    run_server("poll", serve, host, port, demo, trace)
+    run_server("poll", serve, host, port, trace, demo=echo_demo.start if demo else None)

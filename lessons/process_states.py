@@ -30,36 +30,17 @@ from typing import Annotated, Any
 import typer
 
 from lessons import procfs
+from lessons.children import (NOBODY, Children, check_nothing_left, closing_calmly, die_with_parent, drop_privileges,
+                              libc)
 from lessons.common import RunFailure, UserError, wait_for
 from lessons.i18n import _, ngettext
-from lessons.fork import NOBODY, Children, check_nothing_left, closing_calmly, drop_privileges
 from lessons.narrate import Narrator
 
 SHORT_NAMES = {"R": "running", "S": "sleeping", "D": "disk sleep", "T": "stopped",
                "t": "traced", "Z": "zombie", "I": "idle"}
-PR_SET_PDEATHSIG = 1  # from <linux/prctl.h>
 
 
 # --- the children ---------------------------------------------------------------------
-
-
-@functools.cache
-def libc() -> Any:
-    """The C library, loaded in the parent so that a new child has nothing to load."""
-    import ctypes
-
-    return ctypes.CDLL(None, use_errno=True)
-
-
-def die_with_parent(parent: int) -> None:
-    """Ask the kernel to SIGKILL this child when its parent dies (prctl PR_SET_PDEATHSIG).
-
-    Our finally blocks reap every child, but a parent killed with SIGKILL runs no code:
-    without this, a busy loop would spin on as an orphan.
-    """
-    libc().prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
-    if os.getppid() != parent:  # the parent died before prctl: no signal will come
-        os._exit(1)
 
 
 def start_child(children: Children, name: str, body: Callable[[], int | None]) -> int:

@@ -12,6 +12,8 @@ from __future__ import annotations
 import struct
 from typing import NamedTuple
 
+from lessons.i18n import ngettext
+
 NOTES_RECORD = struct.Struct("i5sf")  # as in the notes: native order and alignment
 WIRE_RECORD = struct.Struct("!i5sf")  # what the lessons send: 13 bytes, same everywhere
 
@@ -55,6 +57,4 @@ def hex_bytes(data: bytes) -> str:
 
 def byte_count(count: int) -> str:
     """' 5 bytes', ' 1 byte': right-aligned to two digits so the narrated columns line up."""
-    from lessons.i18n import ngettext
-
     return ngettext("{count:>2} byte", "{count:>2} bytes", count).format(count=count)

@@ -17,6 +17,7 @@ from typing import Annotated
 
 import typer
 
+from lessons import echo_demo
 from lessons.common import DEFAULT_HOST, DEFAULT_PORT, UserError
 from lessons.echo_driver import (
     TICK_SECONDS,
@@ -34,6 +35,7 @@ from lessons.echo_driver import (
     echo_once,
     run_server,
 )
+from lessons.events import describe_epoll, describe_poll
 from lessons.narrate import Narrator
 
 FD_SETSIZE = 1024  # the size of select()'s bit set in the C library; Windows counts sockets instead
@@ -156,8 +158,6 @@ def ask_select(sock: socket.socket, say: Narrator) -> None:
 
 
 def ask_poll(sock: socket.socket, say: Narrator) -> None:
-    from lessons.events import describe_poll
-
     poller = select.poll()
     poller.register(sock, select.POLLIN)
     events = ", ".join(f"fd {fd} {describe_poll(mask)}" for fd, mask in poller.poll(0))
@@ -167,8 +167,6 @@ def ask_poll(sock: socket.socket, say: Narrator) -> None:
 def ask_epoll(sock: socket.socket, say: Narrator) -> None:
     if not hasattr(select, "epoll"):
         return
-    from lessons.events import describe_epoll
-
     with select.epoll() as epoll:
         epoll.register(sock.fileno(), select.EPOLLIN)
         events = ", ".join(f"fd {fd} {describe_epoll(mask)}" for fd, mask in epoll.poll(0))
@@ -188,4 +186,4 @@ def main(
     if fd_limit_demo:
         show_fd_limit(Narrator())
         return
-    run_server("select", serve, host, port, demo, trace)
+    run_server("select", serve, host, port, trace, demo=echo_demo.start if demo else None)

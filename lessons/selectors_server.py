@@ -11,6 +11,7 @@ from __future__ import annotations
 import selectors
 import socket
 
+from lessons import echo_demo
 from lessons.common import DEFAULT_HOST, DEFAULT_PORT
 from lessons.echo_driver import (
     TICK_SECONDS,
@@ -100,4 +101,4 @@ def main(
 ) -> None:
     """Serve clients with selectors.DefaultSelector."""
     call = f"{selectors.DefaultSelector.__name__}.select"  # EpollSelector.select on Linux
-    run_server(call, serve, host, port, demo, trace)
+    run_server(call, serve, host, port, trace, demo=echo_demo.start if demo else None)

@@ -24,6 +24,7 @@ from lessons.exits import interrupt_when_output_closes, start_fresh_line
 from lessons.framing import LENGTH_HEADER, FrameDecoder, FrameTooLarge
 from lessons.sockio import IncompleteRead, recv_exact
 from lessons.i18n import _, ngettext
+from lessons.narrate import Narrator
 from lessons.record import (NOTES_RECORD, SAMPLES, WIRE_RECORD, Record, byte_count, decode, encode, hex_bytes,
                             sample_records, show)
 from lessons.struct_send import Framing, Mode, Narrate, connect, send_records
@@ -165,8 +166,6 @@ def main(
     demo: Annotated[bool, typer.Option("--demo", help="Run sender and receivers together, narrated, and exit.")] = False,
 ) -> None:
     """Receive the notes' i5sf records, the notes' way (--naive) or correctly."""
-    from lessons.narrate import Narrator
-
     narrate = Narrator()
     if demo:
         run_demo(narrate)

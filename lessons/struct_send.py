@@ -18,9 +18,11 @@ from typing import Annotated, Callable, Optional
 
 import typer
 
-from lessons.common import DEFAULT_HOST, DEFAULT_PORT, RunFailure, UserError, address_text, check_client_host
+from lessons.common import (DEFAULT_HOST, DEFAULT_PORT, RunFailure, UserError, address_text, check_client_host,
+                            run_instead)
 from lessons.framing import encode_frame
 from lessons.i18n import _, ngettext
+from lessons.narrate import Narrator
 from lessons.record import Record, byte_count, encode, hex_bytes, sample_records, show
 
 # 5 does not divide 13, so no piece of the split stream ends on a record boundary by luck.
@@ -118,13 +120,8 @@ def main(
                                                       "(same as `learn run struct-recv --demo`).")] = False,
 ) -> None:
     """Pack the notes' i5sf records and send them to struct-recv."""
-    from lessons.narrate import Narrator
-
-    if demo:
-        from lessons.struct_recv import run_demo
-
-        run_demo(Narrator())
-        return
+    if demo:  # the demo is the receiver's: it runs this sender against each of its receivers
+        run_instead("run", "struct-recv", "--demo")
     if not 0 <= pause <= 5:
         raise UserError("--pause must be between 0 and 5 seconds.")
     records = sample_records(record_count(mode, count))

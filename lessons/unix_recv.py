@@ -27,8 +27,10 @@ from typing import Annotated, Callable, Iterator, Optional
 
 import typer
 
+from lessons.children import NOBODY  # the unprivileged uid/gid the demo switches to when run as root
 from lessons.common import RunFailure, UserError, printable, printable_bytes
 from lessons.exits import interrupt_when_output_closes, start_fresh_line
+from lessons.narrate import Narrator
 from lessons.unix_send import Endpoint, Narrate, connect_unix, resolve_endpoint, send_message
 from lessons.unixsock import (SocketFile, bind_abstract, bind_unix, clear_stale, peer_credentials, private_dir,
                               remove_socket_file)
@@ -37,7 +39,6 @@ SOCKET_MODE = 0o600
 MAX_MESSAGE = 64 * 1024
 IDLE_TIMEOUT = 30.0
 REPLY = "收到了"  # "received", as the notes' servers answer
-NOBODY = 65534  # the unprivileged uid/gid the demo switches to when run as root
 
 
 class Stopped(Exception):
@@ -205,8 +206,6 @@ def main(
     demo: Annotated[bool, typer.Option("--demo", help="Run receiver and sender together, narrated, and exit.")] = False,
 ) -> None:
     """Receive messages on a Unix domain socket and show who sent them."""
-    from lessons.narrate import Narrator
-
     narrate = Narrator()
     if demo:
         run_demo(narrate)

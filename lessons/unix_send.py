@@ -17,7 +17,8 @@ from typing import Annotated, Callable, Optional
 
 import typer
 
-from lessons.common import RunFailure, UserError, platform_name, printable_bytes
+from lessons.common import RunFailure, UserError, platform_name, printable_bytes, run_instead
+from lessons.narrate import Narrator
 from lessons.unixsock import check_path_length, private_dir
 
 DEFAULT_FILE_NAME = "unix-lesson.sock"
@@ -117,14 +118,9 @@ def main(
                                                       "(same as `learn run unix-recv --demo`).")] = False,
 ) -> None:
     """Send a message to unix-recv over a Unix domain socket."""
-    from lessons.narrate import Narrator
-
+    if demo:  # the demo is the receiver's: it runs this sender in a second process
+        run_instead("run", "unix-recv", "--demo")
     narrate = Narrator()
-    if demo:
-        from lessons.unix_recv import run_demo
-
-        run_demo(narrate)
-        return
     endpoint = resolve_endpoint(path, abstract)
     with connect_unix(endpoint) as sock:
         narrate("send", f"connected to {endpoint} as pid {os.getpid()} uid {os.getuid()} gid {os.getgid()}")

@@ -27,8 +27,7 @@ def test_every_lesson_has_a_page_and_an_entry_point(lesson: catalog.Lesson) -> N
     assert page.is_file(), f"{lesson.id} has no page at {page}"
     text = page.read_text(encoding="utf-8")
     assert text.startswith("# "), f"{page} should open with a title"
-    module_name, function_name = lesson.entry_point.split(":")
-    main = getattr(importlib.import_module(module_name), function_name)
+    main = importlib.import_module(f"lessons.{lesson.module}").main
     assert callable(main) and inspect.signature(main).parameters is not None
     assert lesson.source_path().is_file()
 

@@ -25,7 +25,6 @@ from lessons.common import RunFailure, UserError
 ENGINES = ("epoll", "poll", "select", "selectors", "fork")
 PEERS = ("asyncio", "uvloop")
 TARGETS = PEERS + ENGINES
-DEFAULT_TARGET = "epoll"
 BIG_QUEUE = 256 * 1024 * 1024  # --max-queue for benchmark runs: never the thing measured
 # What `learn bench chat` and `scale` run our engines with: no limit is the thing measured.
 UNLIMITED = ("--rate-limit", "0", "--max-queue", str(BIG_QUEUE))

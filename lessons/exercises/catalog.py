@@ -19,7 +19,7 @@ HINT_TIERS = ("nudge", "approach", "nearly the code")
 class Exercise:
     id: str
     title: str
-    lesson: str  # a lesson id from lessons/catalog.py, or "capstone"
+    lesson: str  # the lesson it practises (an id in lessons/catalog.py), or "capstone"; declared only here
     goal: str  # one sentence: what the learner's code must do
     time_limit: float = 90.0  # seconds for the whole check, then everything is killed
 
@@ -92,6 +92,7 @@ def closest_ids(wrong: str) -> list[str]:
 
 
 def for_lesson(lesson_id: str) -> Exercise | None:
+    """The exercise that practises `lesson_id`: lessons/catalog.py derives Lesson.exercise from here."""
     return next((item for item in EXERCISES if item.lesson == lesson_id), None)
 
 

@@ -13,7 +13,6 @@ reaps it, and leaves a JSON result for the runner.
 
 from __future__ import annotations
 
-import ctypes
 import ipaddress
 import json
 import os
@@ -26,10 +25,9 @@ from pathlib import Path
 from typing import Any
 
 from lessons import procfs
+from lessons.children import become_subreaper, signal_when_parent_dies
 from lessons.exercises import containment
 
-PR_SET_PDEATHSIG = 1  # from <linux/prctl.h>
-PR_SET_CHILD_SUBREAPER = 36
 TCP_LISTEN = "0A"  # the st column of /proc/net/tcp
 UNIX_ACCEPTING = 0x10000  # __SO_ACCEPTCON in the Flags column of /proc/net/unix
 POLL_SECONDS = 0.02
@@ -37,20 +35,10 @@ POLL_SECONDS = 0.02
 _stop_requested = False
 
 
-def become_subreaper() -> bool:
-    return _prctl(PR_SET_CHILD_SUBREAPER, 1)
-
-
 def stop_with_parent(parent: int) -> None:
     """If the runner dies (even by SIGKILL), the kernel sends us SIGTERM: we sweep and go."""
-    _prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
-    if os.getppid() != parent:  # it died before we asked
+    if not signal_when_parent_dies(signal.SIGTERM, parent):  # it died before we asked
         request_stop(signal.SIGTERM, None)
-
-
-def _prctl(option: int, value: int) -> bool:
-    libc = ctypes.CDLL(None, use_errno=True)
-    return libc.prctl(option, value, 0, 0, 0) == 0
 
 
 def set_limits(memory: int | None, file_size: int | None) -> None:

@@ -25,8 +25,8 @@ from capstone.names import name_key, normalize, text_problem, why_invalid
 HIGH_WATER = 64 * 1024  # asyncio's default high-water mark for a transport's buffer
 
 
-class Room:
-    """Members by name key, in join order (dicts keep insertion order)."""
+class AsyncioChatServer:
+    """The whole server: one handler per client, members by name key in join order (dicts keep it)."""
 
     def __init__(self, max_payload: int) -> None:
         self.max_payload = max_payload
@@ -123,17 +123,17 @@ class Room:
 
 
 async def serve(host: str, port: int, max_payload: int) -> None:
-    room = Room(max_payload)
-    server = await asyncio.start_server(room.handle, host, port)
+    chat = AsyncioChatServer(max_payload)
+    server = await asyncio.start_server(chat.handle, host, port)
     bound_host, bound_port = server.sockets[0].getsockname()[:2]
     print(f"listening on {bound_host}:{bound_port}", flush=True)
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(signum, room.stopping.set)
+        loop.add_signal_handler(signum, chat.stopping.set)
     async with server:
-        await room.stopping.wait()
+        await chat.stopping.wait()
         goodbye = encode_error(ErrorCode.SHUTDOWN, "the server is stopping")
-        for _, writer in list(room.members.values()):
+        for _, writer in list(chat.members.values()):
             writer.write(goodbye)
             writer.close()
 
