@@ -24,6 +24,7 @@ from lessons.exercises.harness import NotStarted, describe_exception, is_todo, t
 
 ESCAPED = 70  # the exit code of a worker that ran on into the caller's code
 BARRIER_WAIT = 8.0  # seconds a worker waits for the others (generous: forking takes milliseconds)
+REAP_GRACE = 1.0  # seconds the slow worker gives a waiting parent to collect the fast one
 
 
 def stage(learner: ModuleType, jobs: list[Callable[[], int]], report_fd: int) -> None:
@@ -181,10 +182,12 @@ def test_codes_follow_job_order_not_finish_order(learner: ModuleType) -> None:
     """The codes are in job order even when the last job finishes first"""
     read_fd, write_fd = os.pipe()
 
-    def slow() -> int:  # ends only once `fast` has ended
+    def slow() -> int:  # ends only once `fast` has ended, and was collected if anyone was waiting
         if not select.select([read_fd], [], [], BARRIER_WAIT)[0]:
             return 99
-        wait_until_ended(int(os.read(read_fd, 32)))
+        fast_pid = int(os.read(read_fd, 32))
+        wait_until_ended(fast_pid)
+        wait_until_collected(fast_pid, REAP_GRACE)
         return 7
 
     def fast() -> int:
@@ -199,6 +202,17 @@ def test_codes_follow_job_order_not_finish_order(learner: ModuleType) -> None:
     assert 99 not in codes, "the first worker waited in vain for the second: start every worker before waiting."
     assert codes == [7, 5], (f"got {codes}; expected [7, 5]: the codes came back in the order the workers "
                              "finished. Keep the pid of each job and put its code in that job's place.")
+
+
+def wait_until_collected(pid: int, grace: float) -> None:
+    """Until the parent has reaped `pid`, for at most `grace` seconds.
+
+    A parent blocked in os.wait() reaps the first worker to end at once; without this
+    pause, a parent slowed down by a busy machine could find both workers ended and
+    os.wait() would hand it the older one first, hiding the finish-order mistake."""
+    deadline = time.monotonic() + grace
+    while time.monotonic() < deadline and procfs.read_stat(pid) is not None:
+        time.sleep(0.005)
 
 
 def wait_until_ended(pid: int) -> None:
