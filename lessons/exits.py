@@ -116,12 +116,15 @@ def interrupt_when_output_closes(fd: int = 1) -> None:
     main_thread = threading.main_thread().ident
 
     def wait_for_the_reader_to_leave() -> None:
-        poller = select.poll()
-        poller.register(fd, 0)  # no events asked for: POLLERR and POLLHUP always come
-        while not any(events & _CLOSING_EVENTS for _, events in poller.poll()):
-            pass
-        if callable(signal.getsignal(signal.SIGINT)) and main_thread is not None:
-            signal.pthread_kill(main_thread, signal.SIGINT)
+        try:
+            poller = select.poll()
+            poller.register(fd, 0)  # no events asked for: POLLERR and POLLHUP always come
+            while not any(events & _CLOSING_EVENTS for _, events in poller.poll()):
+                pass
+            if callable(signal.getsignal(signal.SIGINT)) and main_thread is not None:
+                signal.pthread_kill(main_thread, signal.SIGINT)
+        except Exception:  # noqa: BLE001 - the process is ending under us (main thread gone, fd closed)
+            return
 
     threading.Thread(target=wait_for_the_reader_to_leave, name="output-watch", daemon=True).start()
 
