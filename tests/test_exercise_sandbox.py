@@ -191,13 +191,11 @@ def sweep_by_scanning(marker: str) -> dict:
             "left": hold.members()}
 
 
-@pytest.mark.timeout(60)
 def test_the_proc_scan_finds_and_kills_a_runaway_daemon(tmp_path: Path) -> None:
     answer = sweep_by_scanning(str(tmp_path / "marker"))
     assert answer == {"cgroup": False, "found": 3, "killed": 3, "left": []}, answer
 
 
-@pytest.mark.timeout(60)
 def test_an_unprivileged_learner_gets_the_scan_and_it_works(tmp_path: Path) -> None:
     """As root a cgroup is made; as user 65534 it cannot be, and the /proc scan must do the job."""
     if os.geteuid() != 0:

@@ -299,7 +299,6 @@ def as_nobody(action) -> dict:
     return json.loads(data or b"{}")
 
 
-@pytest.mark.timeout(60)
 def test_an_unprivileged_learner_gets_a_workspace_or_one_sentence(open_tmp: Path) -> None:
     """The workspace as a normal user: created where it may write, one sentence where it may not."""
     if os.geteuid() != 0:

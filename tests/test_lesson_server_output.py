@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 
 import pytest
-from lessonrun import child_env, lesson_command
+from lessonrun import child_env, default_sigint, lesson_command
 
 REPO = Path(__file__).resolve().parent.parent
 PREFIX = "收到了: ".encode()
@@ -56,7 +56,6 @@ def exit_code_within(process: subprocess.Popen, timeout: float) -> int | None:
         return None
 
 
-@pytest.mark.timeout(60)
 @pytest.mark.parametrize("args", DEMOS)
 def test_a_demo_whose_reader_goes_away_ends_at_once_and_quietly(args):
     """`learn run X --demo | head -1`: head reads one line and exits; the demo must follow."""
@@ -94,7 +93,6 @@ def ask(sock: socket.socket, message: bytes) -> bytes:
     return data
 
 
-@pytest.mark.timeout(60)
 @pytest.mark.parametrize("args", [("poll-server",), pytest.param(("epoll-server", "--edge"), marks=needs_epoll),
                                   ("select-server",), ("selectors-server",)])
 def test_a_server_whose_output_nobody_reads_keeps_serving_and_stops_on_sigterm(args):
@@ -198,13 +196,13 @@ def test_a_client_that_does_not_read_is_waited_for_with_pollout_and_loses_nothin
         process.stderr.close()
 
 
-@pytest.mark.timeout(60)
 def test_ctrl_c_in_a_terminal_puts_the_summary_on_its_own_line():
     """Issue 10 defect 13: the terminal echoes ^C, and the summary used to glue onto it (`^Csummary`)."""
     import pty
 
     pid, master = pty.fork()
     if pid == 0:  # the child: the server, on a real terminal
+        default_sigint()
         os.chdir(REPO)
         os.execve(lesson_command("poll-server", "--port", "0")[0], lesson_command("poll-server", "--port", "0"),
                   child_env())

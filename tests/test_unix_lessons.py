@@ -206,7 +206,6 @@ def test_private_dir_refuses_a_directory_owned_by_another_user(isolated_tmp):
 
 
 @as_root
-@pytest.mark.timeout(60)
 def test_private_dir_as_an_ordinary_user(isolated_tmp):
     """Unprivileged: a planted directory owned by root is refused; its own is created 0700."""
     planted = isolated_tmp / f"learn-{NOBODY}"
@@ -227,7 +226,6 @@ def test_private_dir_as_an_ordinary_user(isolated_tmp):
 
 
 @as_root
-@pytest.mark.timeout(60)
 def test_mode_0600_keeps_another_user_out_and_0666_lets_them_in(open_dir):
     path = open_dir / "s.sock"
     with bind_unix(path, mode=0o600):
@@ -241,7 +239,6 @@ def test_mode_0600_keeps_another_user_out_and_0666_lets_them_in(open_dir):
 
 
 @as_root
-@pytest.mark.timeout(60)
 def test_another_users_stale_file_is_refused_not_removed(open_dir):
     path = open_dir / "s.sock"
     make_stale(path)
@@ -259,7 +256,6 @@ def test_another_users_stale_file_is_refused_not_removed(open_dir):
 
 
 @as_root
-@pytest.mark.timeout(60)
 def test_the_private_directory_alone_keeps_another_user_out(isolated_tmp):
     path = private_dir() / "s.sock"
     with bind_unix(path, mode=0o666):  # even an open file is unreachable through a 0700 directory
@@ -268,7 +264,6 @@ def test_the_private_directory_alone_keeps_another_user_out(isolated_tmp):
 
 
 @as_root
-@pytest.mark.timeout(60)
 def test_peer_credentials_name_an_unprivileged_sender(open_dir):
     path = open_dir / "s.sock"
     with bind_unix(path, mode=0o666) as listener:
@@ -423,7 +418,6 @@ def test_cli_abstract_namespace_leaves_no_file(start, tmp_path):
     assert code == 0 and "no file" in out and "removed" not in out
 
 
-@pytest.mark.timeout(60)
 @pytest.mark.parametrize("args, fragment", [
     (("unix-recv", "--path", "/tmp/" + "x" * (MAX_PATH_BYTES + 1)), "Unix socket paths are limited"),
     (("unix-send", "--path", "/tmp/" + "x" * (MAX_PATH_BYTES + 1)), "Unix socket paths are limited"),
@@ -435,7 +429,6 @@ def test_cli_bad_paths_are_one_sentence(args, fragment):
     assert_one_sentence(run_lesson(*args), fragment)
 
 
-@pytest.mark.timeout(60)
 def test_cli_sender_to_missing_and_stale_files_is_one_sentence(tmp_path):
     path = tmp_path / "lesson.sock"
     assert_one_sentence(run_lesson("unix-send", "--path", str(path)), "no socket file")
