@@ -142,7 +142,6 @@ def server():
         yield running
 
 
-@pytest.mark.timeout(90)
 def test_list_say_and_kick(server) -> None:
     port = ("--port", str(server.port))
     empty = admin_cli("list", *port)
@@ -175,7 +174,6 @@ def test_list_say_and_kick(server) -> None:
         bob.close()
 
 
-@pytest.mark.timeout(90)
 def test_a_kicked_pipe_client_exits_1_with_one_sentence(server) -> None:
     client = subprocess.Popen(
         [sys.executable, "-m", "lessons", "chat", "join", "--name", "carol", "--port", str(server.port)],
@@ -202,7 +200,6 @@ def test_missing_arguments_are_exit_2(server) -> None:
         one_error_line(result)
 
 
-@pytest.mark.timeout(90)
 def test_discovery_with_xdg_runtime_dir(tmp_path) -> None:
     env = dict(os.environ, XDG_RUNTIME_DIR=str(tmp_path))
     with ServerProcess.start("--port", "0", env=env) as running:
@@ -213,7 +210,6 @@ def test_discovery_with_xdg_runtime_dir(tmp_path) -> None:
         assert "does not exist" in one_error_line(elsewhere)
 
 
-@pytest.mark.timeout(90)
 def test_discovery_without_xdg_runtime_dir(monkeypatch) -> None:
     env = env_without_xdg()
     monkeypatch.delenv("XDG_RUNTIME_DIR", raising=False)
@@ -223,7 +219,6 @@ def test_discovery_without_xdg_runtime_dir(monkeypatch) -> None:
         assert (result.returncode, result.stdout, result.stderr) == (0, "", "the room is empty.\n")
 
 
-@pytest.mark.timeout(90)
 def test_discovery_for_a_unix_chat_and_an_explicit_socket(tmp_path) -> None:
     chat = tmp_path / "chat.sock"
     with ServerProcess.start("--unix", str(chat)) as running:
@@ -235,7 +230,6 @@ def test_discovery_for_a_unix_chat_and_an_explicit_socket(tmp_path) -> None:
         assert admin_cli("say", "hello", "--socket", str(custom)).returncode == 0
 
 
-@pytest.mark.timeout(90)
 def test_no_server_is_exit_2(tmp_path) -> None:
     missing = admin_cli("list", "--socket", str(tmp_path / "none.sock"))
     assert missing.returncode == 2
@@ -257,14 +251,12 @@ def test_no_server_is_exit_2(tmp_path) -> None:
 
 # ----- permissions, on the unprivileged path --------------------------------------------------------
 
-@pytest.mark.timeout(90)
 def test_another_user_cannot_reach_the_admin_socket(server) -> None:
     path = Path(server.admin_path)
     report = as_nobody(lambda: "\n".join(run_admin("list", [], path)))
     assert report.startswith("UserError you may not use the admin socket"), report
 
 
-@pytest.mark.timeout(90)
 def test_the_server_ignores_another_user_even_through_an_open_socket_file() -> None:
     """Past the file mode (opened up here on purpose), SO_PEERCRED still keeps nobody out."""
     directory = world_readable_dir("learn-admin-test-")

@@ -662,7 +662,6 @@ def test_a_reader_that_never_reads_is_dropped(guests: Guests) -> None:
 
 
 # ------------------------------------------------------------------------- total order
-@pytest.mark.timeout(120)
 def test_fifty_members_twenty_messages_one_order(guests: Guests) -> None:
     members = [guests.member(f"m{i}-") for i in range(50)]
     leavers = [guests.member(f"leaver{i}-") for i in range(2)]
@@ -1002,7 +1001,6 @@ def test_payload_limit_option(limited_guests: Guests) -> None:
 
 
 # ----------------------------------------------------------------------------- shutdown
-@pytest.mark.timeout(90)
 @pytest.mark.parametrize("engine_name", ENGINES)
 def test_sigterm_shutdown(engine_name: str, tmp_path: Path) -> None:
     runtime = tmp_path / "xdg"
@@ -1050,7 +1048,6 @@ def test_sigterm_shutdown(engine_name: str, tmp_path: Path) -> None:
 
 
 # -------------------------------------------------------------------- Unix transport
-@pytest.mark.timeout(90)
 @pytest.mark.parametrize("engine_name", ENGINES)
 def test_unix_socket_transport(engine_name: str, tmp_path: Path) -> None:
     path = tmp_path / "chat.sock"

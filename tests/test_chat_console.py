@@ -145,7 +145,6 @@ def console_server(request):
         server.stop()
 
 
-@pytest.mark.timeout(90)
 def test_the_console_answers_commands_and_announces_other_lines(console_server) -> None:
     server = console_server
     server.wait_log("/help lists the console's commands")

@@ -43,7 +43,6 @@ def is_closed_by_server(sock: socket.socket, timeout: float) -> bool:
         return False
 
 
-@pytest.mark.timeout(90)
 def test_running_out_of_descriptors_neither_spins_nor_crashes() -> None:
     with ServerProcess.start("--port", "0", "--join-timeout", "30", preexec_fn=lower_fd_limit) as server:
         member = server.connect("member")
@@ -74,7 +73,6 @@ def test_running_out_of_descriptors_neither_spins_nor_crashes() -> None:
         assert all(re.search(r"refused [\d,]+ (chat )?connections?: ", line) for line in summaries), summaries
 
 
-@pytest.mark.timeout(90)
 @pytest.mark.parametrize("engine", ENGINES)
 def test_the_administrator_gets_in_while_a_flood_holds_every_descriptor(engine: str) -> None:
     """Chat connections are refused a few descriptors before the open-file limit, so the
@@ -119,7 +117,6 @@ def test_chat_connections_have_tcp_keepalive_armed() -> None:
         assert 50 * 100 <= int(when, 16) <= 60 * 100, f"keepalive fires in {int(when, 16) / 100} s, not about 60 s"
 
 
-@pytest.mark.timeout(90)
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
 def test_a_stop_right_after_the_banner_is_still_clean(signum: int) -> None:
     """The banner is printed only once the signal handlers are in place."""
@@ -186,7 +183,6 @@ def test_member_socket_options_are_set_on_a_chat_socket() -> None:
             sock.close()
 
 
-@pytest.mark.timeout(90)
 def test_select_keeps_descriptors_for_the_administrator() -> None:
     """Finding 4: with select(), chat connections are refused a little before FD_SETSIZE
     (lowered to 48 here through the backend's test hook, instead of opening 1,000

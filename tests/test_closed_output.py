@@ -32,7 +32,7 @@ def first_line_then_close(command: list[str], columns: int = 80, until: bytes = 
     env = dict(child_env(), COLUMNS=str(columns))
     env.pop("PAGER", None)
     with subprocess.Popen(command, cwd=REPO, env=env, stdin=subprocess.DEVNULL, stdout=write_end,
-                          stderr=subprocess.PIPE) as process:
+                          stderr=subprocess.PIPE, preexec_fn=default_sigint) as process:
         os.close(write_end)
         with os.fdopen(read_end, "rb", buffering=0) as reader:
             line = b""
@@ -136,7 +136,7 @@ def test_an_interactive_tcp_client_stops_when_its_output_is_closed(echo_server_p
     read_end, write_end = os.pipe()
     with subprocess.Popen(lesson_command("tcp-client", "--port", str(echo_server_port)), cwd=REPO,
                           env=child_env(), stdin=subprocess.PIPE, stdout=write_end,
-                          stderr=subprocess.PIPE) as process:
+                          stderr=subprocess.PIPE, preexec_fn=default_sigint) as process:
         os.close(write_end)
         process.stdin.write(b"hello\n")
         process.stdin.flush()
