@@ -78,7 +78,7 @@ def serve_command(*options: str) -> list[str]:
     return [sys.executable, "-m", "lessons", "chat", "serve", *options]
 
 
-class ChatServer:
+class ServerProcess:
     """One running chat server process and the addresses it announced."""
 
     def __init__(self, options: list[str], env: dict[str, str] | None = None, preexec_fn=None) -> None:  # noqa: ANN001
@@ -98,7 +98,7 @@ class ChatServer:
         self.admin_path: str = ""
 
     @classmethod
-    def start(cls, *options: str, env: dict[str, str] | None = None, preexec_fn=None) -> ChatServer:  # noqa: ANN001
+    def start(cls, *options: str, env: dict[str, str] | None = None, preexec_fn=None) -> ServerProcess:  # noqa: ANN001
         server = cls(list(options), env, preexec_fn)
         try:
             server._read_banner()
@@ -180,7 +180,7 @@ class ChatServer:
             f"--- stdout ---\n{self.stdout.text[-3000:]}\n--- stderr ---\n{self.stderr.text[-3000:]}"
         )
 
-    def __enter__(self) -> ChatServer:
+    def __enter__(self) -> ServerProcess:
         return self
 
     def __exit__(self, *exc: object) -> None:

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path[:0] = [HERE, os.path.dirname(HERE)]  # run by hand: the test helpers and this checkout
 
-from chatserver import ChatServer  # noqa: E402
+from chatserver import ServerProcess  # noqa: E402
 from chatwire import Code, Frame, FrameReader, Kind, encode  # noqa: E402
 
 from lessons import procfs  # noqa: E402
@@ -50,7 +50,7 @@ class Member:
 class Crowd:
     """Members of one server, driven together: joins, sends, reads, notices the end."""
 
-    def __init__(self, server: ChatServer, size: int, senders: int, close_at_eof: bool = True) -> None:
+    def __init__(self, server: ServerProcess, size: int, senders: int, close_at_eof: bool = True) -> None:
         self.server = server
         self.close_at_eof = close_at_eof  # False: keep the socket open after the end, as a lazy client does
         self.members = [self._connect(f"m{i}", sending=i < senders) for i in range(size)]
@@ -152,7 +152,7 @@ class ShutdownReport:
 
 def shutdown_under_load(size: int, senders: int, close_at_eof: bool = True) -> ShutdownReport:
     """Join `size` members to a fork-engine server, let `senders` of them send, SIGTERM it."""
-    server = ChatServer.start("--engine", "fork", "--port", "0", "--join-timeout", "60")
+    server = ServerProcess.start("--engine", "fork", "--port", "0", "--join-timeout", "60")
     crowd = None
     try:
         crowd = Crowd(server, size, senders, close_at_eof)
@@ -199,7 +199,7 @@ def running(pids: list[int]) -> list[int]:
 def relays_outliving_a_killed_hub(size: int) -> tuple[int, float]:
     """Join `size` members, SIGKILL the hub; (relays found, seconds until none runs)."""
 
-    server = ChatServer.start("--engine", "fork", "--port", "0", "--join-timeout", "60")
+    server = ServerProcess.start("--engine", "fork", "--port", "0", "--join-timeout", "60")
     crowd = None
     try:
         crowd = Crowd(server, size, senders=0)

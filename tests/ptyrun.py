@@ -12,7 +12,7 @@ import termios
 import time
 from pathlib import Path
 
-from lessonrun import child_env
+from lessonrun import child_env, default_sigint
 
 REPO = Path(__file__).resolve().parent.parent
 DEADLINE = 20.0
@@ -26,6 +26,7 @@ def run_in_a_terminal(args: list[str], columns: int = 80, rows: int = 24,
     pid, master = pty.fork()
     if pid == 0:  # the child: a new session, the terminal is its controlling terminal
         try:
+            default_sigint()  # Ctrl-C typed at the terminal works even if this test run ignores SIGINT
             fcntl.ioctl(1, termios.TIOCSWINSZ, struct.pack("HHHH", rows, columns, 0, 0))
             os.chdir(REPO)
             os.execve(sys.executable, [sys.executable, *args], env)

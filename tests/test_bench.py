@@ -51,7 +51,6 @@ def json_of(result: subprocess.CompletedProcess) -> dict:
     return json.loads(result.stdout)  # the whole of stdout is one document
 
 
-@pytest.mark.timeout(60)
 def test_multiplexers_json_has_a_row_per_size() -> None:
     report = json_of(learn("bench", "multiplexers", "--max-fds", "100", "--repeat", "50", "--json"))
     assert report["benchmark"] == "multiplexers"
@@ -62,14 +61,12 @@ def test_multiplexers_json_has_a_row_per_size() -> None:
     assert {"cores", "cpu", "kernel", "python"} <= set(report["machine"])
 
 
-@pytest.mark.timeout(60)
 def test_multiplexers_table_and_chart() -> None:
     result = learn("bench", "multiplexers", "--max-fds", "30", "--repeat", "20")
     assert result.returncode == 0, result.stderr
     assert "epoll" in result.stdout and "log scale" in result.stdout
 
 
-@pytest.mark.timeout(60)
 def test_select_stops_at_fd_setsize_and_says_why() -> None:
     report = run_multiplexers(max_fds=FD_SETSIZE + 50, repeat=5)
     last = report.rows[-1]
@@ -78,7 +75,6 @@ def test_select_stops_at_fd_setsize_and_says_why() -> None:
     assert any("FD_SETSIZE" in note for note in report.notes)
 
 
-@pytest.mark.timeout(60)
 def test_open_file_limit_caps_n_and_says_so() -> None:
     """In a child whose hard limit is 300, asking for 1000 descriptors measures fewer and says why."""
     code = (
@@ -108,35 +104,29 @@ def check_tiny_chat(target: str) -> dict:
     return result
 
 
-@pytest.mark.timeout(60)
 def test_tiny_chat_against_the_asyncio_peer() -> None:
     check_tiny_chat("asyncio")
 
 
-@pytest.mark.timeout(60)
 def test_tiny_chat_against_the_uvloop_peer() -> None:
     pytest.importorskip("uvloop")
     check_tiny_chat("uvloop")
 
 
-@pytest.mark.timeout(60)
 def test_tiny_chat_against_our_default_engine() -> None:
     assert check_tiny_chat("epoll")["ratio_to_baseline"] == 1.0
 
 
-@pytest.mark.timeout(60)
 def test_tiny_chat_against_the_fork_engine_counts_its_children() -> None:
     assert check_tiny_chat("fork")["server_processes"] > 1
 
 
-@pytest.mark.timeout(60)
 def test_tiny_chat_paced_with_a_table() -> None:
     result = learn("bench", "chat", *TINY_CHAT, "--rate", "200")
     assert result.returncode == 0, result.stderr
     assert "epoll" in result.stdout and "deliveries/s" in result.stdout
 
 
-@pytest.mark.timeout(60)
 def test_tiny_scale_run() -> None:
     report = json_of(learn("bench", "scale", "--members", "20", "--repeat", "3", "--json"))
     assert report["benchmark"] == "scale" and report["members"] == 20
@@ -145,7 +135,6 @@ def test_tiny_scale_run() -> None:
     assert report["rss_after_kib"] > 0
 
 
-@pytest.mark.timeout(60)
 @pytest.mark.parametrize("args, words", [
     (["chat", "--against", "nosuch"], "unknown server"),
     (["chat", "--size", "10"], "--size"),
@@ -197,7 +186,6 @@ HOSTILE_ROWS = (
 )
 
 
-@pytest.mark.timeout(60)
 def test_tiny_hostile_run_prints_the_table_with_the_targets() -> None:
     result = learn("bench", "hostile", *TINY_HOSTILE, "--max-queue", str(1 << 20))
     assert result.returncode == 0, result.stderr
@@ -213,7 +201,6 @@ def test_tiny_hostile_run_prints_the_table_with_the_targets() -> None:
     assert "this run is smaller" in result.stdout  # the targets are for the issue's scale
 
 
-@pytest.mark.timeout(60)
 def test_tiny_hostile_run_json_says_the_server_survived() -> None:
     report = json_of(learn("bench", "hostile", *TINY_HOSTILE, "--talkers", "2", "--json"))
     assert report["benchmark"] == "hostile" and report["target"] == "epoll"
@@ -229,7 +216,6 @@ def test_tiny_hostile_run_json_says_the_server_survived() -> None:
     assert {"cores", "cpu", "kernel", "python"} <= set(report["machine"])
 
 
-@pytest.mark.timeout(60)
 @pytest.mark.parametrize("args, words", [
     (["hostile", "--engine", "asyncio"], "our engines"),
     (["hostile", "--engine", "fork", "--stuck", "5000"], "process per member"),
@@ -241,7 +227,6 @@ def test_hostile_bad_options_get_one_sentence(args: list[str], words: str) -> No
     assert words in result.stderr and "Traceback" not in result.stderr
 
 
-@pytest.mark.timeout(60)
 def test_hostile_says_when_the_descriptor_limit_is_too_low() -> None:
     """A hard open-file limit of 300 cannot hold 1,000 stuck readers: one sentence, exit 2, no server."""
     code = (

@@ -21,9 +21,10 @@ import time
 from pathlib import Path
 
 import pytest
-from chatserver import ChatServer, OutputPipe
+from chatserver import OutputPipe, ServerProcess
 from hypothesis import given
 from hypothesis import strategies as st
+from lessonrun import default_sigint
 
 from capstone import codec
 from capstone.client import Target
@@ -271,7 +272,7 @@ class Client:
     def __init__(self, target: list[str], *options: str) -> None:
         self.process = subprocess.Popen(
             [sys.executable, "-m", "lessons", "chat", "join", *target, *options],
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, preexec_fn=default_sigint)
         self.stdout = OutputPipe(self.process.stdout)
         self.stderr = OutputPipe(self.process.stderr)
 
@@ -329,7 +330,7 @@ def signal_state(pid: int) -> str:
 
 @pytest.fixture
 def server():
-    with ChatServer.start("--port", "0") as running:
+    with ServerProcess.start("--port", "0") as running:
         yield running
 
 
@@ -358,7 +359,6 @@ def error_sentence(client: Client) -> str:
     return lines[0]
 
 
-@pytest.mark.timeout(90)
 def test_two_clients_chat_and_see_each_other_enter_and_leave(clients) -> None:
     bob = clients("--name", "bob")
     bob.expect("you are in the room as bob")
@@ -382,7 +382,6 @@ def test_two_clients_chat_and_see_each_other_enter_and_leave(clients) -> None:
     assert bob.stderr.text == alice.stderr.text == ""
 
 
-@pytest.mark.timeout(90)
 def test_chinese_wording(clients, server) -> None:
     bob = clients("--name", "bob", "--lang", "zh")
     bob.expect("你以 bob 的身份进入了聊天室")
@@ -404,7 +403,6 @@ def test_chinese_wording(clients, server) -> None:
     bob.expect("alice 退出了聊天室")
 
 
-@pytest.mark.timeout(90)
 def test_a_taken_or_reserved_name_in_pipe_mode_is_exit_2_with_the_reason(clients) -> None:
     bob = clients("--name", "bob")
     bob.expect("you are in the room as bob")
@@ -420,7 +418,6 @@ def test_a_taken_or_reserved_name_in_pipe_mode_is_exit_2_with_the_reason(clients
     assert second.lines() == reserved.lines() == nameless.lines() == []
 
 
-@pytest.mark.timeout(90)
 def test_untrusted_names_and_text_are_shown_safely(clients, server) -> None:
     bob = clients("--name", "bob")
     bob.expect("you are in the room as bob")
@@ -463,7 +460,6 @@ def notice_sentence(client: Client) -> str:
     return lines[0]
 
 
-@pytest.mark.timeout(90)
 def test_the_server_stopping_ends_the_client_with_a_notice_and_exit_1(clients, server) -> None:
     bob = clients("--name", "bob")
     bob.expect("you are in the room as bob")
@@ -473,7 +469,6 @@ def test_the_server_stopping_ends_the_client_with_a_notice_and_exit_1(clients, s
     assert server.wait_exit(30) == 0
 
 
-@pytest.mark.timeout(90)
 @pytest.mark.parametrize("lang", ["en", "zh"])
 def test_a_kicked_member_gets_a_notice_and_exit_1(clients, server, lang: str) -> None:
     bob = clients("--name", "bob", "--lang", lang)
@@ -488,7 +483,6 @@ def test_a_kicked_member_gets_a_notice_and_exit_1(clients, server, lang: str) ->
     assert notice_sentence(bob) == TEXTS[lang]["kicked"]
 
 
-@pytest.mark.timeout(90)
 def test_wait_keeps_a_scripted_client_listening_after_its_input_ends(clients) -> None:
     bob = clients("--name", "bob", "--wait", "60")
     bob.end_input()
@@ -501,7 +495,6 @@ def test_wait_keeps_a_scripted_client_listening_after_its_input_ends(clients) ->
     bob.stop()
 
 
-@pytest.mark.timeout(60)
 def test_no_server_is_exit_2(tmp_path) -> None:
     unused = socket.socket()
     unused.bind(("127.0.0.1", 0))  # bound but not listening: connecting is refused
@@ -521,10 +514,9 @@ def test_no_server_is_exit_2(tmp_path) -> None:
         unused.close()
 
 
-@pytest.mark.timeout(90)
 def test_chat_over_a_unix_socket(tmp_path) -> None:
     path = str(tmp_path / "chat.sock")
-    with ChatServer.start("--unix", path) as running:
+    with ServerProcess.start("--unix", path) as running:
         assert running.unix_path == path
         bob = Client(["--unix", path], "--name", "bob")
         try:
@@ -549,7 +541,6 @@ def server_log_has(server, text: str, timeout: float = LINE_TIMEOUT) -> None:
         raise AssertionError(f"the server never logged {text!r}: {server.stdout.text[-2000:]!r}") from None
 
 
-@pytest.mark.timeout(90)
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
 def test_pipe_mode_ctrl_c_leaves_with_one_line_and_exit_0(clients, server, signum: int) -> None:
     """Finding 1 (pipe mode): SIGINT (and SIGTERM) sends LEAVE and says so in one line."""
@@ -565,7 +556,6 @@ def test_pipe_mode_ctrl_c_leaves_with_one_line_and_exit_0(clients, server, signu
     server_log_has(server, "erin left")
 
 
-@pytest.mark.timeout(90)
 def test_slash_commands_in_pipe_mode(clients) -> None:
     """Finding 8: /help answers locally, an unknown /x is refused here, // sends a slash."""
     bob = clients("--name", "bob")
@@ -583,7 +573,6 @@ def test_slash_commands_in_pipe_mode(clients) -> None:
     assert [line for line in bob.lines() if line.startswith("carol:")] == ["carol: /nope", "carol: done"]
 
 
-@pytest.mark.timeout(90)
 def test_a_long_paste_is_split_and_the_sender_stays(clients, server) -> None:
     """Finding 2: 5,000 characters, then 100 KB, reach the others whole; the sender stays in."""
     watcher = server.connect("watcher")
@@ -609,7 +598,6 @@ def test_a_long_paste_is_split_and_the_sender_stays(clients, server) -> None:
         watcher.close()
 
 
-@pytest.mark.timeout(90)
 def test_more_lines_than_the_rate_limit_are_paced_not_dropped(clients, server) -> None:
     """Finding 2: 60 lines at once (more than the server's bucket of 40) all arrive, none RATE_LIMITED."""
     watcher = server.connect("watcher")
@@ -632,7 +620,6 @@ def test_more_lines_than_the_rate_limit_are_paced_not_dropped(clients, server) -
         watcher.close()
 
 
-@pytest.mark.timeout(90)
 def test_a_text_too_long_to_send_is_refused_in_one_sentence_and_the_chat_goes_on(clients, server) -> None:
     watcher = server.connect("watcher")
     try:
@@ -676,7 +663,6 @@ def not_a_chat_server(banner: bytes, answer: bytes, echo: bool = False) -> tuple
     return listener, thread
 
 
-@pytest.mark.timeout(90)
 @pytest.mark.parametrize(("banner", "answer", "echo", "shown"), [
     (b"SSH-2.0-OpenSSH_9.6\r\n", b"Invalid SSH identification string.\r\n", False, "SSH-2.0-OpenSSH_9.6"),
     (b"", b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n", False, "HTTP/1.1 400 Bad Request"),
@@ -748,7 +734,6 @@ def test_zh_shows_no_english_for_any_error_code_or_client_message() -> None:
         assert not english_runs(template.replace("{name}", NAME).replace("{where}", WHERE)), key
 
 
-@pytest.mark.timeout(90)
 def test_zh_join_refusal_from_a_real_server_is_all_chinese(clients) -> None:
     bob = clients("--name", "bob")
     bob.expect("you are in the room as bob")
@@ -768,7 +753,7 @@ class Terminal:
         env = dict(os.environ, TERM="xterm", PROMPT_TOOLKIT_NO_CPR="1", COLUMNS="200", LINES="50")
         self.process = subprocess.Popen(
             [sys.executable, "-m", "lessons", "chat", "join", *options],
-            stdin=slave, stdout=slave, stderr=slave, env=env, start_new_session=True)
+            stdin=slave, stdout=slave, stderr=slave, env=env, start_new_session=True, preexec_fn=default_sigint)
         os.close(slave)
         self.master = master
         self.output = bytearray()
@@ -822,7 +807,6 @@ class Terminal:
         os.close(self.master)
 
 
-@pytest.mark.timeout(120)
 def test_interactive_client_retries_a_taken_name_and_chats(clients, server) -> None:
     bob = clients("--name", "bob")
     bob.expect("you are in the room as bob")
@@ -849,7 +833,6 @@ def test_interactive_client_retries_a_taken_name_and_chats(clients, server) -> N
         carol.stop()
 
 
-@pytest.mark.timeout(90)
 def test_interactive_ctrl_d_leaves_cleanly(clients, server) -> None:
     bob = clients("--name", "bob")
     bob.expect("you are in the room as bob")
@@ -869,7 +852,6 @@ def test_interactive_ctrl_d_leaves_cleanly(clients, server) -> None:
 ANSI = re.compile(rb"\x1b\[[0-9;?]*[A-Za-z]|\x1b\][^\x07]*\x07")
 
 
-@pytest.mark.timeout(90)
 @pytest.mark.parametrize("how", ["key", "SIGINT", "SIGTERM"])
 def test_interactive_ctrl_c_leaves_with_one_line_and_no_traceback(clients, server, how: str) -> None:
     """Finding 1: Ctrl-C printed "Task exception was never retrieved" and a 35-line traceback."""
@@ -899,7 +881,6 @@ def test_interactive_ctrl_c_leaves_with_one_line_and_no_traceback(clients, serve
         dave.stop()
 
 
-@pytest.mark.timeout(60)
 def test_ctrl_c_while_waiting_for_the_close_stops_the_waiting() -> None:
     """After /quit the client waits for the server to close; a SIGINT there (no prompt up to
     turn it into a key) escapes the event loop: still no traceback, and no 15 s wait."""
@@ -939,7 +920,6 @@ def test_ctrl_c_while_waiting_for_the_close_stops_the_waiting() -> None:
         listener.close()
 
 
-@pytest.mark.timeout(120)
 def test_interactive_paste_of_5000_characters_is_split(clients, server) -> None:
     watcher = server.connect("watcher")
     carol = Terminal("--port", str(server.port), "--name", "carol")
@@ -1034,7 +1014,6 @@ def test_every_hex_example_on_the_protocol_page_decodes_as_the_page_says(directi
         assert codec.decode_message(payload) == tuple(strings)
 
 
-@pytest.mark.timeout(90)
 def test_the_minimal_client_on_the_protocol_page_works(server, tmp_path) -> None:
     """The page's copyable client, run as written: it joins, says a line, and leaves."""
     page = (DOCS / "protocol.md").read_text(encoding="utf-8")

@@ -44,7 +44,7 @@ from chatwire import (
 )
 from chatserver import (
     ENGINES,
-    ChatServer,
+    ServerProcess,
     run_admin_cli,
     run_failing_server,
     world_readable_dir,
@@ -76,7 +76,7 @@ def admin_dir():
 def server(engine: str, admin_dir: Path):
     options = ["--engine", engine, "--port", "0", "--rate-limit", "0", "--max-queue", str(SMALL_QUEUE)]
     options += ["--admin-socket", str(admin_dir / f"main-{engine}.sock")]
-    with ChatServer.start(*options) as running:
+    with ServerProcess.start(*options) as running:
         yield running
 
 
@@ -84,14 +84,14 @@ def server(engine: str, admin_dir: Path):
 def limited_server(engine: str, admin_dir: Path):
     options = ["--engine", engine, "--port", "0", "--join-timeout", str(JOIN_TIMEOUT), "--rate-limit", str(RATE)]
     options += ["--max-payload", str(LIMITED_PAYLOAD), "--admin-socket", str(admin_dir / f"limited-{engine}.sock")]
-    with ChatServer.start(*options) as running:
+    with ServerProcess.start(*options) as running:
         yield running
 
 
-class Room:
+class Guests:
     """The connections one test opens, with unique names, all closed afterwards."""
 
-    def __init__(self, server: ChatServer) -> None:
+    def __init__(self, server: ServerProcess) -> None:
         self.server = server
         self.clients: list[WireClient] = []
 
@@ -137,54 +137,54 @@ class Room:
             client.close()
 
 
-def _room(server: ChatServer):
-    room = Room(server)
+def _guests(server: ServerProcess):
+    guests = Guests(server)
     try:
-        yield room
+        yield guests
     finally:
-        room.close_all()
+        guests.close_all()
     assert server.process.poll() is None, f"the server died: {server.diagnostics()}"
     server.wait_room_empty()
 
 
 @pytest.fixture
-def room(server: ChatServer):
-    yield from _room(server)
+def guests(server: ServerProcess):
+    yield from _guests(server)
 
 
 @pytest.fixture
-def limited_room(limited_server: ChatServer):
-    yield from _room(limited_server)
+def limited_guests(limited_server: ServerProcess):
+    yield from _guests(limited_server)
 
 
 # ----------------------------------------------------------------------- JOIN / WELCOME
 @pytest.mark.timeout(30)
-def test_welcome_carries_the_normalized_name(room: Room) -> None:
+def test_welcome_carries_the_normalized_name(guests: Guests) -> None:
     n = next(_unique)
-    alice = room.connect("alice")
+    alice = guests.connect("alice")
     # NFKC folds the full-width letters, then strip() removes tab, newline, U+2028/9.
     assert alice.join(f"\u2028 \t\uff21\uff4c\uff49\uff43\uff45{n}\n\u2029") == f"Alice{n}"
-    bob = room.connect("bob")
+    bob = guests.connect("bob")
     assert bob.join(f"Jose\u0301 \ufb03{n}") == f"José ffi{n}"  # composed; ligature expanded
-    chen = room.connect("chen")
+    chen = guests.connect("chen")
     assert chen.join(f" 张三 😀{n} ") == f"张三 😀{n}"
     assert chen.who() == [f"Alice{n}", f"José ffi{n}", f"张三 😀{n}"]
 
 
 @pytest.mark.timeout(30)
-def test_joined_goes_to_the_others_not_to_the_joiner(room: Room) -> None:
-    first, _ = room.member("first")
-    second, second_name = room.member("second")
+def test_joined_goes_to_the_others_not_to_the_joiner(guests: Guests) -> None:
+    first, _ = guests.member("first")
+    second, second_name = guests.member("second")
     first.expect(Kind.JOINED, second_name)
-    third, third_name = room.member("third")
+    third, third_name = guests.member("third")
     first.expect(Kind.JOINED, third_name)
     second.expect(Kind.JOINED, third_name)
-    room.quiet_until_marker(first, second, third)
+    guests.quiet_until_marker(first, second, third)
 
 
 @pytest.mark.timeout(30)
-def test_names_up_to_32_code_points_after_normalization(room: Room) -> None:
-    client = room.connect("long")
+def test_names_up_to_32_code_points_after_normalization(guests: Guests) -> None:
+    client = guests.connect("long")
     thirty_three = "é" * 33
     client.send_frame(Kind.JOIN, thirty_three)
     client.expect_error(Code.NAME_INVALID)
@@ -217,13 +217,13 @@ def test_names_up_to_32_code_points_after_normalization(room: Room) -> None:
     ],
     ids=repr,
 )
-def test_invalid_names_are_refused_and_the_connection_stays(room: Room, bad_name: str) -> None:
-    client = room.connect("bad-name")
+def test_invalid_names_are_refused_and_the_connection_stays(guests: Guests, bad_name: str) -> None:
+    client = guests.connect("bad-name")
     client.send_frame(Kind.JOIN, bad_name)
     client.expect_error(Code.NAME_INVALID)
     client.send_frame(Kind.JOIN, bad_name)  # failing twice changes nothing
     client.expect_error(Code.NAME_INVALID)
-    name = room.name("ok")
+    name = guests.name("ok")
     assert client.join(name) == name
 
 
@@ -245,8 +245,8 @@ RESERVED_SPELLINGS = [
 
 
 @pytest.mark.timeout(30)
-def test_reserved_names_are_refused_in_any_case_or_nfkc_form(room: Room) -> None:
-    client = room.connect("poser")
+def test_reserved_names_are_refused_in_any_case_or_nfkc_form(guests: Guests) -> None:
+    client = guests.connect("poser")
     for spelling in RESERVED_SPELLINGS:
         client.send_frame(Kind.JOIN, spelling)
         frame = client.recv_frame()
@@ -254,16 +254,16 @@ def test_reserved_names_are_refused_in_any_case_or_nfkc_form(room: Room) -> None
         # a refusal is NAME_INVALID or NAME_TAKEN, never a WELCOME.
         assert frame.kind == Kind.ERROR, f"{spelling!r} was accepted: {frame!r}"
         assert frame.error()[0] in (Code.NAME_INVALID, Code.NAME_TAKEN), f"{spelling!r}: {frame!r}"
-    name = room.name("adminfan")  # merely containing a reserved word is fine
+    name = guests.name("adminfan")  # merely containing a reserved word is fine
     assert client.join(name) == name
 
 
 @pytest.mark.timeout(30)
-def test_name_taken_compares_casefolded_nfkc(room: Room) -> None:
+def test_name_taken_compares_casefolded_nfkc(guests: Guests) -> None:
     n = next(_unique)
-    owner = room.connect("owner")
+    owner = guests.connect("owner")
     assert owner.join(f"Straße{n}") == f"Straße{n}"
-    rival = room.connect("rival")
+    rival = guests.connect("rival")
     for spelling in (f"Straße{n}", f"STRASSE{n}", f"strasse{n}", f" \uff33\uff34\uff32\uff21\uff33\uff33\uff25{n}\u2028"):
         rival.send_frame(Kind.JOIN, spelling)
         rival.expect_error(Code.NAME_TAKEN)
@@ -272,40 +272,40 @@ def test_name_taken_compares_casefolded_nfkc(room: Room) -> None:
     owner.send_frame(Kind.LEAVE)
     owner.expect_closed()
     rival.expect(Kind.LEFT, f"Straße{n}")
-    heir = room.connect("heir")
+    heir = guests.connect("heir")
     assert heir.join(f"STRASSE{n}") == f"STRASSE{n}"  # free again once its owner left
 
 
 @pytest.mark.timeout(30)
-def test_join_payload_not_utf8_is_bad_frame(room: Room) -> None:
-    client = room.connect("bytes")
+def test_join_payload_not_utf8_is_bad_frame(guests: Guests) -> None:
+    client = guests.connect("bytes")
     for payload in (b"\xff\xfe", b"ab\xc3", b"\xc0\xaf", b"\xed\xa0\x80", b"ok\x80"):
         client.send_frame(Kind.JOIN, payload)
         client.expect_error(Code.BAD_FRAME)
-    name = room.name("utf8")
+    name = guests.name("utf8")
     assert client.join(name) == name
     client.send_frame(Kind.JOIN, b"\xff")  # payload before state: BAD_FRAME, not ALREADY_JOINED
     client.expect_error(Code.BAD_FRAME)
 
 
 @pytest.mark.timeout(30)
-def test_second_join_is_already_joined_before_any_name_rule(room: Room) -> None:
-    other, other_name = room.member("other")
-    client, name = room.member("twice")
+def test_second_join_is_already_joined_before_any_name_rule(guests: Guests) -> None:
+    other, other_name = guests.member("other")
+    client, name = guests.member("twice")
     other.expect(Kind.JOINED, name)
-    for payload in (name, room.name("new"), "", "admin", other_name, "x" * 40):
+    for payload in (name, guests.name("new"), "", "admin", other_name, "x" * 40):
         client.send_frame(Kind.JOIN, payload)
         client.expect_error(Code.ALREADY_JOINED)
     assert client.who() == [other_name, name]
-    room.quiet_until_marker(other)
+    guests.quiet_until_marker(other)
 
 
 # ------------------------------------------------------------------------ SAY / MESSAGE
 @pytest.mark.timeout(30)
-def test_say_reaches_everyone_but_the_sender(room: Room) -> None:
-    sender, sender_name = room.member("张三")  # multibyte: the length byte counts bytes
-    first, first_name = room.member("first")
-    second, second_name = room.member("second")
+def test_say_reaches_everyone_but_the_sender(guests: Guests) -> None:
+    sender, sender_name = guests.member("张三")  # multibyte: the length byte counts bytes
+    first, first_name = guests.member("first")
+    second, second_name = guests.member("second")
     sender.expect(Kind.JOINED, first_name)
     sender.expect(Kind.JOINED, second_name)
     first.expect(Kind.JOINED, second_name)
@@ -315,13 +315,13 @@ def test_say_reaches_everyone_but_the_sender(room: Room) -> None:
         frame = reader.expect(Kind.MESSAGE, message_payload(sender_name, text))
         assert frame.message() == (sender_name, text)
         assert frame.payload[0] == len(sender_name.encode())
-    room.quiet_until_marker(sender, first, second)
+    guests.quiet_until_marker(sender, first, second)
 
 
 @pytest.mark.timeout(30)
-def test_say_allows_format_and_separator_characters(room: Room) -> None:
-    sender, name = room.member("fmt")
-    reader, reader_name = room.member("reader")
+def test_say_allows_format_and_separator_characters(guests: Guests) -> None:
+    sender, name = guests.member("fmt")
+    reader, reader_name = guests.member("reader")
     sender.expect(Kind.JOINED, reader_name)
     text = "zero\u200bwidth \u2028 and \u2029 are not Cc"  # only Cc is forbidden in SAY
     sender.send_frame(Kind.SAY, text)
@@ -329,15 +329,15 @@ def test_say_allows_format_and_separator_characters(room: Room) -> None:
 
 
 @pytest.mark.timeout(30)
-def test_full_size_say_is_relayed_in_a_frame_over_the_limit(room: Room) -> None:
-    sender, name = room.member("big")
-    reader, reader_name = room.member("reader")
+def test_full_size_say_is_relayed_in_a_frame_over_the_limit(guests: Guests) -> None:
+    sender, name = guests.member("big")
+    reader, reader_name = guests.member("reader")
     sender.expect(Kind.JOINED, reader_name)
     text = "x" * 4096  # exactly the default payload limit
     sender.send_frame(Kind.SAY, text)
     frame = reader.expect(Kind.MESSAGE, message_payload(name, text))
     assert len(frame.payload) > 4096
-    room.quiet_until_marker(sender)
+    guests.quiet_until_marker(sender)
 
 
 @pytest.mark.timeout(30)
@@ -346,36 +346,36 @@ def test_full_size_say_is_relayed_in_a_frame_over_the_limit(room: Room) -> None:
     [b"", b"\xff\xfe", b"caf\xc3", "a\rb", "\x00", "bell\x07", "\x1b[2Jclear", "del\x7f", "nel\x85", "\x9b31m"],
     ids=repr,
 )
-def test_bad_say_is_bad_frame_and_not_relayed(room: Room, payload: bytes | str) -> None:
-    sender, _ = room.member("sayer")
-    reader, reader_name = room.member("reader")
+def test_bad_say_is_bad_frame_and_not_relayed(guests: Guests, payload: bytes | str) -> None:
+    sender, _ = guests.member("sayer")
+    reader, reader_name = guests.member("reader")
     sender.expect(Kind.JOINED, reader_name)
     sender.send_frame(Kind.SAY, payload)
     sender.expect_error(Code.BAD_FRAME)
     sender.ping()  # still open
-    room.quiet_until_marker(reader, sender)
+    guests.quiet_until_marker(reader, sender)
 
 
 @pytest.mark.timeout(30)
-def test_say_and_who_before_join_are_not_joined(room: Room) -> None:
-    watcher, _ = room.member("watcher")
-    client = room.connect("early")
+def test_say_and_who_before_join_are_not_joined(guests: Guests) -> None:
+    watcher, _ = guests.member("watcher")
+    client = guests.connect("early")
     client.send_frame(Kind.SAY, "hello?")
     client.expect_error(Code.NOT_JOINED)
     client.send_frame(Kind.WHO)
     client.expect_error(Code.NOT_JOINED)
     client.send_frame(Kind.WHO, b"payload ignored")
     client.expect_error(Code.NOT_JOINED)
-    name = room.name("late")
+    name = guests.name("late")
     assert client.join(name) == name
     watcher.expect(Kind.JOINED, name)
-    room.quiet_until_marker(watcher)  # the early SAY was never relayed
+    guests.quiet_until_marker(watcher)  # the early SAY was never relayed
 
 
 @pytest.mark.timeout(30)
-def test_precedence_before_join(room: Room) -> None:
+def test_precedence_before_join(guests: Guests) -> None:
     """Payload rules come before the state: a bad SAY before JOIN is BAD_FRAME."""
-    client = room.connect("early")
+    client = guests.connect("early")
     for payload in (b"\xff", b"", b"a\rb"):
         client.send_frame(Kind.SAY, payload)
         client.expect_error(Code.BAD_FRAME)
@@ -386,21 +386,21 @@ def test_precedence_before_join(room: Room) -> None:
 
 
 @pytest.mark.timeout(30)
-def test_rate_limit_zero_turns_it_off(room: Room) -> None:
-    sender, name = room.member("fast")
-    reader, reader_name = room.member("reader")
+def test_rate_limit_zero_turns_it_off(guests: Guests) -> None:
+    sender, name = guests.member("fast")
+    reader, reader_name = guests.member("reader")
     sender.expect(Kind.JOINED, reader_name)
     sender.send_raw(b"".join(encode(Kind.SAY, f"burst {i}") for i in range(100)))
     for i in range(100):
         reader.expect(Kind.MESSAGE, message_payload(name, f"burst {i}"))
-    room.quiet_until_marker(sender, reader)
+    guests.quiet_until_marker(sender, reader)
 
 
 # ------------------------------------------------------------------------ LEAVE / close
 @pytest.mark.timeout(30)
-def test_leave_tells_the_others_and_closes_cleanly(room: Room) -> None:
-    stayer, stayer_name = room.member("stayer")
-    leaver, leaver_name = room.member("leaver")
+def test_leave_tells_the_others_and_closes_cleanly(guests: Guests) -> None:
+    stayer, stayer_name = guests.member("stayer")
+    leaver, leaver_name = guests.member("leaver")
     stayer.expect(Kind.JOINED, leaver_name)
     leaver.send_frame(Kind.LEAVE, b"a payload is ignored")
     leaver.expect_closed()  # EOF after the flush, not a reset, and no frame
@@ -409,18 +409,18 @@ def test_leave_tells_the_others_and_closes_cleanly(room: Room) -> None:
 
 
 @pytest.mark.timeout(30)
-def test_leave_before_join_just_closes(room: Room) -> None:
-    watcher, _ = room.member("watcher")
-    client = room.connect("stranger")
+def test_leave_before_join_just_closes(guests: Guests) -> None:
+    watcher, _ = guests.member("watcher")
+    client = guests.connect("stranger")
     client.send_frame(Kind.LEAVE)
     client.expect_closed()
-    room.quiet_until_marker(watcher)
+    guests.quiet_until_marker(watcher)
 
 
 @pytest.mark.timeout(30)
-def test_a_member_who_disconnects_is_left_for_the_others(room: Room) -> None:
-    stayer, _ = room.member("stayer")
-    goner, goner_name = room.member("goner")
+def test_a_member_who_disconnects_is_left_for_the_others(guests: Guests) -> None:
+    stayer, _ = guests.member("stayer")
+    goner, goner_name = guests.member("goner")
     stayer.expect(Kind.JOINED, goner_name)
     goner.close()
     stayer.expect(Kind.LEFT, goner_name)
@@ -428,25 +428,25 @@ def test_a_member_who_disconnects_is_left_for_the_others(room: Room) -> None:
 
 # ---------------------------------------------------------------------------- PING / WHO
 @pytest.mark.timeout(30)
-def test_ping_without_join_and_its_limit(room: Room) -> None:
-    client = room.connect("pinger")
+def test_ping_without_join_and_its_limit(guests: Guests) -> None:
+    client = guests.connect("pinger")
     client.ping(b"")
     opaque = bytes(range(256))[-64:]  # 64 bytes, not UTF-8
     client.ping(opaque)
     client.send_frame(Kind.PING, b"z" * 65)
     client.expect_error(Code.BAD_FRAME)
     client.ping(b"still open")
-    name = room.name("pinger")
+    name = guests.name("pinger")
     assert client.join(name) == name
     client.ping(b"\x00" * 64)
 
 
 @pytest.mark.timeout(30)
-def test_who_lists_members_in_join_order(room: Room) -> None:
+def test_who_lists_members_in_join_order(guests: Guests) -> None:
     names = []
     clients = []
     for stem in ("zed", "amy", "moe"):
-        client, name = room.member(stem)
+        client, name = guests.member(stem)
         clients.append(client)
         names.append(name)
     clients[1].expect(Kind.JOINED, names[2])
@@ -462,11 +462,11 @@ def test_who_lists_members_in_join_order(room: Room) -> None:
 # ------------------------------------------------------------------- other frame errors
 @pytest.mark.timeout(30)
 @pytest.mark.parametrize("joined", [False, True], ids=["before-join", "after-join"])
-def test_unknown_and_admin_kinds_on_the_chat_port_are_bad_frame(room: Room, joined: bool) -> None:
-    watcher, watcher_name = room.member("watcher")
-    client = room.connect("kinds")
+def test_unknown_and_admin_kinds_on_the_chat_port_are_bad_frame(guests: Guests, joined: bool) -> None:
+    watcher, watcher_name = guests.member("watcher")
+    client = guests.connect("kinds")
     if joined:
-        name = room.name("kinds")
+        name = guests.name("kinds")
         assert client.join(name) == name
         watcher.expect(Kind.JOINED, name)
     for kind in (0x00, 0x06, 0x0F, 0x7F, 0x81, 0x82, 0x88, 0x90, 0xFF):
@@ -479,7 +479,7 @@ def test_unknown_and_admin_kinds_on_the_chat_port_are_bad_frame(room: Room, join
     client.send_frame(Kind.LIST)
     client.expect_error(Code.BAD_FRAME)
     client.ping()
-    room.quiet_until_marker(watcher)  # no ANNOUNCE, not kicked
+    guests.quiet_until_marker(watcher)  # no ANNOUNCE, not kicked
 
 
 @pytest.mark.timeout(30)
@@ -488,17 +488,17 @@ def test_unknown_and_admin_kinds_on_the_chat_port_are_bad_frame(room: Room, join
     [(4097, Kind.SAY), (2**31, Kind.JOIN), (0xFFFFFFFF, Kind.PING), (5000, 0x7F)],
     ids=["limit+1-say", "2GiB-join", "4GiB-ping", "unknown-kind"],
 )
-def test_too_large_header_closes_without_waiting_for_the_payload(room: Room, length: int, kind: int) -> None:
-    client = room.connect("huge")
+def test_too_large_header_closes_without_waiting_for_the_payload(guests: Guests, length: int, kind: int) -> None:
+    client = guests.connect("huge")
     client.send_raw(HEADER.pack(length, kind))  # the header alone: the payload never comes
     client.expect_error(Code.TOO_LARGE)
     client.expect_closed()
 
 
 @pytest.mark.timeout(30)
-def test_too_large_from_a_member_tells_the_others(room: Room) -> None:
-    watcher, _ = room.member("watcher")
-    client, name = room.member("huge")
+def test_too_large_from_a_member_tells_the_others(guests: Guests) -> None:
+    watcher, _ = guests.member("watcher")
+    client, name = guests.member("huge")
     watcher.expect(Kind.JOINED, name)
     client.send_raw(encode(Kind.PING, b"before") + HEADER.pack(4097, Kind.SAY))
     client.expect(Kind.PONG, b"before")
@@ -508,12 +508,12 @@ def test_too_large_from_a_member_tells_the_others(room: Room) -> None:
 
 
 @pytest.mark.timeout(30)
-def test_closing_error_comes_after_everything_queued(room: Room) -> None:
+def test_closing_error_comes_after_everything_queued(guests: Guests) -> None:
     """"Closing after an error": queued frames are flushed first, the error is last."""
-    victim, victim_name = room.member("backlog", rcvbuf=4096)
-    kicked, kicked_name = room.member("kicked", rcvbuf=4096)
+    victim, victim_name = guests.member("backlog", rcvbuf=4096)
+    kicked, kicked_name = guests.member("kicked", rcvbuf=4096)
     victim.expect(Kind.JOINED, kicked_name)
-    admin = room.admin()
+    admin = guests.admin()
     texts = [f"{i}:" + "z" * 3000 for i in range(10)]
     for text in texts:
         admin_say(admin, text)  # about 30 kB waits for each of them, unread
@@ -530,9 +530,9 @@ def test_closing_error_comes_after_everything_queued(room: Room) -> None:
 
 
 @pytest.mark.timeout(30)
-def test_two_connections_racing_for_one_name(room: Room) -> None:
-    name = room.name("Race")
-    contenders = [room.connect("left-hand"), room.connect("right-hand")]
+def test_two_connections_racing_for_one_name(guests: Guests) -> None:
+    name = guests.name("Race")
+    contenders = [guests.connect("left-hand"), guests.connect("right-hand")]
     contenders[0].send_frame(Kind.JOIN, name)
     contenders[1].send_frame(Kind.JOIN, name.upper())  # the same name to the server
     replies = sorted(client.recv_frame().kind for client in contenders)
@@ -541,10 +541,10 @@ def test_two_connections_racing_for_one_name(room: Room) -> None:
 
 # ------------------------------------------------------------------------ stream framing
 @pytest.mark.timeout(30)
-def test_frames_split_byte_by_byte(room: Room) -> None:
-    watcher, _ = room.member("watcher")
-    client = room.connect("dribble")
-    name = room.name("dribble")
+def test_frames_split_byte_by_byte(guests: Guests) -> None:
+    watcher, _ = guests.member("watcher")
+    client = guests.connect("dribble")
+    name = guests.name("dribble")
 
     def dribble(frame: bytes) -> None:
         for index in range(len(frame)):
@@ -562,10 +562,10 @@ def test_frames_split_byte_by_byte(room: Room) -> None:
 
 
 @pytest.mark.timeout(30)
-def test_several_frames_in_one_send(room: Room) -> None:
-    watcher, watcher_name = room.member("watcher")
-    client = room.connect("batch")
-    name = room.name("batch")
+def test_several_frames_in_one_send(guests: Guests) -> None:
+    watcher, watcher_name = guests.member("watcher")
+    client = guests.connect("batch")
+    name = guests.name("batch")
     batch = [
         encode(Kind.JOIN, name),
         encode(Kind.SAY, "one"),
@@ -589,8 +589,8 @@ def test_several_frames_in_one_send(room: Room) -> None:
 
 
 @pytest.mark.timeout(30)
-def test_frames_cut_at_arbitrary_points(room: Room) -> None:
-    client = room.connect("chunks")
+def test_frames_cut_at_arbitrary_points(guests: Guests) -> None:
+    client = guests.connect("chunks")
     stream = b"".join(encode(Kind.PING, f"p{i}".encode() * (i % 5)) for i in range(30))
     for start in range(0, len(stream), 7):
         client.send_raw(stream[start : start + 7])
@@ -599,16 +599,16 @@ def test_frames_cut_at_arbitrary_points(room: Room) -> None:
 
 
 @pytest.mark.timeout(30)
-def test_reset_or_close_mid_frame_does_not_disturb_the_others(room: Room) -> None:
-    first, first_name = room.member("first")
-    second, second_name = room.member("second")
+def test_reset_or_close_mid_frame_does_not_disturb_the_others(guests: Guests) -> None:
+    first, first_name = guests.member("first")
+    second, second_name = guests.member("second")
     first.expect(Kind.JOINED, second_name)
-    crasher, crasher_name = room.member("crasher")
-    quitter, quitter_name = room.member("quitter")
+    crasher, crasher_name = guests.member("crasher")
+    quitter, quitter_name = guests.member("quitter")
     for client in (first, second):
         client.expect(Kind.JOINED, crasher_name)
         client.expect(Kind.JOINED, quitter_name)
-    stranger = room.connect("stranger")
+    stranger = guests.connect("stranger")
 
     crasher.send_raw(HEADER.pack(100, Kind.SAY) + b"half a frame")
     crasher.abort()  # RST
@@ -626,11 +626,10 @@ def test_reset_or_close_mid_frame_does_not_disturb_the_others(room: Room) -> Non
 
 
 # ------------------------------------------------------------------------- slow reader
-@pytest.mark.timeout(60)
-def test_a_reader_that_never_reads_is_dropped(room: Room) -> None:
-    slow, slow_name = room.member("slow", rcvbuf=4096)
-    sender, sender_name = room.member("sender")
-    watcher, watcher_name = room.member("watcher")
+def test_a_reader_that_never_reads_is_dropped(guests: Guests) -> None:
+    slow, slow_name = guests.member("slow", rcvbuf=4096)
+    sender, sender_name = guests.member("sender")
+    watcher, watcher_name = guests.member("watcher")
     sender.expect(Kind.JOINED, watcher_name)
     text = "q" * 4000
     sent = relayed = 0
@@ -663,11 +662,10 @@ def test_a_reader_that_never_reads_is_dropped(room: Room) -> None:
 
 
 # ------------------------------------------------------------------------- total order
-@pytest.mark.timeout(120)
-def test_fifty_members_twenty_messages_one_order(room: Room) -> None:
-    members = [room.member(f"m{i}-") for i in range(50)]
-    leavers = [room.member(f"leaver{i}-") for i in range(2)]
-    admin = room.admin()
+def test_fifty_members_twenty_messages_one_order(guests: Guests) -> None:
+    members = [guests.member(f"m{i}-") for i in range(50)]
+    leavers = [guests.member(f"leaver{i}-") for i in range(2)]
+    admin = guests.admin()
     clients = [client for client, _ in members]
     names = [name for _, name in members]
 
@@ -714,7 +712,7 @@ def test_fifty_members_twenty_messages_one_order(room: Room) -> None:
         assert all(frame.kind in BROADCAST_KINDS for frame in frames)
         sequences.append(frames)
     assert_one_total_order(sequences)
-    room.quiet_until_marker(*clients)
+    guests.quiet_until_marker(*clients)
 
 
 def assert_one_total_order(sequences: list[list[Frame]]) -> None:
@@ -732,7 +730,7 @@ def assert_one_total_order(sequences: list[list[Frame]]) -> None:
 
 # ----------------------------------------------------------------- administrator channel
 @pytest.mark.timeout(30)
-def test_admin_socket_file_mode_is_0600(server: ChatServer) -> None:
+def test_admin_socket_file_mode_is_0600(server: ServerProcess) -> None:
     info = os.stat(server.admin_path)
     assert stat.S_ISSOCK(info.st_mode)
     assert stat.S_IMODE(info.st_mode) == 0o600
@@ -740,13 +738,13 @@ def test_admin_socket_file_mode_is_0600(server: ChatServer) -> None:
 
 
 @pytest.mark.timeout(30)
-def test_admin_say_announces_to_every_member(room: Room) -> None:
-    first, _ = room.member("first")
-    second, second_name = room.member("second")
+def test_admin_say_announces_to_every_member(guests: Guests) -> None:
+    first, _ = guests.member("first")
+    second, second_name = guests.member("second")
     first.expect(Kind.JOINED, second_name)
-    stranger = room.connect("stranger")
+    stranger = guests.connect("stranger")
     stranger.ping()
-    admin = room.admin()
+    admin = guests.admin()
     text = "maintenance at 5 o'clock ✓\nsecond line"
     admin.send_frame(Kind.ADMIN_SAY, text)
     admin.expect(Kind.OK, b"")
@@ -756,14 +754,14 @@ def test_admin_say_announces_to_every_member(room: Room) -> None:
 
 
 @pytest.mark.timeout(30)
-def test_admin_kick(room: Room) -> None:
-    first, first_name = room.member("first")
-    victim, victim_name = room.member("victim")
-    third, third_name = room.member("third")
+def test_admin_kick(guests: Guests) -> None:
+    first, first_name = guests.member("first")
+    victim, victim_name = guests.member("victim")
+    third, third_name = guests.member("third")
     first.expect(Kind.JOINED, victim_name)
     first.expect(Kind.JOINED, third_name)
     victim.expect(Kind.JOINED, third_name)
-    admin = room.admin()
+    admin = guests.admin()
     admin.send_frame(Kind.KICK, f" {victim_name.upper()}\u2028")  # matched as JOIN compares names
     admin.expect(Kind.OK, b"")
     victim.expect_error(Code.KICKED)
@@ -774,29 +772,29 @@ def test_admin_kick(room: Room) -> None:
 
 
 @pytest.mark.timeout(30)
-def test_admin_kick_of_nobody_is_no_such_member(room: Room) -> None:
-    member, name = room.member("present")
-    admin = room.admin()
-    admin.send_frame(Kind.KICK, room.name("absent"))
+def test_admin_kick_of_nobody_is_no_such_member(guests: Guests) -> None:
+    member, name = guests.member("present")
+    admin = guests.admin()
+    admin.send_frame(Kind.KICK, guests.name("absent"))
     admin.expect_error(Code.NO_SUCH_MEMBER)
     assert admin_list(admin) == [name]  # still open
-    room.quiet_until_marker(member)
+    guests.quiet_until_marker(member)
 
 
 @pytest.mark.timeout(30)
-def test_admin_list_in_join_order(room: Room) -> None:
-    admin = room.admin()
+def test_admin_list_in_join_order(guests: Guests) -> None:
+    admin = guests.admin()
     admin.send_frame(Kind.LIST)
     admin.expect(Kind.MEMBERS, b"")  # nobody yet
-    names = [room.member(stem)[1] for stem in ("carol", "alice", "bob")]
+    names = [guests.member(stem)[1] for stem in ("carol", "alice", "bob")]
     admin.send_frame(Kind.LIST, b"payload")
     admin.expect(Kind.MEMBERS, "\n".join(names))
 
 
 @pytest.mark.timeout(30)
-def test_admin_other_kinds_and_non_utf8_are_bad_frame(room: Room) -> None:
-    member, name = room.member("member")
-    admin = room.admin()
+def test_admin_other_kinds_and_non_utf8_are_bad_frame(guests: Guests) -> None:
+    member, name = guests.member("member")
+    admin = guests.admin()
     for kind in (Kind.JOIN, Kind.SAY, Kind.LEAVE, Kind.PING, Kind.WHO, 0x00, 0x13, 0x90, 0xFF):
         admin.send_frame(kind, name.encode())
         admin.expect_error(Code.BAD_FRAME)
@@ -805,7 +803,7 @@ def test_admin_other_kinds_and_non_utf8_are_bad_frame(room: Room) -> None:
     admin.send_frame(Kind.KICK, b"\xc3")
     admin.expect_error(Code.BAD_FRAME)
     assert admin_list(admin) == [name]
-    room.quiet_until_marker(member)
+    guests.quiet_until_marker(member)
 
 
 def _child_attempt(path: str, keep_root_files: bool) -> str:
@@ -867,32 +865,30 @@ def attempt_as_nobody(path: str, keep_root_files: bool) -> str:
         os.waitpid(pid, 0)
 
 
-@pytest.mark.timeout(60)
 @pytest.mark.skipif(os.geteuid() != 0, reason="switching to another uid needs root")
-def test_admin_peer_with_another_uid_is_closed_unheard(room: Room) -> None:
-    member, _ = room.member("member")
+def test_admin_peer_with_another_uid_is_closed_unheard(guests: Guests) -> None:
+    member, _ = guests.member("member")
     # The file mode alone stops a plain unprivileged process (the directory is 0755).
-    assert attempt_as_nobody(room.server.admin_path, keep_root_files=False) == "denied"
+    assert attempt_as_nobody(guests.server.admin_path, keep_root_files=False) == "denied"
     # Past the mode (fsuid 0), the server's own uid check must close the peer unheard.
-    outcome = attempt_as_nobody(room.server.admin_path, keep_root_files=True)
+    outcome = attempt_as_nobody(guests.server.admin_path, keep_root_files=True)
     assert outcome in ("closed eof b''", "closed reset b''"), outcome
-    admin = room.admin()
+    admin = guests.admin()
     admin_say(admin, "marker")
     member.expect(Kind.ANNOUNCE, "marker")  # the intruder's ANNOUNCE never came first
 
 
 # ------------------------------------------------------------------------ the admin CLI
-@pytest.mark.timeout(60)
-def test_admin_command_exit_codes(room: Room, tmp_path: Path) -> None:
-    member, name = room.member("member")
-    socket_path = room.server.admin_path
+def test_admin_command_exit_codes(guests: Guests, tmp_path: Path) -> None:
+    member, name = guests.member("member")
+    socket_path = guests.server.admin_path
     said = run_admin_cli("say", "from the command line", "--socket", socket_path)
     assert said.returncode == 0, said.stderr
     member.expect(Kind.ANNOUNCE, "from the command line")
     listed = run_admin_cli("list", "--socket", socket_path)
     assert listed.returncode == 0, listed.stderr
     assert name in listed.stdout
-    missing = run_admin_cli("kick", room.name("nobody"), "--socket", socket_path)
+    missing = run_admin_cli("kick", guests.name("nobody"), "--socket", socket_path)
     assert missing.returncode == 1, missing.stdout + missing.stderr
     assert "Traceback" not in missing.stderr
     no_server = run_admin_cli("list", "--socket", str(tmp_path / "nothing.sock"))
@@ -905,13 +901,12 @@ def test_admin_command_exit_codes(room: Room, tmp_path: Path) -> None:
 
 
 # ------------------------------------------------------------------- the limited server
-@pytest.mark.timeout(60)
-def test_join_timeout(limited_room: Room) -> None:
-    admin = limited_room.admin()
-    member, _ = limited_room.member("member")
+def test_join_timeout(limited_guests: Guests) -> None:
+    admin = limited_guests.admin()
+    member, _ = limited_guests.member("member")
     connected = time.monotonic()  # before the connects: the server accepts later still
-    idle = limited_room.connect("idle")
-    busy = limited_room.connect("busy")
+    idle = limited_guests.connect("idle")
+    busy = limited_guests.connect("busy")
     # `busy` keeps failing JOINs and pinging: none of it may restart the clock, so the
     # TIMEOUT must come although the connection is never quiet for more than ~0.1 s.
     probes = [(encode(Kind.JOIN, "\u2028"), Code.NAME_INVALID), (encode(Kind.PING, b"tick"), None)]
@@ -941,10 +936,9 @@ def test_join_timeout(limited_room: Room) -> None:
     assert len(admin_list(admin)) == 1  # the admin connection has no join timeout
 
 
-@pytest.mark.timeout(60)
-def test_rate_limit_burst(limited_room: Room) -> None:
-    sender, name = limited_room.member("burst")
-    reader, reader_name = limited_room.member("reader")
+def test_rate_limit_burst(limited_guests: Guests) -> None:
+    sender, name = limited_guests.member("burst")
+    reader, reader_name = limited_guests.member("reader")
     sender.expect(Kind.JOINED, reader_name)
     burst = 2 * RATE + 12
     texts = [f"b{i}" for i in range(burst)]
@@ -956,7 +950,7 @@ def test_rate_limit_burst(limited_room: Room) -> None:
     limited = codes[:-2]
     assert set(limited) <= {Code.RATE_LIMITED}, replies
     delivered = [reader.expect(Kind.MESSAGE) for _ in range(burst - len(limited))]
-    limited_room.quiet_until_marker(reader)
+    limited_guests.quiet_until_marker(reader)
     # A full bucket holds 2N; a busy machine may refill a few tokens meanwhile (N per s).
     assert len(delivered) + len(limited) == burst
     assert len(delivered) >= 2 * RATE
@@ -974,10 +968,9 @@ def test_rate_limit_burst(limited_room: Room) -> None:
     reader.expect(Kind.MESSAGE, message_payload(name, "refilled?"))
 
 
-@pytest.mark.timeout(60)
-def test_errors_use_no_rate_token(limited_room: Room) -> None:
-    sender, name = limited_room.member("careful")
-    reader, reader_name = limited_room.member("reader")
+def test_errors_use_no_rate_token(limited_guests: Guests) -> None:
+    sender, name = limited_guests.member("careful")
+    reader, reader_name = limited_guests.member("reader")
     sender.expect(Kind.JOINED, reader_name)
     errors = [encode(Kind.SAY, b"")] * 10 + [encode(Kind.SAY, b"\xff")] * 10 + [encode(Kind.JOIN, "again")] * 5
     good = [encode(Kind.SAY, f"g{i}") for i in range(2 * RATE)]
@@ -986,7 +979,7 @@ def test_errors_use_no_rate_token(limited_room: Room) -> None:
     assert codes == [Code.BAD_FRAME] * 20 + [Code.ALREADY_JOINED] * 5
     for i in range(2 * RATE):
         reader.expect(Kind.MESSAGE, message_payload(name, f"g{i}"))
-    limited_room.quiet_until_marker(reader)
+    limited_guests.quiet_until_marker(reader)
 
 
 # The bucket's 2N cap needs time to pass; tests/test_room.py checks it with a driven clock
@@ -994,9 +987,9 @@ def test_errors_use_no_rate_token(limited_room: Room) -> None:
 
 
 @pytest.mark.timeout(30)
-def test_payload_limit_option(limited_room: Room) -> None:
-    sender, name = limited_room.member("sizer")
-    reader, reader_name = limited_room.member("reader")
+def test_payload_limit_option(limited_guests: Guests) -> None:
+    sender, name = limited_guests.member("sizer")
+    reader, reader_name = limited_guests.member("reader")
     sender.expect(Kind.JOINED, reader_name)
     text = "s" * LIMITED_PAYLOAD
     sender.send_frame(Kind.SAY, text)
@@ -1008,13 +1001,12 @@ def test_payload_limit_option(limited_room: Room) -> None:
 
 
 # ----------------------------------------------------------------------------- shutdown
-@pytest.mark.timeout(90)
 @pytest.mark.parametrize("engine_name", ENGINES)
 def test_sigterm_shutdown(engine_name: str, tmp_path: Path) -> None:
     runtime = tmp_path / "xdg"
     runtime.mkdir(mode=0o700)
     env = dict(os.environ, XDG_RUNTIME_DIR=str(runtime))
-    server = ChatServer.start("--engine", engine_name, "--port", "0", env=env)
+    server = ServerProcess.start("--engine", engine_name, "--port", "0", env=env)
     clients: list[WireClient] = []
     try:
         assert server.admin_path == f"{runtime}/learn-chat-{server.port}.sock"
@@ -1056,11 +1048,10 @@ def test_sigterm_shutdown(engine_name: str, tmp_path: Path) -> None:
 
 
 # -------------------------------------------------------------------- Unix transport
-@pytest.mark.timeout(90)
 @pytest.mark.parametrize("engine_name", ENGINES)
 def test_unix_socket_transport(engine_name: str, tmp_path: Path) -> None:
     path = tmp_path / "chat.sock"
-    server = ChatServer.start("--engine", engine_name, "--unix", str(path))
+    server = ServerProcess.start("--engine", engine_name, "--unix", str(path))
     clients: list[WireClient] = []
     try:
         assert server.unix_path == str(path)
@@ -1104,11 +1095,10 @@ def _env_without_runtime_dir(tmpdir: Path, runtime: str | None = None) -> dict[s
     return env
 
 
-@pytest.mark.timeout(60)
 @pytest.mark.parametrize("runtime", [None, ""], ids=["unset", "empty"])
 def test_default_admin_path_in_private_temp_dir(tmp_path: Path, runtime: str | None) -> None:
     env = _env_without_runtime_dir(tmp_path, runtime)
-    with ChatServer.start("--port", "0", env=env) as server:
+    with ServerProcess.start("--port", "0", env=env) as server:
         private = tmp_path / f"learn-{os.getuid()}"
         assert server.admin_path == f"{private}/chat-{server.port}.sock"
         info = os.stat(private)
@@ -1125,7 +1115,6 @@ def _assert_refused(result) -> None:
     assert result.stderr.strip(), "no message on stderr"
 
 
-@pytest.mark.timeout(60)
 @pytest.mark.parametrize("planted", ["open-mode", "other-owner", "plain-file"])
 def test_planted_private_dir_is_refused(tmp_path: Path, planted: str) -> None:
     private = tmp_path / f"learn-{os.getuid()}"
@@ -1141,24 +1130,22 @@ def test_planted_private_dir_is_refused(tmp_path: Path, planted: str) -> None:
     _assert_refused(run_failing_server("--port", "0", env=_env_without_runtime_dir(tmp_path)))
 
 
-@pytest.mark.timeout(60)
 def test_live_admin_socket_is_refused_and_stale_one_replaced(tmp_path: Path) -> None:
     path = tmp_path / "admin.sock"
-    with ChatServer.start("--port", "0", "--admin-socket", str(path)) as first:
+    with ServerProcess.start("--port", "0", "--admin-socket", str(path)) as first:
         _assert_refused(run_failing_server("--port", "0", "--admin-socket", str(path)))
         assert first.members() == []  # the live server kept its socket
     stale = tmp_path / "stale.sock"
     leftover = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     leftover.bind(str(stale))
     leftover.close()  # the file stays; connecting to it is refused
-    with ChatServer.start("--port", "0", "--admin-socket", str(stale)) as second:
+    with ServerProcess.start("--port", "0", "--admin-socket", str(stale)) as second:
         assert second.members() == []
 
 
-@pytest.mark.timeout(60)
 def test_admin_command_finds_the_server_by_port(tmp_path: Path) -> None:
     env = _env_without_runtime_dir(tmp_path)
-    with ChatServer.start("--port", "0", env=env) as server:
+    with ServerProcess.start("--port", "0", env=env) as server:
         result = run_admin_cli("list", "--port", str(server.port), env=env)
         assert result.returncode == 0, result.stderr
         missing = run_admin_cli("list", "--port", str(server.port + 1 if server.port < 65535 else 1), env=env)

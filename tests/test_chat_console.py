@@ -12,7 +12,7 @@ import subprocess
 import threading
 
 import pytest
-from chatserver import ChatServer, OutputPipe, serve_command
+from chatserver import ServerProcess, OutputPipe, serve_command
 
 from capstone import codec
 from capstone.codec import ErrorCode, Kind
@@ -97,10 +97,10 @@ def test_bytes_are_split_into_lines_and_the_end_is_said_once() -> None:
 
 # ----- a real server, its console a pseudo-terminal ---------------------------------------------
 
-class ConsoleServer(ChatServer):
+class ConsoleServer(ServerProcess):
     """`learn chat serve --port 0` whose stdin is a terminal we type on."""
 
-    def __init__(self, engine: str) -> None:  # noqa: D107 - same fields as ChatServer, stdin a pty
+    def __init__(self, engine: str) -> None:  # noqa: D107 - same fields as ServerProcess, stdin a pty
         self.options = ["--port", "0", "--engine", engine]
         self.master, slave = pty.openpty()
         self.process = subprocess.Popen(serve_command(*self.options), stdin=slave, stdout=subprocess.PIPE,
@@ -145,7 +145,6 @@ def console_server(request):
         server.stop()
 
 
-@pytest.mark.timeout(90)
 def test_the_console_answers_commands_and_announces_other_lines(console_server) -> None:
     server = console_server
     server.wait_log("/help lists the console's commands")

@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 
 import pytest
-from chatserver import ENGINES, ChatServer, run_admin_cli, run_failing_server
+from chatserver import ENGINES, ServerProcess, run_admin_cli, run_failing_server
 from chatwire import Kind, PeerClosed, WireClient
 
 FD_LIMIT = 48  # the server needs about a dozen for itself; the rest is for clients
@@ -43,9 +43,8 @@ def is_closed_by_server(sock: socket.socket, timeout: float) -> bool:
         return False
 
 
-@pytest.mark.timeout(90)
 def test_running_out_of_descriptors_neither_spins_nor_crashes() -> None:
-    with ChatServer.start("--port", "0", "--join-timeout", "30", preexec_fn=lower_fd_limit) as server:
+    with ServerProcess.start("--port", "0", "--join-timeout", "30", preexec_fn=lower_fd_limit) as server:
         member = server.connect("member")
         member.join("steady")
         flood = [socket.create_connection(server.address, timeout=10) for _ in range(FD_LIMIT + 20)]
@@ -74,13 +73,12 @@ def test_running_out_of_descriptors_neither_spins_nor_crashes() -> None:
         assert all(re.search(r"refused [\d,]+ (chat )?connections?: ", line) for line in summaries), summaries
 
 
-@pytest.mark.timeout(90)
 @pytest.mark.parametrize("engine", ENGINES)
 def test_the_administrator_gets_in_while_a_flood_holds_every_descriptor(engine: str) -> None:
     """Chat connections are refused a few descriptors before the open-file limit, so the
     admin socket is still served (finding 4, on every engine)."""
     options = ("--engine", engine, "--port", "0", "--join-timeout", "0")
-    with ChatServer.start(*options, preexec_fn=lower_fd_limit) as server:
+    with ServerProcess.start(*options, preexec_fn=lower_fd_limit) as server:
         flood = [socket.create_connection(server.address, timeout=10) for _ in range(FD_LIMIT + 20)]
         try:
             assert is_closed_by_server(flood[-1], timeout=10)
@@ -107,9 +105,8 @@ def tcp_table_row(local_port: int, remote_port: int) -> list[str] | None:
     return None
 
 
-@pytest.mark.timeout(60)
 def test_chat_connections_have_tcp_keepalive_armed() -> None:
-    with ChatServer.start("--port", "0") as server:
+    with ServerProcess.start("--port", "0") as server:
         member: WireClient = server.connect("member")
         member.join("kept-alive")
         client_port = member.sock.getsockname()[1]
@@ -120,12 +117,11 @@ def test_chat_connections_have_tcp_keepalive_armed() -> None:
         assert 50 * 100 <= int(when, 16) <= 60 * 100, f"keepalive fires in {int(when, 16) / 100} s, not about 60 s"
 
 
-@pytest.mark.timeout(90)
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
 def test_a_stop_right_after_the_banner_is_still_clean(signum: int) -> None:
     """The banner is printed only once the signal handlers are in place."""
     for _ in range(3):
-        server = ChatServer.start("--port", "0")
+        server = ServerProcess.start("--port", "0")
         try:
             server.signal(signum)
             assert server.wait_exit(10) == 0, server.diagnostics()
@@ -134,12 +130,11 @@ def test_a_stop_right_after_the_banner_is_still_clean(signum: int) -> None:
             server.stop()
 
 
-@pytest.mark.timeout(60)
 def test_a_stopping_server_leaves_its_successors_socket_files_alone(tmp_path) -> None:
     """Finding 6: server A's files were removed (a tmp cleaner), server B bound the same
     paths, A stopped: A must not delete B's files. Both the chat's and the admin socket."""
     chat_path = tmp_path / "chat.sock"
-    with ChatServer.start("--unix", str(chat_path)) as first:
+    with ServerProcess.start("--unix", str(chat_path)) as first:
         paths = [chat_path, Path(first.admin_path)]
         successors = []
         for path in paths:
@@ -159,10 +154,9 @@ def test_a_stopping_server_leaves_its_successors_socket_files_alone(tmp_path) ->
             successor.close()
 
 
-@pytest.mark.timeout(60)
 def test_a_stopping_server_still_removes_its_own_socket_files(tmp_path) -> None:
     chat_path = tmp_path / "chat.sock"
-    with ChatServer.start("--unix", str(chat_path)) as server:
+    with ServerProcess.start("--unix", str(chat_path)) as server:
         admin_path = Path(server.admin_path)
         server.signal(signal.SIGTERM)
         assert server.wait_exit(10) == 0, server.diagnostics()
@@ -189,13 +183,12 @@ def test_member_socket_options_are_set_on_a_chat_socket() -> None:
             sock.close()
 
 
-@pytest.mark.timeout(90)
 def test_select_keeps_descriptors_for_the_administrator() -> None:
     """Finding 4: with select(), chat connections are refused a little before FD_SETSIZE
     (lowered to 48 here through the backend's test hook, instead of opening 1,000
     connections), so the admin socket still gets in; one summary line says why."""
     env = dict(os.environ, LEARN_TEST_FD_SETSIZE="48")
-    with ChatServer.start("--engine", "select", "--port", "0", "--join-timeout", "0", env=env) as server:
+    with ServerProcess.start("--engine", "select", "--port", "0", "--join-timeout", "0", env=env) as server:
         flood = [server.connect(f"idle{i}") for i in range(48)]
         served = refused = 0
         for client in flood:
@@ -228,7 +221,6 @@ def test_a_bad_output_bound_is_one_sentence_and_exit_2(option: str) -> None:
     assert result.stderr.startswith("error: ") and option in result.stderr and "Traceback" not in result.stderr
 
 
-@pytest.mark.timeout(60)
 def test_ctrl_c_on_the_servers_terminal_is_one_line_on_a_fresh_line() -> None:
     import pty
     import select

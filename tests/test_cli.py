@@ -26,10 +26,29 @@ def test_every_lesson_has_a_page_and_an_entry_point(lesson: catalog.Lesson) -> N
     page = catalog.doc_path(lesson.id)
     assert page.is_file(), f"{lesson.id} has no page at {page}"
     text = page.read_text(encoding="utf-8")
-    assert text.startswith("# "), f"{page} should open with a title"
+    assert text.splitlines()[0] == f"# {lesson.title}", f"{page} should open with the lesson's title"
+    for heading in missing_sections(text):
+        pytest.fail(f"{page} has no section for {heading}")
     main = importlib.import_module(f"lessons.{lesson.module}").main
-    assert callable(main) and inspect.signature(main).parameters is not None
+    required = [name for name, parameter in inspect.signature(main).parameters.items()
+                if parameter.default is inspect.Parameter.empty]
+    assert required == [], f"`learn run {lesson.id}` must work without options; {required} have no default"
     assert lesson.source_path().is_file()
+
+
+# What every lesson page teaches, each under its own `## ` heading (the notes' part has two wordings).
+SECTIONS = {
+    "the idea (the concept)": ("## The idea",),
+    "how to run it": ("## Run it",),
+    "what you will see": ("## What you will see",),
+    "the notes' version, its traps and what we changed": ("## The notes' code and what we changed",
+                                                          "## The notes' version and the traps in it"),
+}
+
+
+def missing_sections(page: str) -> list[str]:
+    headings = {line.strip() for line in page.splitlines() if line.startswith("## ")}
+    return [what for what, wordings in SECTIONS.items() if not headings & set(wordings)]
 
 
 def test_lesson_ids_are_unique_and_modules_distinct() -> None:
@@ -49,8 +68,11 @@ def test_list_shows_every_lesson() -> None:
 def test_show_renders_the_page_and_the_source(lesson: catalog.Lesson) -> None:
     page = invoke("show", lesson.id)
     assert page.exit_code == 0, page.output
-    title = catalog.doc_path(lesson.id).read_text(encoding="utf-8").splitlines()[0].lstrip("# ").strip()
-    assert title.split()[0] in page.output
+    shown = " ".join(page.output.split())  # rich wraps long headings: compare word by word
+    assert lesson.title in shown, f"the page's title is not shown:\n{page.output[:500]}"
+    page_text = catalog.doc_path(lesson.id).read_text(encoding="utf-8")
+    for heading in (line.removeprefix("## ").strip() for line in page_text.splitlines() if line.startswith("## ")):
+        assert " ".join(heading.split()) in shown, f"the section {heading!r} is not shown"
     source = invoke("show", lesson.id, "--source")
     assert source.exit_code == 0, source.output
     assert "def main" in source.output

@@ -17,7 +17,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from lessonrun import child_env, lesson_command
+from lessonrun import child_env, default_sigint, lesson_command
 
 REPO = Path(__file__).resolve().parent.parent
 DEADLINE = 20.0
@@ -32,7 +32,7 @@ def first_line_then_close(command: list[str], columns: int = 80, until: bytes = 
     env = dict(child_env(), COLUMNS=str(columns))
     env.pop("PAGER", None)
     with subprocess.Popen(command, cwd=REPO, env=env, stdin=subprocess.DEVNULL, stdout=write_end,
-                          stderr=subprocess.PIPE) as process:
+                          stderr=subprocess.PIPE, preexec_fn=default_sigint) as process:
         os.close(write_end)
         with os.fdopen(read_end, "rb", buffering=0) as reader:
             line = b""
@@ -75,7 +75,6 @@ COMMANDS = {
 }
 
 
-@pytest.mark.timeout(60)
 @pytest.mark.parametrize("name", list(COMMANDS))
 def test_a_closed_stdout_ends_the_command_quietly(name: str) -> None:
     command, columns = COMMANDS[name]
@@ -90,7 +89,7 @@ def echo_server_port():
     """A selectors-server on a free port, for the tcp-client."""
     process = subprocess.Popen(lesson_command("selectors-server", "--port", "0"), cwd=REPO, env=child_env(),
                                stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
-                               text=True, encoding="utf-8")
+                               text=True, encoding="utf-8", preexec_fn=default_sigint)
     try:
         match = re.fullmatch(r"listening on 127\.0\.0\.1:(\d+)\n", process.stdout.readline())
         assert match, "the echo server did not start"
@@ -105,7 +104,6 @@ def echo_server_port():
         process.stdout.close()
 
 
-@pytest.mark.timeout(60)
 def test_a_closed_stdout_ends_the_tcp_client_quietly(echo_server_port: int) -> None:
     # 1000 answers of about 40 bytes: ten pipes' worth, so EPIPE comes long before the end
     command = lesson_command("tcp-client", "--port", str(echo_server_port), "--send", "hello", "--count", "1000")
@@ -115,7 +113,6 @@ def test_a_closed_stdout_ends_the_tcp_client_quietly(echo_server_port: int) -> N
     assert code == 0
 
 
-@pytest.mark.timeout(60)
 @pytest.mark.parametrize("lesson", ["struct-recv", "unix-recv"])
 def test_a_waiting_receiver_stops_when_its_output_is_closed(lesson: str, tmp_path: Path) -> None:
     """`learn run struct-recv | head -1`: the receiver waits in accept() and writes nothing more.
@@ -133,14 +130,13 @@ def test_a_waiting_receiver_stops_when_its_output_is_closed(lesson: str, tmp_pat
     assert not where.exists(), "the socket file was left behind"
 
 
-@pytest.mark.timeout(60)
 def test_an_interactive_tcp_client_stops_when_its_output_is_closed(echo_server_port: int) -> None:
     """`learn run tcp-client | head -1`: after the first answer it waits for your next line;
     it must not wait for that line to find out that nobody reads its answers any more."""
     read_end, write_end = os.pipe()
     with subprocess.Popen(lesson_command("tcp-client", "--port", str(echo_server_port)), cwd=REPO,
                           env=child_env(), stdin=subprocess.PIPE, stdout=write_end,
-                          stderr=subprocess.PIPE) as process:
+                          stderr=subprocess.PIPE, preexec_fn=default_sigint) as process:
         os.close(write_end)
         process.stdin.write(b"hello\n")
         process.stdin.flush()

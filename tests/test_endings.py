@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 
 import pytest
-from lessonrun import child_env, lesson_command
+from lessonrun import child_env, default_sigint, lesson_command
 from ptyrun import finish, read_until, run_in_a_terminal
 
 REPO = Path(__file__).resolve().parent.parent
@@ -31,7 +31,6 @@ def learn(*args: str) -> subprocess.CompletedProcess:
 
 # ---------------------------------------------------------------- one plain error style
 
-@pytest.mark.timeout(60)
 @pytest.mark.parametrize(("args", "sentence"), [
     (("run", "struct-send", "--demoo"),
      "error: no such option: --demoo (possible options: --demo, --mode); see `learn run struct-send --help`."),
@@ -49,7 +48,6 @@ def test_usage_mistakes_are_one_plain_sentence_and_exit_2(args, sentence):
     assert done.stdout == ""
 
 
-@pytest.mark.timeout(60)
 @pytest.mark.parametrize("args", [("run", "struct-send", "--port", "x"), ("run", "struct-recv", "--framing", "x")])
 def test_bad_values_are_one_plain_sentence(args):
     done = learn(*args)
@@ -59,7 +57,6 @@ def test_bad_values_are_one_plain_sentence(args):
     assert lines[0].endswith(f"; see `learn run {args[1]} --help`.")
 
 
-@pytest.mark.timeout(60)
 @pytest.mark.parametrize("lesson", ["struct-send", "struct-recv", "unix-recv", "tcp-client", "poll-server"])
 def test_help_shows_flags_as_flags(lesson):
     """`--demo` takes no value, so the help must not print `<bool>` after it."""
@@ -78,11 +75,10 @@ def wait_for_line(process: subprocess.Popen) -> str:
     return line
 
 
-@pytest.mark.timeout(60)
 def test_ctrl_c_on_a_demo_is_one_line_and_exit_130():
     process = subprocess.Popen(lesson_command("struct-recv", "--demo"), cwd=REPO, env=child_env(),
                                stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                               text=True, encoding="utf-8")
+                               text=True, encoding="utf-8", preexec_fn=default_sigint)
     with process:
         wait_for_line(process)  # it runs for about a second; this is its first tenth
         process.send_signal(signal.SIGINT)
@@ -100,7 +96,6 @@ def silent_server():
         yield server
 
 
-@pytest.mark.timeout(60)
 def test_ctrl_c_typed_in_a_terminal_starts_a_fresh_line(silent_server):
     """The terminal echoes `^C` where the cursor is; the notice must not be glued to it."""
     port = silent_server.getsockname()[1]
@@ -118,7 +113,6 @@ def test_ctrl_c_typed_in_a_terminal_starts_a_fresh_line(silent_server):
     assert "Traceback" not in text
 
 
-@pytest.mark.timeout(60)
 def test_ctrl_c_on_the_struct_receiver_stops_it_on_a_fresh_line_with_exit_0():
     """A receiver runs until stopped: Ctrl-C is the way to stop it, so it is not a failure."""
     pid, master = run_in_a_terminal(["-m", "lessons", "run", "struct-recv", "--port", "0"])

@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from lessonrun import default_sigint
 
 from lessons import fork, procfs
 from lessons.common import RunFailure, UserError
@@ -41,7 +42,6 @@ def demo() -> tuple[subprocess.Popen[str], str, str, set[int]]:
     return process, out, err, before
 
 
-@pytest.mark.timeout(60)
 def test_demo_exits_0_without_traceback(demo) -> None:  # type: ignore[no-untyped-def]
     process, out, err, _ = demo
     assert process.returncode == 0, err
@@ -132,7 +132,6 @@ def newer_pythons() -> list[str]:
     return found
 
 
-@pytest.mark.timeout(60)
 def test_forking_with_a_thread_warns_from_python_3_12() -> None:
     pythons = newer_pythons()
     if not pythons:
@@ -167,7 +166,6 @@ def test_kill_all_ends_and_reaps_stopped_and_sleeping_children() -> None:
     assert procfs.state(sleeping) is None and procfs.state(stopped) is None
 
 
-@pytest.mark.timeout(60)
 def test_a_signal_sent_right_after_fork_is_never_lost() -> None:
     """The child resets its handlers with the signals blocked, so SIGTERM at once still kills it."""
     with Children() as children:
@@ -218,7 +216,6 @@ def test_the_fork_call_and_the_childs_delay_are_measured_apart(demo) -> None:  #
     assert "set up its copy of the address space" not in out
 
 
-@pytest.mark.timeout(60)
 def test_a_lock_held_by_another_thread_at_fork_stays_locked_in_the_child_but_loggings_does_not() -> None:
     got_ours, got_logging, threads = fork.lock_held_at_fork(wait=0.2)
     assert threads == 1  # only the forking thread exists in the child
@@ -234,14 +231,12 @@ def test_the_demo_shows_the_lock_held_at_fork(demo) -> None:  # type: ignore[no-
     assert re.search(r"a logging handler's lock, also held at fork time: acquire\(timeout=[\d.]+\) returned True", out)
 
 
-@pytest.mark.timeout(60)
 @pytest.mark.skipif(not procfs.PROC.is_dir(), reason="needs Linux /proc")
 def test_ctrl_c_ends_the_demo_with_one_line_and_exit_130() -> None:
     """A demo ends by itself, so being interrupted is not a normal end: 130, one calm line, nothing left."""
     process = subprocess.Popen([*LESSON, "--repeat", "1000", "--lines", "10000"], stdout=subprocess.PIPE,
-                               stderr=subprocess.PIPE, text=True, start_new_session=True)
+                               stderr=subprocess.PIPE, text=True, start_new_session=True, preexec_fn=default_sigint)
     try:
-        assert process.stdout is not None
         for line in process.stdout:
             if "4. Open files are shared" in line or "2. Who runs first" in line:
                 break
@@ -275,6 +270,8 @@ def test_a_ctrl_c_the_instant_a_bare_fork_returns_still_reaps_the_child(monkeypa
         return pid
 
     monkeypatch.setattr(os, "fork", fork_then_ctrl_c)
+    # Python's own Ctrl-C handler, even when this test run ignores SIGINT (started as `pytest &`)
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
     before = set(procfs.children(os.getpid()))
     try:
         for part in (fork.race_once, lambda: fork.show_return_values(Narrator(stream=io.StringIO()))):
@@ -282,5 +279,6 @@ def test_a_ctrl_c_the_instant_a_bare_fork_returns_still_reaps_the_child(monkeypa
                 part()
             assert set(procfs.children(os.getpid())) <= before, "the child was left unreaped"
     finally:
+        signal.signal(signal.SIGINT, previous)
         for pid in set(procfs.children(os.getpid())) - before:
             os.waitpid(pid, 0)

@@ -140,7 +140,6 @@ def fill_up(server: LimitedServer) -> tuple[list[socket.socket], list[socket.soc
     return served, waiting
 
 
-@pytest.mark.timeout(90)
 @pytest.mark.parametrize("args", SERVERS)
 def test_at_the_descriptor_limit_the_server_rests_and_says_so_once_a_second(limited, args):
     server = limited(args)
@@ -160,7 +159,6 @@ def test_at_the_descriptor_limit_the_server_rests_and_says_so_once_a_second(limi
     assert len(failures) <= 3, f"{len(failures)} accept() lines in {window:.1f} s: {failures[:3]}"
 
 
-@pytest.mark.timeout(90)
 @pytest.mark.parametrize("args", SERVERS)
 def test_clients_waiting_at_the_limit_are_served_once_others_leave(limited, args):
     """The notes' edge-triggered trap: the listener's one edge came while accept() failed."""

@@ -100,7 +100,6 @@ def test_select_and_selectors_report_a_reset_as_ready_for_whatever_was_asked(tcp
 # ----- the notes' own poll server -------------------------------------------------------
 
 
-@pytest.mark.timeout(60)
 def test_notes_bug_demo_shows_the_keyerror_and_the_fix():
     result = subprocess.run(lesson_command("poll-server", "--notes-bug", "--demo"), cwd=REPO, env=child_env(),
                             capture_output=True, text=True, encoding="utf-8", timeout=40)
@@ -128,7 +127,6 @@ def read_line_with(process: subprocess.Popen, pattern: str, timeout: float) -> r
     pytest.fail(f"no line matching {pattern!r}:\n{''.join(seen)}")
 
 
-@pytest.mark.timeout(60)
 def test_notes_bug_server_dies_at_the_first_disconnect_with_one_narrated_explanation():
     process = subprocess.Popen(lesson_command("poll-server", "--notes-bug", "--port", "0"), cwd=REPO,
                                env=child_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE,

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Callable, TextIO
 
 import pytest
-from lessonrun import child_env, lesson_command
+from lessonrun import child_env, default_sigint, lesson_command
 
 try:
     import resource
@@ -63,7 +63,7 @@ class RunningServer:
     def __init__(self, command: list[str]) -> None:
         self.process = subprocess.Popen(
             command, cwd=REPO, env=child_env(), stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, encoding="utf-8",
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, encoding="utf-8", preexec_fn=default_sigint,
         )
         self.out: list[str] = []
         self.err: list[str] = []
@@ -170,7 +170,6 @@ def reset(sock: socket.socket) -> None:
     sock.close()
 
 
-@pytest.mark.timeout(60)
 @pytest.mark.parametrize(("args", "trace_line", "reset_mask"), VARIANTS)
 def test_twenty_concurrent_clients_each_get_their_answer(start_server, args, trace_line, reset_mask):
     server = start_server(*args)
@@ -195,7 +194,6 @@ def test_twenty_concurrent_clients_each_get_their_answer(start_server, args, tra
     assert "Traceback" not in server.errors()
 
 
-@pytest.mark.timeout(60)
 @pytest.mark.parametrize(("args", "trace_line", "reset_mask"), VARIANTS)
 def test_resets_half_closes_and_garbage_never_stop_the_server(start_server, args, trace_line, reset_mask):
     server = start_server(*args, "--trace")
@@ -246,7 +244,6 @@ DEMOS = [
 ]
 
 
-@pytest.mark.timeout(60)
 @pytest.mark.parametrize("args", DEMOS)
 def test_demo_runs_by_itself_and_tells_what_happens(args):
     result = subprocess.run(lesson_command(*args, "--demo", "--port", "0"), cwd=REPO, env=child_env(),
@@ -262,7 +259,6 @@ def test_demo_runs_by_itself_and_tells_what_happens(args):
 
 
 @needs_epoll
-@pytest.mark.timeout(60)
 def test_demo_shows_the_edge_triggered_stall():
     result = subprocess.run(lesson_command("epoll-server", "--edge", "--no-drain", "--demo", "--port", "0"),
                             cwd=REPO, env=child_env(), capture_output=True, text=True, encoding="utf-8",
@@ -273,7 +269,6 @@ def test_demo_shows_the_edge_triggered_stall():
 
 
 @needs_epoll
-@pytest.mark.timeout(60)
 def test_edge_triggered_without_draining_stalls(start_server):
     """One report per arrival: the bytes the server did not read wait until the next arrival."""
     server = start_server("epoll-server", "--edge", "--no-drain")
@@ -341,7 +336,6 @@ def answered(sock: socket.socket) -> bool:
         return False
 
 
-@pytest.mark.timeout(60)
 @pytest.mark.parametrize(("lesson", "all_served"), [("select-server", False), ("poll-server", True)])
 def test_descriptors_above_1024(start_server, lesson, all_served):
     """select() cannot watch fd >= 1024: the select server refuses such clients and lives on."""
@@ -365,7 +359,6 @@ def test_descriptors_above_1024(start_server, lesson, all_served):
     assert "Traceback" not in server.errors()
 
 
-@pytest.mark.timeout(60)
 def test_fd_limit_demo_shows_select_failing_where_poll_goes_on():
     result = subprocess.run(lesson_command("select-server", "--fd-limit-demo"), cwd=REPO, env=child_env(),
                             capture_output=True, text=True, timeout=DEADLINE)
@@ -434,7 +427,6 @@ def fd_limit_demo(out: TextIO) -> None:
     select_server.show_fd_limit(Narrator(out))
 
 
-@pytest.mark.timeout(60)
 @needs_root
 def test_fd_limit_demo_unprivileged_raises_its_own_soft_limit():
     code, out = run_as_nobody(fd_limit_demo, limits=(256, 4096))
@@ -442,7 +434,6 @@ def test_fd_limit_demo_unprivileged_raises_its_own_soft_limit():
     assert "filedescriptor out of range in select()" in out and "POLLIN" in out
 
 
-@pytest.mark.timeout(60)
 @needs_root
 def test_fd_limit_demo_unprivileged_with_a_low_hard_limit_is_one_sentence():
     code, out = run_as_nobody(fd_limit_demo, limits=(256, 512))
@@ -458,7 +449,6 @@ def privileged_port_start() -> int:
         return 1024
 
 
-@pytest.mark.timeout(60)
 @needs_root
 @pytest.mark.skipif(privileged_port_start() <= 80, reason="this kernel lets anyone bind port 80")
 def test_a_privileged_port_as_an_ordinary_user_is_one_sentence():

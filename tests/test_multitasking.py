@@ -14,6 +14,7 @@ import subprocess
 import sys
 
 import pytest
+from lessonrun import default_sigint
 
 from lessons import multitasking, procfs
 from lessons.common import wait_for
@@ -54,7 +55,6 @@ def kill_session(process: subprocess.Popen[str]) -> None:
     process.wait(timeout=30)
 
 
-@pytest.mark.timeout(60)
 def test_the_whole_lesson_runs_and_leaves_nothing(whole_run) -> None:  # type: ignore[no-untyped-def]
     result, before, lesson_pid = whole_run
     assert result.returncode == 0, result.stderr
@@ -129,7 +129,6 @@ def test_threads_share_the_table_and_the_map_a_child_has_copies(whole_run) -> No
     assert re.search(r"0x[0-9a-f]+ in the parent's /proc/\d+/maps: no", out)
 
 
-@pytest.mark.timeout(60)
 def test_part_selects_what_runs() -> None:
     result, _ = run_lesson("--part", "4")
     assert result.returncode == 0, result.stderr
@@ -144,12 +143,10 @@ def test_bad_options_get_one_sentence_and_exit_2(option: list[str]) -> None:
     assert "Traceback" not in result.stderr
 
 
-@pytest.mark.timeout(60)
 def test_ctrl_c_ends_it_with_one_line_exit_130_and_no_child_left() -> None:
     process = subprocess.Popen([*LESSON, "--part", "2", "--window", "30"], stdout=subprocess.PIPE,
-                               stderr=subprocess.PIPE, text=True, start_new_session=True)
+                               stderr=subprocess.PIPE, text=True, start_new_session=True, preexec_fn=default_sigint)
     try:
-        assert process.stdout is not None
         for line in process.stdout:  # wait until the first measurement has started
             if "cores this process may run on" in line:
                 break

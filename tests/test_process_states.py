@@ -18,6 +18,7 @@ import time
 from pathlib import Path
 
 import pytest
+from lessonrun import default_sigint
 
 from lessons import procfs
 from lessons.fork import Children, drop_privileges
@@ -32,7 +33,7 @@ LESSON = [sys.executable, "-m", "lessons", "run", "process-states"]
 def start(*options: str) -> subprocess.Popen[str]:
     """The lesson in a session of its own: its children stay in that session even if orphaned."""
     return subprocess.Popen([*LESSON, *options], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True, start_new_session=True)
+                            text=True, start_new_session=True, preexec_fn=default_sigint)
 
 
 def stop(process: subprocess.Popen[str]) -> None:
@@ -52,7 +53,6 @@ def read_until(process: subprocess.Popen[str], text: str, timeout: float) -> str
     Reads the raw descriptor: a buffered readline() could pull the awaited line into
     Python's buffer, where select() cannot see it.
     """
-    assert process.stdout is not None
     fd = process.stdout.fileno()
     seen, deadline = b"", time.monotonic() + timeout
     while text.encode() not in seen:
@@ -72,7 +72,6 @@ def assert_nothing_left(lesson_pid: int, our_children_before: set[int]) -> None:
     assert set(procfs.children(os.getpid())) <= our_children_before
 
 
-@pytest.mark.timeout(60)
 def test_quick_run_shows_every_state_reaps_them_and_shares_the_cpu_by_nice() -> None:
     before = set(procfs.children(os.getpid()))
     process = start("--quick")
@@ -94,7 +93,6 @@ def test_quick_run_shows_every_state_reaps_them_and_shares_the_cpu_by_nice() -> 
     assert_nothing_left(process.pid, before)
 
 
-@pytest.mark.timeout(60)
 @pytest.mark.parametrize("signal_number", [signal.SIGINT, signal.SIGTERM])
 def test_interrupted_run_kills_and_reaps_all_its_children(signal_number: int) -> None:
     before = set(procfs.children(os.getpid()))
@@ -117,7 +115,6 @@ def test_interrupted_run_kills_and_reaps_all_its_children(signal_number: int) ->
     assert_nothing_left(process.pid, before)
 
 
-@pytest.mark.timeout(60)
 def test_children_die_with_a_lesson_killed_by_sigkill() -> None:
     """SIGKILL runs no clean-up code; PR_SET_PDEATHSIG still ends every live child."""
     process = start("--watch", "120")
@@ -196,6 +193,12 @@ def has_cap_sys_nice() -> bool:
 ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
 
 
+def take_the_terminal() -> None:
+    """In the child, before exec: the new terminal becomes its controlling terminal, Ctrl-C works."""
+    fcntl.ioctl(0, termios.TIOCSCTTY, 0)
+    default_sigint()
+
+
 class Terminal:
     """The lesson on a pseudo-terminal `columns` wide, as a learner sees it."""
 
@@ -208,7 +211,7 @@ class Terminal:
         env = {key: value for key, value in os.environ.items() if key not in ("NO_COLOR", "TERM", "COLUMNS")}
         self.process = subprocess.Popen([*LESSON, *options], stdin=terminal, stdout=terminal, stderr=terminal,
                                         start_new_session=True, env={**env, "TERM": "xterm"},
-                                        preexec_fn=lambda: fcntl.ioctl(0, termios.TIOCSCTTY, 0))
+                                        preexec_fn=take_the_terminal)
         os.close(terminal)
         self.seen = b""
 
@@ -240,7 +243,6 @@ class Terminal:
         return ANSI.sub("", self.seen.decode(errors="replace")).replace("\r\n", "\n").replace("\r", "")
 
 
-@pytest.mark.timeout(60)
 def test_ctrl_c_on_a_terminal_gives_one_line_of_its_own_and_exit_130() -> None:
     before = set(procfs.children(os.getpid()))
     screen = Terminal(100, "--watch", "0", "--seconds", "60")
@@ -259,7 +261,6 @@ def test_ctrl_c_on_a_terminal_gives_one_line_of_its_own_and_exit_130() -> None:
     assert_nothing_left(screen.process.pid, before)
 
 
-@pytest.mark.timeout(60)
 def test_on_a_narrow_terminal_lines_wrap_between_words_and_the_table_keeps_whole_names() -> None:
     columns = 70
     screen = Terminal(columns, "--quick")
@@ -290,7 +291,6 @@ def quick_output() -> str:
     return quick_run_output()
 
 
-@pytest.mark.timeout(60)
 def test_the_stat_suffixes_appear_on_children_made_for_them_and_ps_agrees(quick_output: str) -> None:
     expected = {"learn-low": "SN", "learn-threads": "Sl", "learn-leader": "Ss", "learn-term": "Ss+"}
     if os.geteuid() == 0:
@@ -303,7 +303,6 @@ def test_the_stat_suffixes_appear_on_children_made_for_them_and_ps_agrees(quick_
             assert line.group(2) == "ps agrees", line.group(0)
 
 
-@pytest.mark.timeout(60)
 def test_the_five_state_diagram_is_drawn_with_linuxs_letters(quick_output: str) -> None:
     diagram = quick_output[quick_output.index("7. The five-state model"):]
     for box in ("│ new │", "│ ready │", "│ running │", "│terminated│", "│ waiting │"):
@@ -313,7 +312,6 @@ def test_the_five_state_diagram_is_drawn_with_linuxs_letters(quick_output: str) 
     assert max(len(line) for line in diagram.splitlines()[1:14]) <= 72  # fits a terminal
 
 
-@pytest.mark.timeout(60)
 @pytest.mark.skipif(os.geteuid() != 0, reason="the root branch needs root")
 def test_as_root_nice_takes_both_spellings_of_the_notes(quick_output: str) -> None:
     assert "$ nice -n 9 nice  ->  9" in quick_output

@@ -21,7 +21,6 @@ def piped(*args: str) -> subprocess.CompletedProcess:
                           capture_output=True, text=True, encoding="utf-8", timeout=DEADLINE)
 
 
-@pytest.mark.timeout(60)
 @pytest.mark.parametrize("lesson", catalog.LESSONS, ids=lambda lesson: lesson.id)
 def test_piped_source_is_every_line_whole(lesson: catalog.Lesson) -> None:
     done = piped("show", lesson.id, "--source")
@@ -41,7 +40,6 @@ def without_gutter(screen: str, last_number: int) -> str:
     return "\n".join(row[gutter:] for row in rows)
 
 
-@pytest.mark.timeout(60)
 @pytest.mark.parametrize("lesson_id", ["poll-server", "fork-demo"])
 def test_source_on_a_narrow_terminal_wraps_instead_of_cutting(lesson_id: str) -> None:
     lesson = catalog.find(lesson_id)
@@ -56,7 +54,6 @@ def test_source_on_a_narrow_terminal_wraps_instead_of_cutting(lesson_id: str) ->
     assert "".join(shown.split()) == "".join(source.split())
 
 
-@pytest.mark.timeout(60)
 @pytest.mark.parametrize("args", [("show", "poll-server"), ("show", "poll-server", "--source"),
                                   ("show", "capstone")])
 def test_a_terminal_gets_the_output_through_the_pager(args: tuple[str, ...]) -> None:
@@ -68,7 +65,6 @@ def test_a_terminal_gets_the_output_through_the_pager(args: tuple[str, ...]) -> 
     assert all(row.startswith("paged|") for row in rows), rows[:3]
 
 
-@pytest.mark.timeout(60)
 def test_quitting_the_pager_early_is_a_quiet_exit_0() -> None:
     pid, master = run_in_a_terminal(["-m", "lessons", "show", "fork-demo", "--source"], PAGER="head -1")
     output, code = finish(pid, master)
@@ -78,7 +74,6 @@ def test_quitting_the_pager_early_is_a_quiet_exit_0() -> None:
     assert "Error" not in text and "Traceback" not in text
 
 
-@pytest.mark.timeout(60)
 def test_an_empty_pager_prints_directly_without_cutting() -> None:
     pid, master = run_in_a_terminal(["-m", "lessons", "show", "poll-server"], columns=50, PAGER="")
     output, code = finish(pid, master)
@@ -87,7 +82,6 @@ def test_an_empty_pager_prints_directly_without_cutting() -> None:
     assert "poll" in terminal_text(output)
 
 
-@pytest.mark.timeout(60)
 def test_a_pager_that_does_not_exist_does_not_swallow_the_page() -> None:
     pid, master = run_in_a_terminal(["-m", "lessons", "show", "poll-server", "--source"],
                                     PAGER="no-such-pager-here")

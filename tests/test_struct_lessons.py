@@ -15,7 +15,7 @@ import threading
 import time
 
 import pytest
-from lessonrun import child_env
+from lessonrun import child_env, default_sigint
 
 from lessons.common import open_listener
 from lessons.framing import LENGTH_HEADER, encode_frame
@@ -46,7 +46,6 @@ def run(listener: socket.socket, mode: Mode, receiver: str, count: int = 2) -> t
 
 # ---------------------------------------------------------------- the receivers, in process
 
-@pytest.mark.timeout(60)
 @pytest.mark.parametrize("mode", [Mode.merged, Mode.split])
 def test_the_notes_receiver_fails_on_merged_and_split_streams(listener, mode):
     outcome, records = run(listener, mode, "naive")
@@ -56,14 +55,12 @@ def test_the_notes_receiver_fails_on_merged_and_split_streams(listener, mode):
     assert len(outcome.records) < len(records)
 
 
-@pytest.mark.timeout(60)
 def test_the_notes_receiver_works_for_one_record_in_one_send(listener):
     outcome, records = run(listener, Mode.plain, "naive", count=1)
     assert delivered(outcome, records)
     assert outcome.recv_sizes == [WIRE_RECORD.size]
 
 
-@pytest.mark.timeout(60)
 @pytest.mark.parametrize("receiver", ["fixed", "length"])
 @pytest.mark.parametrize("mode", list(Mode))
 def test_the_fixed_receivers_get_every_record_however_it_is_sent(listener, mode, receiver):
@@ -100,14 +97,12 @@ def talk_raw(listener: socket.socket, receiver: str, data: bytes) -> Outcome:
     return results[0]
 
 
-@pytest.mark.timeout(60)
 def test_a_record_cut_by_the_end_of_the_stream_is_reported(listener):
     outcome = talk_raw(listener, "fixed", encode(Record(1, b"a", 1.0)) + b"\x00" * 7)
     assert [record.number for record in outcome.records] == [1]
     assert "middle of a record" in outcome.error and "7 of 13" in outcome.error
 
 
-@pytest.mark.timeout(60)
 @pytest.mark.parametrize("data, complaint", [
     (LENGTH_HEADER.pack(1_000_000), "not a record frame"),  # announces far more than a record
     (encode_frame(b"short"), "not a record frame"),  # a frame too short to be a record
@@ -128,6 +123,7 @@ class Running:
         self.process = subprocess.Popen(
             [sys.executable, "-m", "lessons", "run", *args], env=env or child_env(),
             stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, encoding="utf-8",
+            preexec_fn=default_sigint,
         )
         self.lines: list[str] = []
         self.changed = threading.Condition()
@@ -196,7 +192,6 @@ def listening_port(receiver: Running) -> str:
     return receiver.wait_for(r"^listening on 127\.0\.0\.1:(\d+)$").group(1)
 
 
-@pytest.mark.timeout(90)
 @pytest.mark.parametrize("mode", ["merged", "split"])
 def test_cli_naive_receiver_fails_and_says_why(start, mode):
     receiver = start("struct-recv", "--port", "0", "--naive", "--once")
@@ -208,7 +203,6 @@ def test_cli_naive_receiver_fails_and_says_why(start, mode):
     assert "Traceback" not in out + err
 
 
-@pytest.mark.timeout(90)
 @pytest.mark.parametrize("framing", ["fixed", "length"])
 @pytest.mark.parametrize("mode", ["merged", "split"])
 def test_cli_fixed_receivers_get_both_records(start, mode, framing):
@@ -223,7 +217,6 @@ def test_cli_fixed_receivers_get_both_records(start, mode, framing):
     assert "gave up" not in out
 
 
-@pytest.mark.timeout(90)
 def test_cli_receiver_survives_bad_senders_and_stops_on_ctrl_c(start):
     receiver = start("struct-recv", "--port", "0")
     port = int(listening_port(receiver))
@@ -248,7 +241,6 @@ def assert_one_sentence(result: subprocess.CompletedProcess, fragment: str) -> N
     assert len(result.stderr.strip().splitlines()) == 1, result.stderr
 
 
-@pytest.mark.timeout(60)
 def test_cli_sender_with_nobody_listening_is_one_sentence():
     with socket.socket() as bound_not_listening:  # holds a port on which connect() is refused
         bound_not_listening.bind(("127.0.0.1", 0))
@@ -256,14 +248,12 @@ def test_cli_sender_with_nobody_listening_is_one_sentence():
         assert_one_sentence(run_lesson("struct-send", "--port", str(port)), "nothing is listening")
 
 
-@pytest.mark.timeout(60)
 def test_cli_receiver_port_in_use_is_one_sentence():
     with open_listener("127.0.0.1", 0) as holder:
         port = holder.getsockname()[1]
         assert_one_sentence(run_lesson("struct-recv", "--port", str(port)), "already in use")
 
 
-@pytest.mark.timeout(60)
 @pytest.mark.parametrize("args, fragment", [
     (("struct-recv", "--naive", "--framing", "length"), "--naive"),
     (("struct-send", "--count", "0"), "--count"),
@@ -273,7 +263,6 @@ def test_cli_bad_options_are_one_sentence(args, fragment):
     assert_one_sentence(run_lesson(*args), fragment)
 
 
-@pytest.mark.timeout(60)
 @pytest.mark.parametrize("host", ["0.0.0.0", "::", "0"])
 def test_cli_sender_refuses_every_address_as_tcp_client_does(host):
     """One rule for every client (lessons.common.client_address): 0.0.0.0 is a server's word."""
@@ -282,7 +271,6 @@ def test_cli_sender_refuses_every_address_as_tcp_client_does(host):
                                 f"real address, such as 127.0.0.1.")
 
 
-@pytest.mark.timeout(60)
 def test_cli_sender_counts_records_in_good_english():
     """'1 record', '2 records': one sentence per count, from ngettext, not 'record(s)'."""
     from lessons.struct_send import sent_summary
@@ -291,13 +279,11 @@ def test_cli_sender_counts_records_in_good_english():
     assert sent_summary(2, 26) == "sent 2 records, 26 bytes, then closed the connection"
 
 
-@pytest.mark.timeout(60)
 def test_cli_port_out_of_range_is_refused():
     result = run_lesson("struct-recv", "--port", "70000")
     assert result.returncode == 2 and "65535" in result.stderr and "Traceback" not in result.stderr
 
 
-@pytest.mark.timeout(120)
 def test_demo_runs_by_itself_and_shows_the_naive_receiver_failing():
     result = run_lesson("struct-recv", "--demo", timeout=100)
     assert result.returncode == 0, result.stdout + result.stderr

@@ -17,7 +17,6 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 
 
-@pytest.mark.timeout(180)
 def test_show_works_from_a_built_wheel(tmp_path: Path) -> None:
     pytest.importorskip("hatchling")
     build = subprocess.run(
@@ -95,7 +94,6 @@ def test_the_readme_has_its_two_commands_and_ci_runs_the_test_one():
     assert commands[1] in ci_lines  # exactly the README's test command, not a variant of it
 
 
-@pytest.mark.timeout(120)
 def test_an_edit_in_the_clone_changes_what_learn_runs(tmp_path: Path) -> None:
     """Installed the README's way, a learner's edit to a lesson takes effect at the next `learn run`.
 
