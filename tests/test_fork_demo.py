@@ -16,7 +16,7 @@ from lessonrun import default_sigint
 
 from lessons import fork, procfs
 from lessons.common import RunFailure, UserError
-from lessons.fork import Children
+from lessons.children import Children
 
 pytestmark = pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
 

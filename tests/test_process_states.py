@@ -21,7 +21,7 @@ import pytest
 from lessonrun import default_sigint
 
 from lessons import procfs
-from lessons.fork import Children, drop_privileges
+from lessons.children import Children, drop_privileges
 from lessons.narrate import Narrator
 from lessons.process_states import nice_limit_text, show_privileges
 
