@@ -144,22 +144,25 @@ def test_workers_run_at_the_same_time(learner: ModuleType) -> None:
     """All workers are started before any is waited for (they run at the same time)"""
     started_read, started_write = os.pipe()
     go_read, go_write = os.pipe()
+    give_up_read, give_up_write = os.pipe()
     count = 4
 
     def wait_for_the_others() -> int:
         os.write(started_write, b"+")
-        ready, _, _ = select.select([go_read], [], [], BARRIER_WAIT)
-        return 0 if ready else 99
+        ready, _, _ = select.select([go_read, give_up_read], [], [], BARRIER_WAIT)
+        return 0 if go_read in ready else 99
 
     def release_when_all_started() -> None:
         os.close(started_write)
-        if read_count(started_read, count, BARRIER_WAIT) == count:  # else the first worker gives up: 99
+        if read_count(started_read, count, BARRIER_WAIT) == count:
             os.write(go_write, b"go")  # one write wakes every worker: none reads it
+        else:  # the first worker gave up (99); the ones still to come need not wait too
+            os.write(give_up_write, b"no")
 
     try:
         report = run_staged(learner, [wait_for_the_others] * count, release_when_all_started)
     finally:
-        for fd in (started_read, go_read, go_write):
+        for fd in (started_read, go_read, go_write, give_up_read, give_up_write):
             os.close(fd)
     codes = codes_of(report, count)
     assert 99 not in codes, (f"the workers did not run at the same time (codes {codes}; 99 = a worker waited "
