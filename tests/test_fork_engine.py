@@ -67,7 +67,10 @@ def survivors(relays: list[int]) -> list[int]:
 def kill_survivors(relays: list[int]) -> None:
     """Clean up after a failing test: no relay of ours may stay behind."""
     for pid in survivors(relays):
-        os.kill(pid, signal.SIGKILL)
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:  # it ended on its own meanwhile, as it should
+            pass
 
 
 # --------------------------------------------------------------------- finding 5: shutdown
