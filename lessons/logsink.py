@@ -6,8 +6,11 @@ output: a pipe holds about 64 KiB, a terminal paused with Ctrl-S holds less, and
 write their log through a `LogSink`:
 
 - lines go into a bounded queue and one writer thread does the blocking writes;
-- when the queue is full, new lines are counted and dropped, and once the reader
-  catches up one line says how many were lost;
+- when the queue is full but the reader is reading (only slower than the server
+  writes, as with `--trace` on a terminal), the server waits for room, briefly: a
+  reader that keeps up loses nothing;
+- when the queue stays full (nobody reads), new lines are counted and dropped without
+  any more waiting, and once the reader catches up one line says how many were lost;
 - when the reader is gone for good (EPIPE: `| head` exited, the pager was quit),
   `on_closed` runs once; by default the process gets SIGTERM, so a server stops the
   way it always stops, quietly and at once.
@@ -26,6 +29,7 @@ import time
 from typing import Callable
 
 MAX_QUEUED_WRITES = 2000  # about 200 KiB of typical log lines
+STALL_SECONDS = 0.1  # a full queue that frees no room in this long means nobody is reading
 
 
 def stop_this_process() -> None:
@@ -44,6 +48,7 @@ class LogSink:
         self.on_closed = on_closed
         self.closed = False  # the reader went away (EPIPE) or the descriptor is gone
         self.dropped = 0  # lines dropped since the last "dropped" notice
+        self.stalled = False  # the writer made no progress for STALL_SECONDS: drop, never wait
         self._queue: queue.Queue[bytes | None] = queue.Queue(max_queued)
         self._lock = threading.Lock()
         self._writer = threading.Thread(target=self._write_forever, name="log-writer", daemon=True)
@@ -54,9 +59,11 @@ class LogSink:
     def write(self, text: str) -> int:
         if self.closed or not text:
             return len(text)
+        data = text.encode(self.encoding, errors="replace")
         try:
-            self._queue.put_nowait(text.encode(self.encoding, errors="replace"))
+            self._queue.put(data, block=not self.stalled, timeout=STALL_SECONDS)
         except queue.Full:
+            self.stalled = True
             with self._lock:
                 self.dropped += max(1, text.count("\n"))
         return len(text)
@@ -93,6 +100,8 @@ class LogSink:
             try:
                 if not self.closed:
                     self._write_all(data)
+                    if self.stalled and self._queue.qsize() <= self._queue.maxsize // 2:
+                        self.stalled = False  # the reader is keeping up again: worth waiting for
                     if self._queue.empty():
                         self._report_dropped()
             finally:

@@ -46,6 +46,32 @@ def test_writes_to_an_unread_pipe_never_block_and_the_drop_is_reported() -> None
     os.close(write_end)
 
 
+def test_a_reader_that_keeps_reading_loses_nothing_however_fast_lines_come() -> None:
+    """--trace on a terminal: thousands of lines a second, a reader slower than the server
+    but reading. The server waits for room (briefly) instead of dropping lines."""
+    read_end, write_end = os.pipe()
+    sink = LogSink(write_end, max_queued=10, on_closed=lambda: None)
+    received = bytearray()
+    lines = 5000
+
+    def read_all() -> None:
+        while received.count(b"\n") < lines:
+            chunk = os.read(read_end, 512)  # small reads: slower than the writes
+            if not chunk:
+                return
+            received.extend(chunk)
+
+    reader = threading.Thread(target=read_all, daemon=True)
+    reader.start()
+    for number in range(lines):
+        sink.write(f"line {number}\n")
+    reader.join(20)
+    assert sink.dropped == 0 and b"dropped" not in received
+    assert received.decode().splitlines() == [f"line {number}" for number in range(lines)]
+    os.close(read_end)
+    os.close(write_end)
+
+
 def test_a_closed_reader_calls_on_closed_once() -> None:
     read_end, write_end = os.pipe()
     os.close(read_end)
