@@ -8,6 +8,7 @@ The interactive mode is driven through a pseudo-terminal, the way a person uses 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import pty
@@ -349,6 +350,20 @@ def clients(server):
         client.stop()
 
 
+@contextlib.contextmanager
+def dan_watched_by_a_raw_member(clients, server):
+    """dan joins through `learn chat join`; a raw member who joined first watches the frames."""
+    watcher = server.connect("watcher")
+    try:
+        watcher.join("watcher")
+        dan = clients("--name", "dan")
+        dan.expect("you are in the room as dan")
+        watcher.expect(Kind.JOINED, "dan")
+        yield dan, watcher
+    finally:
+        watcher.close()
+
+
 def error_sentence(client: Client) -> str:
     """stderr must be exactly one line, the CLI's 'error: ...' sentence, and no traceback."""
     text = client.stderr.text
@@ -575,12 +590,7 @@ def test_slash_commands_in_pipe_mode(clients) -> None:
 
 def test_a_long_paste_is_split_and_the_sender_stays(clients, server) -> None:
     """Finding 2: 5,000 characters, then 100 KB, reach the others whole; the sender stays in."""
-    watcher = server.connect("watcher")
-    try:
-        watcher.join("watcher")
-        dan = clients("--name", "dan")
-        dan.expect("you are in the room as dan")
-        watcher.expect(Kind.JOINED, "dan")
+    with dan_watched_by_a_raw_member(clients, server) as (dan, watcher):
         five_k = "x" * 5000
         hundred_k = " ".join(f"w{i:05d}" for i in range(100_000 // 7))
         dan.send(five_k, hundred_k, "still here")
@@ -594,18 +604,11 @@ def test_a_long_paste_is_split_and_the_sender_stays(clients, server) -> None:
         dan.end_input()
         assert dan.wait_exit() == 0, dan.diagnostics()
         assert "over the limit" not in dan.stderr.text and "refused" not in dan.stderr.text
-    finally:
-        watcher.close()
 
 
 def test_more_lines_than_the_rate_limit_are_paced_not_dropped(clients, server) -> None:
     """Finding 2: 60 lines at once (more than the server's bucket of 40) all arrive, none RATE_LIMITED."""
-    watcher = server.connect("watcher")
-    try:
-        watcher.join("watcher")
-        dan = clients("--name", "dan")
-        dan.expect("you are in the room as dan")
-        watcher.expect(Kind.JOINED, "dan")
+    with dan_watched_by_a_raw_member(clients, server) as (dan, watcher):
         dan.send(*(f"line {i}" for i in range(60)))
         dan.end_input()
         received: list[str] = []
@@ -616,24 +619,15 @@ def test_more_lines_than_the_rate_limit_are_paced_not_dropped(clients, server) -
         assert received == [f"line {i}" for i in range(60)]
         assert dan.wait_exit() == 0
         assert dan.stderr.text == "", dan.diagnostics()
-    finally:
-        watcher.close()
 
 
 def test_a_text_too_long_to_send_is_refused_in_one_sentence_and_the_chat_goes_on(clients, server) -> None:
-    watcher = server.connect("watcher")
-    try:
-        watcher.join("watcher")
-        dan = clients("--name", "dan")
-        dan.expect("you are in the room as dan")
-        watcher.expect(Kind.JOINED, "dan")
+    with dan_watched_by_a_raw_member(clients, server) as (dan, watcher):
         dan.send("y" * 200_000, "after")
         watcher.expect(Kind.MESSAGE, codec.encode_message("dan", "after")[5:])
         dan.end_input()
         assert dan.wait_exit() == 0
         assert len(dan.stderr.text.strip().split("\n")) == 1 and "200000 bytes" in dan.stderr.text, dan.diagnostics()
-    finally:
-        watcher.close()
 
 
 # ----- pointed at something that is not a chat server ---------------------------------------------
