@@ -12,20 +12,18 @@ Small numbers throughout: 64 MiB files become 1 MiB, 300 children become 30.
 
 from __future__ import annotations
 
-import json
 import os
-import select
 import signal
 import subprocess
 import sys
 import time
-import traceback
 from pathlib import Path
 
 import pytest
 
 from lessons.exercises import catalog, containment, report
 from lessons.exercises.runner import CheckResult, run_check
+from lessonrun import as_nobody
 
 NOBODY = 65534
 PROC_READER, POLL_ECHO = catalog.find("proc-reader"), catalog.find("poll-echo")
@@ -196,31 +194,7 @@ def test_an_unprivileged_learner_gets_the_scan_and_it_works(tmp_path: Path) -> N
     """As root a cgroup is made; as user 65534 it cannot be, and the /proc scan must do the job."""
     if os.geteuid() != 0:
         pytest.skip("needs root to become an unprivileged user")
-    read_fd, write_fd = os.pipe()
-    pid = os.fork()
-    if pid == 0:
-        try:
-            os.close(read_fd)
-            os.setgroups([])
-            os.setgid(NOBODY)
-            os.setuid(NOBODY)
-            try:
-                answer = {"cgroup": containment.make_cgroup("learn-check-nobody") is not None,
-                          **{"scan": sweep_by_scanning("/nonexistent/marker-nobody")}}
-            except BaseException:  # noqa: BLE001 - reported to the test
-                answer = {"error": traceback.format_exc()}
-            os.write(write_fd, json.dumps(answer).encode())
-        finally:
-            os._exit(0)
-    os.close(write_fd)
-    data = b""
-    while select.select([read_fd], [], [], 30)[0]:
-        chunk = os.read(read_fd, 65536)
-        if not chunk:
-            break
-        data += chunk
-    os.close(read_fd)
-    os.waitpid(pid, 0)
-    answer = json.loads(data or b"{}")
+    answer = as_nobody(lambda: {"cgroup": containment.make_cgroup("learn-check-nobody") is not None,
+                                "scan": sweep_by_scanning("/nonexistent/marker-nobody")})
     assert answer.get("cgroup") is False, answer
     assert answer.get("scan") == {"cgroup": False, "found": 3, "killed": 3, "left": []}, answer

@@ -25,7 +25,6 @@ import subprocess
 import sys
 import tempfile
 import time
-import traceback
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Iterator
@@ -39,6 +38,7 @@ from lessons.exercises import catalog
 from lessons.exercises.catalog import EXERCISES, Exercise
 from lessons.exercises.runner import CheckResult, run_check
 from lessons.exercises.workspace import Workspace, find_root
+from lessonrun import as_nobody
 
 ROOT = Path(__file__).resolve().parent.parent
 RUN_TIMEOUT = 240  # the whole batch of concurrent checks, on a busy 2-core machine
@@ -268,37 +268,6 @@ def open_tmp() -> Iterator[Path]:
         yield path
     finally:
         shutil.rmtree(path, ignore_errors=True)
-
-
-def as_nobody(action) -> dict:
-    """Run `action()` in a forked child turned into user 65534 (after all imports); its JSON answer."""
-    read_fd, write_fd = os.pipe()
-    pid = os.fork()
-    if pid == 0:
-        try:
-            os.close(read_fd)
-            os.setgroups([])
-            os.setgid(NOBODY)
-            os.setuid(NOBODY)
-            try:
-                answer = action()
-            except BaseException:  # noqa: BLE001 - reported to the test
-                answer = {"error": traceback.format_exc()}
-            os.write(write_fd, json.dumps(answer).encode())
-        finally:
-            os._exit(0)
-    os.close(write_fd)
-    try:
-        data = b""
-        while select.select([read_fd], [], [], 30)[0]:
-            chunk = os.read(read_fd, 65536)
-            if not chunk:
-                break
-            data += chunk
-    finally:
-        os.close(read_fd)
-        os.waitpid(pid, 0)
-    return json.loads(data or b"{}")
 
 
 def test_an_unprivileged_learner_gets_a_workspace_or_one_sentence(open_tmp: Path) -> None:

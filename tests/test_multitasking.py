@@ -14,7 +14,7 @@ import subprocess
 import sys
 
 import pytest
-from lessonrun import default_sigint
+from lessonrun import default_sigint, kill_session
 
 from lessons import multitasking, procfs
 from lessons.common import wait_for
@@ -44,15 +44,6 @@ def whole_run() -> tuple[subprocess.CompletedProcess[str], set[int], int]:
     return subprocess.CompletedProcess(process.args, process.returncode, out, err), before, process.pid
 
 
-def kill_session(process: subprocess.Popen[str]) -> None:
-    """Clean-up for a failed test: nothing of the lesson's session may outlive it."""
-    for info in procfs.in_session(process.pid):
-        try:
-            os.kill(info.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-    process.kill()
-    process.wait(timeout=30)
 
 
 def test_the_whole_lesson_runs_and_leaves_nothing(whole_run) -> None:  # type: ignore[no-untyped-def]

@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 
 import pytest
-from lessonrun import default_sigint
+from lessonrun import default_sigint, kill_session
 
 from lessons import procfs
 from lessons.children import Children, drop_privileges
@@ -36,15 +36,6 @@ def start(*options: str) -> subprocess.Popen[str]:
                             text=True, start_new_session=True, preexec_fn=default_sigint)
 
 
-def stop(process: subprocess.Popen[str]) -> None:
-    """Clean-up for a failed test: kill the lesson's whole session and reap the lesson."""
-    for info in procfs.in_session(process.pid):
-        try:
-            os.kill(info.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-    process.kill()
-    process.wait(timeout=30)
 
 
 def read_until(process: subprocess.Popen[str], text: str, timeout: float) -> str:
@@ -78,7 +69,7 @@ def test_quick_run_shows_every_state_reaps_them_and_shares_the_cpu_by_nice() -> 
     try:
         out, err = process.communicate(timeout=50)
     finally:
-        stop(process)
+        kill_session(process)
     assert process.returncode == 0, err
     assert "Traceback" not in out + err
     for letter, why in (("R", "a busy loop"), ("S", "time.sleep()"), ("T", "SIGSTOP"), ("Z", "waitpid")):
@@ -102,7 +93,7 @@ def test_interrupted_run_kills_and_reaps_all_its_children(signal_number: int) ->
         os.kill(process.pid, signal_number)
         out, err = process.communicate(timeout=30)
     finally:
-        stop(process)
+        kill_session(process)
     assert process.returncode == 128 + signal_number
     assert "Traceback" not in out + err
     assert "2. Continue, kill, reap" not in seen + out  # interrupted before the lesson reaped them
@@ -127,7 +118,7 @@ def test_children_die_with_a_lesson_killed_by_sigkill() -> None:
             assert time.monotonic() < deadline, procfs.in_session(process.pid)
             time.sleep(0.02)
     finally:
-        stop(process)
+        kill_session(process)
 
 
 @pytest.mark.timeout(30)
@@ -251,7 +242,7 @@ def test_ctrl_c_on_a_terminal_gives_one_line_of_its_own_and_exit_130() -> None:
         os.write(screen.controller, b"\x03")  # Ctrl-C typed: the terminal echoes ^C and sends SIGINT
         code = screen.finish()
     finally:
-        stop(screen.process)
+        kill_session(screen.process)
     assert code == 130
     text = screen.text()
     assert "Traceback" not in text
@@ -267,7 +258,7 @@ def test_on_a_narrow_terminal_lines_wrap_between_words_and_the_table_keeps_whole
     try:
         code = screen.finish()
     finally:
-        stop(screen.process)
+        kill_session(screen.process)
     assert code == 0, screen.text()
     lines = screen.text().splitlines()
     assert max(len(line.rstrip()) for line in lines) <= columns, [line for line in lines if len(line) > columns]
