@@ -180,17 +180,7 @@ def test_relay_ends_when_its_hub_socket_closes_even_with_a_client_that_never_rea
     """The portable fallback, without PR_SET_PDEATHSIG: the relay itself notices that its
     hub is gone (the pair's hang-up) and ends, although its buffer for the client is full."""
     client_side, client_end = socket.socketpair()
-    hub_side, hub_end = socket.socketpair()
-    pid = os.fork()
-    if pid == 0:
-        try:
-            client_side.close()
-            hub_side.close()
-            fork_engine.relay(client_end, hub_end)
-        finally:
-            os._exit(0)
-    client_end.close()
-    hub_end.close()
+    hub_side, pid = start_bare_relay(client_side, client_end)
     try:
         fill_until_blocked(hub_side, b"m" * 65536)  # client_side reads nothing
         hub_side.close()
@@ -229,6 +219,22 @@ def test_relay_keeps_nothing_of_the_hub_but_its_two_sockets() -> None:
         member.close()
 
 
+def start_bare_relay(client_side: socket.socket, client_end: socket.socket) -> tuple[socket.socket, int]:
+    """Fork a relay between `client_end` and a new pair whose other end, returned, plays the hub."""
+    hub_side, hub_end = socket.socketpair()
+    pid = os.fork()
+    if pid == 0:
+        try:
+            client_side.close()
+            hub_side.close()
+            fork_engine.relay(client_end, hub_end)
+        finally:
+            os._exit(0)
+    client_end.close()
+    hub_end.close()
+    return hub_side, pid
+
+
 def tcp_pair(rcvbuf: int) -> tuple[socket.socket, socket.socket]:
     """(client, server side) of one loopback TCP connection; the client reads slowly."""
     with socket.create_server(("127.0.0.1", 0)) as listener:
@@ -244,17 +250,7 @@ def test_relay_hands_over_only_once_the_client_has_everything() -> None:
     kernel has acknowledged all of it: the hub's shutdown kills relays that no longer
     hold a pair, and a kill (a reset) would destroy frames still queued in the relay."""
     client, client_end = tcp_pair(rcvbuf=4096)
-    hub_side, hub_end = socket.socketpair()
-    pid = os.fork()
-    if pid == 0:
-        try:
-            client.close()
-            hub_side.close()
-            fork_engine.relay(client_end, hub_end)
-        finally:
-            os._exit(0)
-    client_end.close()
-    hub_end.close()
+    hub_side, pid = start_bare_relay(client, client_end)
     try:
         last_frames = b"f" * 200_000 + b"ERROR SHUTDOWN"
         hub_side.sendall(last_frames)
