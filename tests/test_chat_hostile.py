@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 import socket
+import signal
 import subprocess
 import time
 
@@ -288,20 +289,26 @@ def start_unread_server(*options: str) -> tuple[subprocess.Popen, str, str]:
     return process, listening.rsplit(":", 1)[1], admin.removeprefix("admin socket ")
 
 
+def flood_the_log_then_stop(process: subprocess.Popen, port: int, admin_path: str) -> None:
+    """60 announcements of 3,000 bytes (180 KB of log lines, far more than a pipe or a
+    terminal holds): each still reaches a member, PING is answered, SIGTERM gives exit 0."""
+    member = WireClient.tcp(("127.0.0.1", port), "member")
+    member.join("member")
+    admin = WireClient.unix(admin_path, "admin")
+    for _ in range(60):
+        admin.send_frame(Kind.ADMIN_SAY, "n" * 3000)
+        admin.expect(Kind.OK, timeout=5)
+        member.expect(Kind.ANNOUNCE, timeout=5)
+    member.ping(b"still serving")
+    process.send_signal(signal.SIGTERM)
+    assert process.wait(5) == 0
+
+
 def test_a_log_nobody_reads_never_freezes_the_server() -> None:
     """Finding 2: the old server blocked in write() once ~64 KiB of log filled the pipe."""
     process, port, admin_path = start_unread_server()
     try:
-        member = WireClient.tcp(("127.0.0.1", int(port)), "member")
-        member.join("member")
-        admin = WireClient.unix(admin_path, "admin")
-        for _ in range(60):  # 60 announcements of 3,000 bytes: 180 KB of log lines
-            admin.send_frame(Kind.ADMIN_SAY, "n" * 3000)
-            admin.expect(Kind.OK, timeout=5)
-            member.expect(Kind.ANNOUNCE, timeout=5)
-        member.ping(b"still serving")
-        process.send_signal(15)
-        assert process.wait(5) == 0
+        flood_the_log_then_stop(process, int(port), admin_path)
     finally:
         process.kill()
         process.wait()
@@ -366,16 +373,7 @@ def test_a_terminal_nobody_reads_never_freezes_the_server() -> None:
             banner += os.read(master, 1)
         port = int(banner.split(b"\n")[0].rsplit(b":", 1)[1])
         admin_path = banner.split(b"\n")[1].strip().removeprefix(b"admin socket ").decode()
-        member = WireClient.tcp(("127.0.0.1", port), "member")
-        member.join("member")
-        admin = WireClient.unix(admin_path, "admin")
-        for _ in range(60):  # 180 KB of log lines, far more than a terminal buffers
-            admin.send_frame(Kind.ADMIN_SAY, "t" * 3000)
-            admin.expect(Kind.OK, timeout=5)
-            member.expect(Kind.ANNOUNCE, timeout=5)
-        member.ping(b"still serving")
-        process.send_signal(15)
-        assert process.wait(5) == 0
+        flood_the_log_then_stop(process, port, admin_path)
     finally:
         process.kill()
         process.wait()
