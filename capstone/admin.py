@@ -16,10 +16,10 @@ from pathlib import Path
 from capstone import codec
 from capstone.codec import ErrorCode, Kind
 from capstone.paths import default_admin_socket
-from lessons.common import RunFailure, UserError, printable
-from lessons.framing import FrameTooLarge
-from lessons.sockio import recv_frame
-from lessons.i18n import _
+from lessons.toolkit.common import RunFailure, UserError, printable
+from lessons.toolkit.framing import FrameTooLarge
+from lessons.toolkit.sockio import recv_frame
+from lessons.toolkit.i18n import _
 
 ACTIONS = {"say": Kind.ADMIN_SAY, "kick": Kind.KICK, "list": Kind.LIST}
 REPLY_TIMEOUT = 10.0  # seconds; the server answers at once, this only guards against a hang

@@ -66,7 +66,7 @@ def join(
     chat server there or name refused (pipe mode).
     """
     from capstone.client import Target, run_client
-    from lessons.common import DEFAULT_HOST, DEFAULT_PORT, UserError, check_client_host
+    from lessons.toolkit.common import DEFAULT_HOST, DEFAULT_PORT, UserError, check_client_host
 
     if unix is not None and (host is not None or port is not None):
         raise UserError("give either --unix PATH or --host/--port, not both.")
@@ -105,6 +105,6 @@ def admin(
     for line in lines:
         typer.echo(line)
     if action == AdminAction.list and not lines:  # a notice, not a member: stdout stays one name a line
-        from lessons.i18n import _
+        from lessons.toolkit.i18n import _
 
         typer.echo(_("the room is empty."), err=True)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import struct
 from enum import IntEnum
 
-from lessons.framing import FrameDecoder, FrameTooLarge  # noqa: F401  (re-exported)
+from lessons.toolkit.framing import FrameDecoder, FrameTooLarge  # noqa: F401  (re-exported)
 
 HEADER = struct.Struct("!IB")
 DEFAULT_MAX_PAYLOAD = 4096

@@ -18,7 +18,7 @@ import re
 from dataclasses import dataclass
 
 from capstone.room import Effect, Log, Room
-from lessons.i18n import _, ngettext
+from lessons.toolkit.i18n import _, ngettext
 
 COMMAND_WORD = re.compile(r"/[^\W\d_]+")  # "/who" is a command; "/etc/hosts" or "/ x" is text
 LOG_TAG = "admin"  # the log event of every console answer

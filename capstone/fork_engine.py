@@ -42,7 +42,7 @@ import time
 from capstone.server import LINGER_SECONDS, ChatServer
 
 if sys.platform == "linux":  # imported here, in the hub: a new relay imports nothing
-    from lessons.children import die_with_parent, libc
+    from lessons.toolkit.children import die_with_parent, libc
 
 RELAY_BUFFER = 256 * 1024  # a child stops reading from one side while this much waits for the other
 RELAY_EXIT_WAIT = 0.15  # a hub ending without a stop signal (an error) reaps relays this long

@@ -19,7 +19,7 @@ import select
 import selectors
 from typing import Callable
 
-from lessons import events
+from lessons.toolkit import events
 
 Ready = tuple[int, bool, bool]
 

@@ -12,8 +12,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from lessons.common import DEFAULT_PORT
-from lessons.unixsock import private_dir
+from lessons.toolkit.common import DEFAULT_PORT
+from lessons.toolkit.unixsock import private_dir
 
 
 def default_admin_socket(port: int | None = None, unix_path: str | None = None) -> Path:

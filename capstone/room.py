@@ -32,7 +32,7 @@ from dataclasses import dataclass, field
 from capstone import codec
 from capstone.codec import ADMIN_KINDS, CHAT_KINDS, ErrorCode, Kind
 from capstone.names import name_key, normalize, text_problem, why_invalid
-from lessons.framing import FrameDecoder, FrameTooLarge
+from lessons.toolkit.framing import FrameDecoder, FrameTooLarge
 
 
 @dataclass(frozen=True)

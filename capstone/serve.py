@@ -10,10 +10,10 @@ from dataclasses import dataclass
 from capstone import multiplexers
 from capstone.room import Limits
 from capstone.server import ChatServer, Listeners, OutputLimits, plain_log, rich_log
-from lessons.common import DEFAULT_HOST, DEFAULT_PORT, UserError, address_text, open_listener
-from lessons.i18n import _
-from lessons.logsink import LogSink
-from lessons.unixsock import bind_socket_file
+from lessons.toolkit.common import DEFAULT_HOST, DEFAULT_PORT, UserError, address_text, open_listener
+from lessons.toolkit.i18n import _
+from lessons.toolkit.logsink import LogSink
+from lessons.toolkit.unixsock import bind_socket_file
 
 ENGINES = ("epoll", "poll", "select", "selectors", "fork")
 CHAT_BACKLOG = 1024

@@ -44,10 +44,10 @@ from typing import Callable
 from capstone.console import ServerConsole
 from capstone.multiplexers import Backend
 from capstone.room import Broadcast, Close, Defer, Limits, Log, Resume, Room, Send
-from lessons.common import address_text, printable
-from lessons.i18n import _, ngettext
-from lessons.logsink import RepeatCounter
-from lessons.unixsock import SocketFile, peer_credentials
+from lessons.toolkit.common import address_text, printable
+from lessons.toolkit.i18n import _, ngettext
+from lessons.toolkit.logsink import RepeatCounter
+from lessons.toolkit.unixsock import SocketFile, peer_credentials
 
 RECV_SIZE = 65536
 ACCEPT_BATCH = 64  # accepts per wake-up, so a connection storm cannot starve the members
@@ -694,7 +694,7 @@ def set_keepalive(sock: socket.socket) -> None:
 def plain_log(stream=None) -> LogFn:  # noqa: ANN001
     """A log line per event; peer-supplied text is made printable first.
 
-    `stream` should be a lessons.logsink.LogSink: a plain sys.stdout blocks the whole
+    `stream` should be a lessons.toolkit.logsink.LogSink: a plain sys.stdout blocks the whole
     server as soon as nobody reads it."""
     out = stream or sys.stdout
 

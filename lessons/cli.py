@@ -12,9 +12,10 @@ from typing import Annotated, Any, Optional
 
 import typer
 
-from lessons import __version__, catalog, exits
-from lessons.common import RunFailure, UserError, unknown_name
-from lessons.i18n import _
+from lessons import __version__, catalog
+from lessons.toolkit import exits
+from lessons.toolkit.common import RunFailure, UserError, unknown_name
+from lessons.toolkit.i18n import _
 
 try:  # recent typer vendors its own click
     from typer._click.exceptions import ClickException, UsageError
@@ -42,7 +43,7 @@ show_flags_as_flags()
 
 
 class LearnGroup(typer.core.TyperGroup):
-    """The root group: every command ends here, by the rules in docs/style.md (lessons.exits).
+    """The root group: every command ends here, by the rules in docs/style.md (lessons.toolkit.exits).
 
     A lesson's UserError/RunFailure becomes one sentence and its exit code; a usage mistake
     Click finds becomes one plain sentence too (no boxes), exit 2; Ctrl-C one line, exit 130;
@@ -176,14 +177,17 @@ run_app = typer.Typer(
 app.add_typer(run_app, name="run")
 
 
-def _register_groups() -> None:
-    from capstone.bench.cli import app as bench_app
-    from capstone.cli import app as chat_app
-    from lessons.exercises.cli import app as exercise_app
+COMMAND_GROUPS = "learn.commands"  # the entry-point group in pyproject.toml
 
-    app.add_typer(chat_app, name="chat")
-    app.add_typer(exercise_app, name="exercise")
-    app.add_typer(bench_app, name="bench")
+
+def _register_groups() -> None:
+    """Mount `learn chat`, `learn exercise`, `learn bench`: declared as entry points in
+    pyproject.toml (the way pytest finds its plugins), so this package never imports the
+    capstone that stands on it. Each group module imports only typer at its top."""
+    from importlib.metadata import entry_points
+
+    for group in sorted(entry_points(group=COMMAND_GROUPS), key=lambda point: point.name):
+        app.add_typer(group.load(), name=group.name)
 
 
 def version_callback(value: bool) -> None:
@@ -208,7 +212,7 @@ def list_lessons() -> None:
     from rich.console import Console
     from rich.table import Table
 
-    from lessons.common import platform_name
+    from lessons.toolkit.common import platform_name
     from lessons.exercises.workspace import exercise_statuses
 
     here = platform_name()
@@ -268,7 +272,7 @@ def show_source(path: Any) -> None:
     from rich.console import Console
     from rich.syntax import Syntax
 
-    from lessons.pager import paged
+    from lessons.toolkit.pager import paged
 
     console = Console()
     with paged(console):
@@ -280,7 +284,7 @@ def show_page(path: Any) -> None:
     from rich.console import Console
     from rich.markdown import Markdown
 
-    from lessons.pager import paged
+    from lessons.toolkit.pager import paged
 
     console = Console()
     with paged(console):

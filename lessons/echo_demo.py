@@ -14,8 +14,8 @@ import threading
 import time
 from typing import Callable
 
-from lessons.common import RunFailure, wait_for
-from lessons.i18n import _, ngettext
+from lessons.toolkit.common import RunFailure, wait_for
+from lessons.toolkit.i18n import _, ngettext
 from lessons.echo_driver import (
     RECV_SIZE,
     REPLY_PREFIX,

@@ -22,10 +22,10 @@ from typing import Annotated, Callable, Protocol, TextIO
 
 import typer
 
-from lessons.common import DEFAULT_PORT, address_text, open_listener, printable_bytes
-from lessons.i18n import _, ngettext
-from lessons.logsink import LogSink, RepeatCounter
-from lessons.narrate import Narrator
+from lessons.toolkit.common import DEFAULT_PORT, address_text, open_listener, printable_bytes
+from lessons.toolkit.i18n import _, ngettext
+from lessons.toolkit.logsink import LogSink, RepeatCounter
+from lessons.toolkit.narrate import Narrator
 
 REPLY_PREFIX = "收到了: ".encode()  # "received:", the notes' answer, then the bytes that arrived
 RECV_SIZE = 1024  # the notes' recv(1024): a longer message takes several reads

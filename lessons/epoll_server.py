@@ -21,7 +21,7 @@ from typing import Annotated
 import typer
 
 from lessons import echo_demo
-from lessons.common import DEFAULT_HOST, DEFAULT_PORT, UserError
+from lessons.toolkit.common import DEFAULT_HOST, DEFAULT_PORT, UserError
 from lessons.echo_driver import (
     TICK_SECONDS,
     AcceptPause,
@@ -38,8 +38,8 @@ from lessons.echo_driver import (
     echo_once,
     run_server,
 )
-from lessons.events import describe_epoll
-from lessons.i18n import _
+from lessons.toolkit.events import describe_epoll
+from lessons.toolkit.i18n import _
 
 HANG_UP = (select.EPOLLHUP | select.EPOLLERR) if hasattr(select, "epoll") else 0  # only Linux has them
 

@@ -7,7 +7,7 @@ zombies and waitpid, how a failing fork looks in Python, the duplicated-output t
 and forking with threads: Python 3.12's warning, and a lock held by another thread that
 stays locked in the child.
 
-`Children` (lessons/children.py) is the safe shape of a fork that the process lessons
+`Children` (lessons/toolkit/children.py) is the safe shape of a fork that the process lessons
 share: flush before forking, always os._exit in the child, always waitpid in the parent.
 """
 
@@ -26,12 +26,12 @@ from typing import Annotated
 
 import typer
 
-from lessons import procfs
-from lessons.children import (NOBODY, Children, check_nothing_left, closing_calmly, drop_privileges,
+from lessons.toolkit import procfs
+from lessons.toolkit.children import (NOBODY, Children, check_nothing_left, closing_calmly, drop_privileges,
                               flush_quietly, hold_signals, release_signals)
-from lessons.common import RunFailure, UserError, wait_for
-from lessons.i18n import _
-from lessons.narrate import Narrator
+from lessons.toolkit.common import RunFailure, UserError, wait_for
+from lessons.toolkit.i18n import _
+from lessons.toolkit.narrate import Narrator
 
 
 # --- 1. two return values -------------------------------------------------------------

@@ -25,11 +25,11 @@ from typing import Annotated, Any
 
 import typer
 
-from lessons import procfs
-from lessons.common import RunFailure, wait_for
-from lessons.children import Children, check_nothing_left, closing_calmly
-from lessons.i18n import _, ngettext
-from lessons.narrate import Narrator
+from lessons.toolkit import procfs
+from lessons.toolkit.common import RunFailure, wait_for
+from lessons.toolkit.children import Children, check_nothing_left, closing_calmly
+from lessons.toolkit.i18n import _, ngettext
+from lessons.toolkit.narrate import Narrator
 from lessons.process_states import busy_loop, check_linux, cpu_used, start_child
 
 PARTS = (1, 2, 3, 4)

@@ -21,7 +21,7 @@ from typing import Annotated
 import typer
 
 from lessons import echo_demo
-from lessons.common import DEFAULT_HOST, DEFAULT_PORT
+from lessons.toolkit.common import DEFAULT_HOST, DEFAULT_PORT
 from lessons.echo_driver import (
     TICK_SECONDS,
     AcceptPause,
@@ -39,8 +39,8 @@ from lessons.echo_driver import (
     echo_once,
     run_server,
 )
-from lessons.events import describe_poll
-from lessons.i18n import _
+from lessons.toolkit.events import describe_poll
+from lessons.toolkit.i18n import _
 
 TICK_MS = int(TICK_SECONDS * 1000)  # poll() counts its timeout in MILLISECONDS; epoll and select in seconds
 HANG_UP = select.POLLHUP | select.POLLERR | select.POLLNVAL

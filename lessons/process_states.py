@@ -29,12 +29,12 @@ from typing import Annotated, Any
 
 import typer
 
-from lessons import procfs
-from lessons.children import (NOBODY, Children, check_nothing_left, closing_calmly, die_with_parent, drop_privileges,
+from lessons.toolkit import procfs
+from lessons.toolkit.children import (NOBODY, Children, check_nothing_left, closing_calmly, die_with_parent, drop_privileges,
                               libc)
-from lessons.common import RunFailure, UserError, wait_for
-from lessons.i18n import _, ngettext
-from lessons.narrate import Narrator
+from lessons.toolkit.common import RunFailure, UserError, wait_for
+from lessons.toolkit.i18n import _, ngettext
+from lessons.toolkit.narrate import Narrator
 
 SHORT_NAMES = {"R": "running", "S": "sleeping", "D": "disk sleep", "T": "stopped",
                "t": "traced", "Z": "zombie", "I": "idle"}

@@ -18,7 +18,7 @@ from typing import Annotated
 import typer
 
 from lessons import echo_demo
-from lessons.common import DEFAULT_HOST, DEFAULT_PORT, UserError
+from lessons.toolkit.common import DEFAULT_HOST, DEFAULT_PORT, UserError
 from lessons.echo_driver import (
     TICK_SECONDS,
     AcceptPause,
@@ -35,8 +35,8 @@ from lessons.echo_driver import (
     echo_once,
     run_server,
 )
-from lessons.events import describe_epoll, describe_poll
-from lessons.narrate import Narrator
+from lessons.toolkit.events import describe_epoll, describe_poll
+from lessons.toolkit.narrate import Narrator
 
 FD_SETSIZE = 1024  # the size of select()'s bit set in the C library; Windows counts sockets instead
 HAS_FD_NUMBER_LIMIT = not sys.platform.startswith("win")

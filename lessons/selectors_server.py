@@ -12,7 +12,7 @@ import selectors
 import socket
 
 from lessons import echo_demo
-from lessons.common import DEFAULT_HOST, DEFAULT_PORT
+from lessons.toolkit.common import DEFAULT_HOST, DEFAULT_PORT
 from lessons.echo_driver import (
     TICK_SECONDS,
     AcceptPause,
@@ -29,7 +29,7 @@ from lessons.echo_driver import (
     echo_once,
     run_server,
 )
-from lessons.events import describe_selectors
+from lessons.toolkit.events import describe_selectors
 
 
 def serve(server: socket.socket, log: EchoLog, stop: StopFlag) -> None:

@@ -19,13 +19,13 @@ from typing import Annotated, Callable
 
 import typer
 
-from lessons.common import DEFAULT_HOST, DEFAULT_PORT, RunFailure, UserError, address_text, open_listener
-from lessons.exits import interrupt_when_output_closes, start_fresh_line
-from lessons.framing import LENGTH_HEADER, FrameDecoder, FrameTooLarge
-from lessons.sockio import IncompleteRead, recv_exact
-from lessons.i18n import _, ngettext
-from lessons.narrate import Narrator
-from lessons.record import (NOTES_RECORD, SAMPLES, WIRE_RECORD, Record, byte_count, decode, encode, hex_bytes,
+from lessons.toolkit.common import DEFAULT_HOST, DEFAULT_PORT, RunFailure, UserError, address_text, open_listener
+from lessons.toolkit.exits import interrupt_when_output_closes, start_fresh_line
+from lessons.toolkit.framing import LENGTH_HEADER, FrameDecoder, FrameTooLarge
+from lessons.toolkit.sockio import IncompleteRead, recv_exact
+from lessons.toolkit.i18n import _, ngettext
+from lessons.toolkit.narrate import Narrator
+from lessons.toolkit.record import (NOTES_RECORD, SAMPLES, WIRE_RECORD, Record, byte_count, decode, encode, hex_bytes,
                             sample_records, show)
 from lessons.struct_send import Framing, Mode, Narrate, connect, send_records
 

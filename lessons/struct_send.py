@@ -18,12 +18,12 @@ from typing import Annotated, Callable, Optional
 
 import typer
 
-from lessons.common import (DEFAULT_HOST, DEFAULT_PORT, RunFailure, UserError, address_text, check_client_host,
+from lessons.toolkit.common import (DEFAULT_HOST, DEFAULT_PORT, RunFailure, UserError, address_text, check_client_host,
                             run_instead)
-from lessons.framing import encode_frame
-from lessons.i18n import _, ngettext
-from lessons.narrate import Narrator
-from lessons.record import Record, byte_count, encode, hex_bytes, sample_records, show
+from lessons.toolkit.framing import encode_frame
+from lessons.toolkit.i18n import _, ngettext
+from lessons.toolkit.narrate import Narrator
+from lessons.toolkit.record import Record, byte_count, encode, hex_bytes, sample_records, show
 
 # 5 does not divide 13, so no piece of the split stream ends on a record boundary by luck.
 PIECE_SIZE = 5
@@ -41,7 +41,7 @@ class Mode(str, Enum):
 
 class Framing(str, Enum):
     fixed = "fixed"  # records back to back; the receiver knows each is 13 bytes
-    length = "length"  # each record behind a 4-byte length header (lessons.framing)
+    length = "length"  # each record behind a 4-byte length header (lessons.toolkit.framing)
 
 
 def wire_bytes(record: Record, framing: Framing) -> bytes:

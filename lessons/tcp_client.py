@@ -15,11 +15,11 @@ from typing import Annotated, Optional
 
 import typer
 
-from lessons.common import (DEFAULT_HOST, DEFAULT_PORT, RunFailure, UserError, address_text, check_client_host,
+from lessons.toolkit.common import (DEFAULT_HOST, DEFAULT_PORT, RunFailure, UserError, address_text, check_client_host,
                             printable_bytes)
 from lessons.echo_driver import preview, read_answer
-from lessons.exits import interrupt_when_output_closes, start_fresh_line
-from lessons.i18n import ngettext
+from lessons.toolkit.exits import interrupt_when_output_closes, start_fresh_line
+from lessons.toolkit.i18n import ngettext
 
 def connect(host: str, port: int, timeout: float) -> socket.socket:
     """Connect, or explain in one sentence why not."""

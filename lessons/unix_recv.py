@@ -27,12 +27,12 @@ from typing import Annotated, Callable, Iterator, Optional
 
 import typer
 
-from lessons.children import NOBODY  # the unprivileged uid/gid the demo switches to when run as root
-from lessons.common import RunFailure, UserError, printable, printable_bytes
-from lessons.exits import interrupt_when_output_closes, start_fresh_line
-from lessons.narrate import Narrator
+from lessons.toolkit.children import NOBODY  # the unprivileged uid/gid the demo switches to when run as root
+from lessons.toolkit.common import RunFailure, UserError, printable, printable_bytes
+from lessons.toolkit.exits import interrupt_when_output_closes, start_fresh_line
+from lessons.toolkit.narrate import Narrator
 from lessons.unix_send import Endpoint, Narrate, connect_unix, resolve_endpoint, send_message
-from lessons.unixsock import (SocketFile, bind_abstract, bind_unix, clear_stale, peer_credentials, private_dir,
+from lessons.toolkit.unixsock import (SocketFile, bind_abstract, bind_unix, clear_stale, peer_credentials, private_dir,
                               remove_socket_file)
 
 SOCKET_MODE = 0o600

@@ -17,9 +17,9 @@ from typing import Annotated, Callable, Optional
 
 import typer
 
-from lessons.common import RunFailure, UserError, platform_name, printable_bytes, run_instead
-from lessons.narrate import Narrator
-from lessons.unixsock import check_path_length, private_dir
+from lessons.toolkit.common import RunFailure, UserError, platform_name, printable_bytes, run_instead
+from lessons.toolkit.narrate import Narrator
+from lessons.toolkit.unixsock import check_path_length, private_dir
 
 DEFAULT_FILE_NAME = "unix-lesson.sock"
 DEFAULT_MESSAGE = "你好, hello over a Unix domain socket"

@@ -1,7 +1,7 @@
 """An independent client for the chat wire protocol, written from PROTOCOL.md alone.
 
 It deliberately shares no code with the server (nothing from `capstone` or
-`lessons.framing`): a conformance suite that reused the server's own codec would agree
+`lessons.toolkit.framing`): a conformance suite that reused the server's own codec would agree
 with the server's mistakes. Plain standard library, blocking sockets, and a timeout on
 every read so that a silent server fails a test quickly instead of hanging it.
 """

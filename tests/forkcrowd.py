@@ -26,7 +26,7 @@ sys.path[:0] = [HERE, os.path.dirname(HERE)]  # run by hand: the test helpers an
 from chatserver import ServerProcess  # noqa: E402
 from chatwire import Code, Frame, FrameReader, Kind, encode  # noqa: E402
 
-from lessons import procfs  # noqa: E402
+from lessons.toolkit import procfs  # noqa: E402
 
 SAY_BURST = encode(Kind.SAY, "x" * 200) * 64  # what a sender offers per writable wake-up
 

@@ -12,8 +12,8 @@ import sys
 import traceback
 from typing import Callable
 
-from lessons import procfs
-from lessons.children import drop_privileges
+from lessons.toolkit import procfs
+from lessons.toolkit.children import drop_privileges
 
 
 def lesson_command(*args: str) -> list[str]:

@@ -25,7 +25,7 @@ from chatserver import ServerProcess, OutputPipe, world_readable_dir
 from capstone.admin import admin_socket_path, run_admin
 from capstone.codec import ErrorCode, Kind
 from capstone.paths import default_admin_socket
-from lessons.common import UserError
+from lessons.toolkit.common import UserError
 
 NOBODY = 65534
 TIMEOUT = 30.0

@@ -35,8 +35,8 @@ from capstone.client.session import join_room
 from capstone.client.texts import TEXTS
 from capstone.client.view import CONTINUATION, Ended, Shown, View, display_name
 from capstone.codec import ErrorCode, Kind
-from lessons.common import UserError, wait_for
-from lessons.framing import Frame
+from lessons.toolkit.common import UserError, wait_for
+from lessons.toolkit.framing import Frame
 
 LINE_TIMEOUT = 30.0  # seconds to wait for one expected line; generous for a busy 2-core machine
 DOCS = Path(__file__).resolve().parent.parent / "docs"

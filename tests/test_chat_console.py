@@ -18,7 +18,7 @@ from capstone import codec
 from capstone.codec import ErrorCode, Kind
 from capstone.console import Announce, Help, Kick, ServerConsole, Unknown, Who, parse_line
 from capstone.room import Broadcast, Close, Log, Room, Send
-from lessons.common import wait_for
+from lessons.toolkit.common import wait_for
 
 LOG_TIMEOUT = 30.0
 

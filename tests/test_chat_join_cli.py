@@ -1,4 +1,4 @@
-"""`learn chat join` follows the one client rule for hosts (lessons.common.check_client_host)."""
+"""`learn chat join` follows the one client rule for hosts (lessons.toolkit.common.check_client_host)."""
 
 from __future__ import annotations
 

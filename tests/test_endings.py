@@ -133,7 +133,7 @@ def exit_code_table(path: Path) -> set[int]:
 
 
 def test_the_exit_codes_are_written_down_where_the_code_takes_them_from():
-    from lessons import exits
+    from lessons.toolkit import exits
 
     codes = {exits.DONE, exits.FAILED, exits.USAGE, exits.INTERRUPTED}
     assert exit_code_table(REPO / "README.md") == codes

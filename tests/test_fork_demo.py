@@ -14,9 +14,10 @@ from pathlib import Path
 import pytest
 from lessonrun import default_sigint
 
-from lessons import fork, procfs
-from lessons.common import RunFailure, UserError
-from lessons.children import Children
+from lessons import fork
+from lessons.toolkit import procfs
+from lessons.toolkit.common import RunFailure, UserError
+from lessons.toolkit.children import Children
 
 pytestmark = pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
 
@@ -259,7 +260,7 @@ def test_a_ctrl_c_the_instant_a_bare_fork_returns_still_reaps_the_child(monkeypa
     """Parts 1 and 2 fork without Children, as the notes do: the signal must wait for the reaping try."""
     import io
 
-    from lessons.narrate import Narrator
+    from lessons.toolkit.narrate import Narrator
 
     real_fork = os.fork
 

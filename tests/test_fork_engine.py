@@ -21,8 +21,8 @@ from chatwire import Kind, encode
 from forkcrowd import shutdown_under_load
 
 from capstone import fork_engine
-from lessons import procfs
-from lessons.common import wait_for
+from lessons.toolkit import procfs
+from lessons.toolkit.common import wait_for
 
 pytestmark = pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads /proc")
 

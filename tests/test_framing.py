@@ -1,4 +1,4 @@
-"""lessons.framing: the frame decoder against every way a stream can be cut; lessons.sockio: recv_exact on real sockets."""
+"""lessons.toolkit.framing: the frame decoder against every way a stream can be cut; lessons.toolkit.sockio: recv_exact on real sockets."""
 
 from __future__ import annotations
 
@@ -13,8 +13,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from lessons.framing import LENGTH_HEADER, Frame, FrameDecoder, FrameTooLarge, encode_frame
-from lessons.sockio import IncompleteRead, recv_exact, recv_frame
+from lessons.toolkit.framing import LENGTH_HEADER, Frame, FrameDecoder, FrameTooLarge, encode_frame
+from lessons.toolkit.sockio import IncompleteRead, recv_exact, recv_frame
 
 CHAT_HEADER = struct.Struct("!IB")  # the capstone's header: length, then a kind byte
 MAX_PAYLOAD = 64
@@ -214,8 +214,8 @@ def test_decoder_at_eof_mid_frame_reports_pending():
 
 
 def test_the_decoder_needs_no_socket_module() -> None:
-    """The chat's room decodes with lessons.framing: importing it must load no I/O module."""
-    code = ("import sys, lessons.framing; "
+    """The chat's room decodes with lessons.toolkit.framing: importing it must load no I/O module."""
+    code = ("import sys, lessons.toolkit.framing; "
             "print([m for m in ('socket', 'select', 'selectors') if m in sys.modules])")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
                             cwd=Path(__file__).resolve().parents[1])

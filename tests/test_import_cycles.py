@@ -79,3 +79,35 @@ def test_the_cycle_finder_finds_a_cycle() -> None:
 
 def test_no_file_imports_a_file_that_imports_it_back() -> None:
     assert cycles(import_graph()) == []
+
+
+# The layers, bottom up (docs/architecture.md): a file may import its own layer and the
+# ones below it, never one above. The root command finds the capstone's command groups
+# through entry points, so no import arrow runs from `lessons` up to `capstone`.
+COMMAND_LINE = ("lessons.cli", "lessons.__main__", "lessons")
+LAYERS = (
+    ("toolkit", lambda module: module.startswith("lessons.toolkit")),
+    ("lessons", lambda module: module.startswith("lessons.") and module not in COMMAND_LINE),
+    ("capstone", lambda module: module.startswith("capstone")),
+    ("command line", lambda module: module in COMMAND_LINE),
+)
+
+
+def layer_of(module: str) -> int:
+    return next(number for number, (_, belongs) in enumerate(LAYERS) if belongs(module))
+
+
+def upward_imports(graph: dict[str, set[str]]) -> list[str]:
+    return sorted(f"{module} ({LAYERS[layer_of(module)][0]}) imports {other} ({LAYERS[layer_of(other)][0]})"
+                  for module, others in graph.items() for other in others
+                  if layer_of(other) > layer_of(module) and other != "lessons")
+
+
+def test_the_layer_check_finds_an_upward_import() -> None:
+    assert upward_imports({"lessons.toolkit.exits": {"capstone.room"}, "capstone.room": set()}) == [
+        "lessons.toolkit.exits (toolkit) imports capstone.room (capstone)"]
+    assert upward_imports({"capstone.room": {"lessons.toolkit.exits"}, "lessons.toolkit.exits": set()}) == []
+
+
+def test_no_file_imports_a_layer_above_its_own() -> None:
+    assert upward_imports(import_graph()) == []

@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 from lessonrun import child_env, default_sigint, lesson_command
 
-from lessons.logsink import MAX_QUEUED_WRITES
+from lessons.toolkit.logsink import MAX_QUEUED_WRITES
 
 REPO = Path(__file__).resolve().parent.parent
 PIPE_SIZE = 4096  # the smallest pipe Linux allows: one page

@@ -6,8 +6,8 @@ import os
 import threading
 import time
 
-from lessons.i18n import language_from_environment
-from lessons.logsink import LogSink, RepeatCounter
+from lessons.toolkit.i18n import language_from_environment
+from lessons.toolkit.logsink import LogSink, RepeatCounter
 
 
 def wait_for(condition, timeout: float = 5.0) -> bool:

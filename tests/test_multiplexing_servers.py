@@ -31,8 +31,8 @@ except ImportError:  # Windows
     resource = None
 
 from lessons import poll_server, select_server
-from lessons.common import UserError
-from lessons.narrate import Narrator
+from lessons.toolkit.common import UserError
+from lessons.toolkit.narrate import Narrator
 
 REPO = Path(__file__).resolve().parent.parent
 PREFIX = "收到了: ".encode()

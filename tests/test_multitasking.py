@@ -16,8 +16,9 @@ import sys
 import pytest
 from lessonrun import default_sigint, kill_session
 
-from lessons import multitasking, procfs
-from lessons.common import wait_for
+from lessons import multitasking
+from lessons.toolkit import procfs
+from lessons.toolkit.common import wait_for
 
 pytestmark = pytest.mark.skipif(not procfs.PROC.is_dir(), reason="needs Linux /proc")
 

@@ -20,9 +20,9 @@ from pathlib import Path
 import pytest
 from lessonrun import default_sigint, kill_session
 
-from lessons import procfs
-from lessons.children import Children, drop_privileges
-from lessons.narrate import Narrator
+from lessons.toolkit import procfs
+from lessons.toolkit.children import Children, drop_privileges
+from lessons.toolkit.narrate import Narrator
 from lessons.process_states import nice_limit_text, show_privileges
 
 pytestmark = pytest.mark.skipif(not procfs.PROC.is_dir(), reason="needs Linux /proc")

@@ -1,4 +1,4 @@
-"""lessons.procfs against real processes: states, parents, nice, names, children."""
+"""lessons.toolkit.procfs against real processes: states, parents, nice, names, children."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from contextlib import contextmanager
 
 import pytest
 
-from lessons import procfs
+from lessons.toolkit import procfs
 
 pytestmark = pytest.mark.skipif(not procfs.PROC.is_dir(), reason="needs Linux /proc")
 
@@ -93,7 +93,7 @@ def test_cpu_time_grows_for_a_busy_child_only() -> None:
         start = procfs.read_stat(busy.pid)
         assert start is not None
         # a tick is 1/CLK_TCK s of CPU: wait, with a deadline, until the busy loop has used 5
-        from lessons.common import wait_for
+        from lessons.toolkit.common import wait_for
 
         wait_for(lambda: procfs.read_stat(busy.pid).cpu_ticks >= start.cpu_ticks + 5, timeout=20)  # type: ignore[union-attr]
         assert procfs.read_stat(sleeper.pid).cpu_seconds < 1.0  # type: ignore[union-attr]
@@ -160,7 +160,7 @@ def test_stat_of_matches_ps_for_a_session_leader_with_threads() -> None:
     code = "import threading, time; threading.Thread(target=time.sleep, args=(120,)).start(); time.sleep(120)"
     process = subprocess.Popen([sys.executable, "-c", code], start_new_session=True)
     try:
-        from lessons.common import wait_for
+        from lessons.toolkit.common import wait_for
 
         wait_for(lambda: procfs.stat_of(process.pid) == "Ssl", timeout=20)
         ps = subprocess.run(["ps", "-o", "stat=", "-p", str(process.pid)], capture_output=True, text=True, timeout=20)

@@ -17,9 +17,9 @@ import time
 import pytest
 from lessonrun import child_env, default_sigint
 
-from lessons.common import open_listener
-from lessons.framing import LENGTH_HEADER, encode_frame
-from lessons.record import WIRE_RECORD, Record, decode, encode, sample_records
+from lessons.toolkit.common import open_listener
+from lessons.toolkit.framing import LENGTH_HEADER, encode_frame
+from lessons.toolkit.record import WIRE_RECORD, Record, decode, encode, sample_records
 from lessons.struct_recv import Outcome, Scenario, delivered, run_scenario, serve_one
 from lessons.struct_send import PIECE_SIZE, Framing, Mode, chunks_to_send
 
@@ -265,7 +265,7 @@ def test_cli_bad_options_are_one_sentence(args, fragment):
 
 @pytest.mark.parametrize("host", ["0.0.0.0", "::", "0"])
 def test_cli_sender_refuses_every_address_as_tcp_client_does(host):
-    """One rule for every client (lessons.common.client_address): 0.0.0.0 is a server's word."""
+    """One rule for every client (lessons.toolkit.common.client_address): 0.0.0.0 is a server's word."""
     result = run_lesson("struct-send", "--host", host, "--port", "1")
     assert_one_sentence(result, f"error: {host} means 'every address' to a server; a client must name one "
                                 f"real address, such as 127.0.0.1.")

@@ -1,4 +1,4 @@
-"""unix-send / unix-recv and lessons.unixsock: stale and live files, modes, peer credentials, cleanup.
+"""unix-send / unix-recv and lessons.toolkit.unixsock: stale and live files, modes, peer credentials, cleanup.
 
 We run as root here, and root ignores file modes. So every claim about permissions is
 also checked on the unprivileged path: a forked child drops to uid/gid 65534 (nobody)
@@ -23,9 +23,9 @@ from typing import Callable
 
 import pytest
 
-from lessons.common import UserError
+from lessons.toolkit.common import UserError
 from lessons.unix_recv import Delivery, serve_one
-from lessons.unixsock import (MAX_PATH_BYTES, PEERCRED, bind_socket_file, bind_unix, clear_stale, file_identity,
+from lessons.toolkit.unixsock import (MAX_PATH_BYTES, PEERCRED, bind_socket_file, bind_unix, clear_stale, file_identity,
                               is_live, peer_credentials, private_dir, remove_socket_file)
 # The process helpers and the `start` fixture are shared with the struct lessons' tests.
 from test_struct_lessons import DEADLINE, Log, Running, assert_one_sentence, child_env, run_lesson

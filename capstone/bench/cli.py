@@ -61,7 +61,7 @@ def chat(
     from capstone.bench.load import compare
     from capstone.bench.load_spec import Load
     from capstone.bench.servers import parse_targets
-    from lessons.common import UserError
+    from lessons.toolkit.common import UserError
 
     load = Load(clients, senders, messages, size, rate, workers, timeout)
     problem = load.check()
@@ -92,7 +92,7 @@ def scale(
     """Many idle members, one message at a time: how long until the last one has it, and memory per member."""
     from capstone.bench.scale import run_scale
     from capstone.bench.servers import parse_targets
-    from lessons.common import UserError
+    from lessons.toolkit.common import UserError
 
     targets = parse_targets(engine)
     if len(targets) != 1:
@@ -133,8 +133,8 @@ def hostile(
     """Stuck readers, a WHO flood and talkers against one server: a healthy member's PING, peak memory, who survived."""
     from capstone.bench.hostile import HostileLoad, run_hostile
     from capstone.bench.servers import ENGINES
-    from lessons.common import UserError
-    from lessons.i18n import _
+    from lessons.toolkit.common import UserError
+    from lessons.toolkit.i18n import _
 
     if engine not in ENGINES:
         raise UserError(_("hostile measures our engines; choose one of {engines}.").format(engines=", ".join(ENGINES)))
@@ -349,7 +349,7 @@ def show_hostile(report) -> None:  # noqa: ANN001 - hostile.HostileReport
     from rich.markup import escape
     from rich.table import Table
 
-    from lessons.i18n import _, ngettext
+    from lessons.toolkit.i18n import _, ngettext
 
     console = wide_console()
     title = _("{stuck}, {who}, {talkers}, {seconds:g} s on {engine}").format(
@@ -371,7 +371,7 @@ def show_hostile(report) -> None:  # noqa: ANN001 - hostile.HostileReport
 
 def hostile_rows(report) -> list[tuple[str, str, str, str]]:  # noqa: ANN001
     """measure, value, target, verdict: the targets of the hardening issue beside what was measured."""
-    from lessons.i18n import _
+    from lessons.toolkit.i18n import _
 
     def verdict(met: bool) -> str:
         return f"[green]{_('met')}[/]" if met else f"[bold red]{_('missed')}[/]"
@@ -413,7 +413,7 @@ def exit_text(code: int | None) -> str:
     """0, 1, ... as they are; a negative return code is the signal that ended the process."""
     import signal
 
-    from lessons.i18n import _
+    from lessons.toolkit.i18n import _
 
     if code is None or code >= 0:
         return str(code)

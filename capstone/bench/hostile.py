@@ -35,8 +35,8 @@ from typing import Callable
 from capstone.bench.stats import latency_summary
 from capstone.bench.wire import JOIN_WINDOW, RECV_SIZE, connect_and_join
 from capstone.codec import ErrorCode, Kind, encode, new_decoder
-from lessons.common import RunFailure
-from lessons.i18n import _
+from lessons.toolkit.common import RunFailure
+from lessons.toolkit.i18n import _
 
 # What the issue asks of a hardened server at its scale (1,000 stuck readers, 13,000 WHO).
 ISSUE_STUCK, ISSUE_WHO = 1000, 13_000

@@ -33,7 +33,7 @@ from capstone.bench.pool import Workers, own_cpu_seconds, run_in_worker
 from capstone.bench.stats import latency_summary, total_order_violations
 from capstone.bench.wire import JOIN_WINDOW, RECV_SIZE, connect_and_join, whole_frames
 from capstone.codec import Kind, encode
-from lessons.common import RunFailure
+from lessons.toolkit.common import RunFailure
 
 SEND_CHUNK = 64 * 1024  # a sender queues at most this much before the socket takes it
 PROGRESS_EVERY_NS = 100_000_000  # a progress report to the parent every 0.1 s

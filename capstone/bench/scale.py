@@ -28,7 +28,7 @@ from capstone.bench.pool import Workers, own_cpu_seconds, run_in_worker
 from capstone.bench.stats import latency_summary_ms, median
 from capstone.bench.wire import JOIN_WINDOW, RECV_SIZE, connect_and_join, whole_frames
 from capstone.codec import HEADER, Kind, encode
-from lessons.common import RunFailure
+from lessons.toolkit.common import RunFailure
 
 SPEAKER = b"speaker"
 MESSAGE, WELCOME = int(Kind.MESSAGE), int(Kind.WELCOME)

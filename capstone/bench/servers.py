@@ -20,7 +20,7 @@ from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from lessons.common import RunFailure, UserError
+from lessons.toolkit.common import RunFailure, UserError
 
 ENGINES = ("epoll", "poll", "select", "selectors", "fork")
 PEERS = ("asyncio", "uvloop")

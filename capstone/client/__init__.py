@@ -18,7 +18,7 @@ One concern per module, each importing only the ones above it:
     main.py         run_client: picks the mode, turns each ending into an exit status
 
 Whatever the server relays is shown as text and never interpreted: names and messages
-pass through `lessons.common.printable` (no terminal escape sequence reaches the screen),
+pass through `lessons.toolkit.common.printable` (no terminal escape sequence reaches the screen),
 odd names are quoted so that nobody can pose as another member or as the administrator,
 and the later lines of a multi-line message are indented behind a marker, so they cannot
 pass for lines of their own. Colour goes through prompt_toolkit's (style, text) pairs,

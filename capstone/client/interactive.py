@@ -22,7 +22,7 @@ from capstone.client.session import (
 )
 from capstone.client.view import Ended, Shown, View
 from capstone.codec import Kind
-from lessons.framing import FrameTooLarge
+from lessons.toolkit.framing import FrameTooLarge
 
 if TYPE_CHECKING:  # prompt_toolkit is imported only when a terminal is there to use it
     from prompt_toolkit import PromptSession

@@ -12,8 +12,8 @@ from dataclasses import dataclass
 
 from capstone import codec
 from capstone.client.view import View
-from lessons.common import DEFAULT_HOST, DEFAULT_PORT, UserError, address_text
-from lessons.framing import Frame
+from lessons.toolkit.common import DEFAULT_HOST, DEFAULT_PORT, UserError, address_text
+from lessons.toolkit.framing import Frame
 
 CLIENT_MAX_FRAME = 16 << 20  # server frames may exceed its payload limit (long MEMBERS)
 CONNECT_TIMEOUT = 10.0

@@ -20,8 +20,8 @@ from capstone.client.session import (
     INTERRUPTED_PATIENCE, finish, join_room, leave, say_on_fresh_line, show_frames,
 )
 from capstone.client.view import Ended, Shown, View
-from lessons.common import UserError
-from lessons.framing import Frame, FrameTooLarge
+from lessons.toolkit.common import UserError
+from lessons.toolkit.framing import Frame, FrameTooLarge
 
 OUTBOX_FULL = 2 * MAX_PARTS  # pipe mode stops reading stdin while this many frames wait
 

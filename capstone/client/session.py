@@ -15,8 +15,8 @@ from capstone import codec
 from capstone.client.link import Link, Target, open_link
 from capstone.client.view import Ended, Shown, View
 from capstone.codec import Kind
-from lessons.common import RunFailure, UserError
-from lessons.framing import Frame, FrameTooLarge
+from lessons.toolkit.common import RunFailure, UserError
+from lessons.toolkit.framing import Frame, FrameTooLarge
 
 ANSWER_TIMEOUT = 15.0  # seconds to wait for WELCOME, or for the close after LEAVE
 INTERRUPTED_PATIENCE = 1.0  # after Ctrl-C, seconds to wait for the close after LEAVE

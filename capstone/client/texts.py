@@ -1,12 +1,12 @@
 """Every string `learn chat join` shows, in English and Chinese (the zh wording is the lecture notes').
 
 One table, keyed by language then by what is said; `View` picks a language and formats
-these templates. (A later issue moves this table to the gettext catalogs of lessons.i18n.)
+these templates. (A later issue moves this table to the gettext catalogs of lessons.toolkit.i18n.)
 """
 
 from __future__ import annotations
 
-# (A later issue moves this table to the gettext catalogs of lessons.i18n.)
+# (A later issue moves this table to the gettext catalogs of lessons.toolkit.i18n.)
 TEXTS: dict[str, dict[str, str]] = {
     "en": {
         "welcome": "you are in the room as {name}",

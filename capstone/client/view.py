@@ -1,7 +1,7 @@
 """What the user sees: server frames in, lines to show out; typed lines in, frames out. Pure.
 
 Whatever the server relays is shown as text and never interpreted: names and messages
-pass through `lessons.common.printable` (no terminal escape sequence reaches the screen),
+pass through `lessons.toolkit.common.printable` (no terminal escape sequence reaches the screen),
 odd names are quoted so that nobody can pose as another member or as the administrator,
 and the later lines of a multi-line message are indented behind a marker, so they cannot
 pass for lines of their own. Nothing here does I/O, so every rule is unit-tested.
@@ -19,8 +19,8 @@ from capstone.client.pacing import MAX_PARTS, MAX_SAY, split_payload
 from capstone.client.texts import TEXTS
 from capstone.codec import CLOSING_ERRORS, ErrorCode, Kind
 from capstone.names import MAX_NAME
-from lessons.common import printable, printable_bytes
-from lessons.framing import Frame, FrameTooLarge
+from lessons.toolkit.common import printable, printable_bytes
+from lessons.toolkit.framing import Frame, FrameTooLarge
 
 CONTINUATION = "  | "  # starts the 2nd, 3rd... line of a message; no name can start with a space
 QUIT, WHO, HELP = "/quit", "/who", "/help"

@@ -1,13 +1,16 @@
 """The one ordered list of exercises; every other place derives from it.
 
 An exercise is declared once here. Its files are found by convention in the folder
-`lessons/exercises/<module>/`: `stub.py`, `solution.py`, `check.py`, `hints.md`.
+`<home>/<module>/`: `stub.py`, `solution.py`, `check.py`, `hints.md`. The home is
+`lessons/exercises/`, or `capstone/exercises/` for an exercise that stands on the capstone's
+code (named as a string and found with importlib, so this package never imports the capstone).
 In the learner's workspace it is the single file `<module>.py`.
 """
 
 from __future__ import annotations
 
 import difflib
+import importlib.util
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,6 +25,7 @@ class Exercise:
     lesson: str  # the lesson it practises (an id in lessons/catalog.py), or "capstone"; declared only here
     goal: str  # one sentence: what the learner's code must do
     time_limit: float = 90.0  # seconds for the whole check, then everything is killed
+    home: str = "lessons.exercises"  # the package whose folder holds this exercise's files
 
     @property
     def module(self) -> str:
@@ -29,7 +33,11 @@ class Exercise:
 
     @property
     def folder(self) -> Path:
-        return HERE / self.module
+        if self.home == "lessons.exercises":
+            return HERE / self.module
+        spec = importlib.util.find_spec(self.home)
+        assert spec is not None and spec.submodule_search_locations, f"{self.home} is not a package"
+        return Path(spec.submodule_search_locations[0]) / self.module
 
     @property
     def stub(self) -> Path:
@@ -77,7 +85,8 @@ EXERCISES: tuple[Exercise, ...] = (
              "in job order, and leaves no zombie."),
     Exercise("chat-room", "The chat room's state machine (sans-IO)", "capstone",
              "Room: names, join and leave notices, broadcast and errors, "
-             "frames in and effects out, by the rules of PROTOCOL.md."),
+             "frames in and effects out, by the rules of PROTOCOL.md.",
+             home="capstone.exercises"),
 )
 
 

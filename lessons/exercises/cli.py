@@ -43,9 +43,9 @@ def is_plain() -> bool:
 
 
 def exercise_named(name: str) -> Any:
-    from lessons.common import UserError, unknown_name
+    from lessons.toolkit.common import UserError, unknown_name
     from lessons.exercises import catalog
-    from lessons.i18n import _
+    from lessons.toolkit.i18n import _
 
     exercise = catalog.find(name)
     if exercise is None:
@@ -151,7 +151,7 @@ def check(
 
 def stopped_by_ctrl_c(exercise: Any) -> None:
     """One calm line on a fresh line (not glued to the echoed ^C), exit 130: the run did not finish."""
-    from lessons.i18n import _
+    from lessons.toolkit.i18n import _
 
     fresh = "\n" if sys.stderr.isatty() else ""
     sys.stderr.write(fresh + _("Check of {id} stopped; everything it had started was stopped too.").format(
@@ -163,7 +163,7 @@ def run_and_report(space: Any, exercise: Any, verbose: bool = False, time_limit:
     """Check one exercise, record the result, print it; True if it passed."""
     from rich.markup import escape
 
-    from lessons.common import UserError, platform_name
+    from lessons.toolkit.common import UserError, platform_name
     from lessons.exercises import report
     from lessons.exercises.progress import CheckProgress
     from lessons.exercises.runner import run_check
@@ -261,7 +261,7 @@ def hint(name: OptionalName = None, workspace: WorkspaceOption = None) -> None:
 @app.command()
 def reset(name: NameArgument, yes: YesOption = False, workspace: WorkspaceOption = None) -> None:
     """Start an exercise over from its stub (your version is backed up first)."""
-    from lessons.i18n import _
+    from lessons.toolkit.i18n import _
 
     space = open_workspace(workspace)
     exercise = exercise_named(name)
@@ -291,8 +291,8 @@ def solution(
     workspace: WorkspaceOption = None,
 ) -> None:
     """The reference solution, as a diff against your file: after you pass, or with --give-up."""
-    from lessons.common import UserError
-    from lessons.i18n import _
+    from lessons.toolkit.common import UserError
+    from lessons.toolkit.i18n import _
 
     space = open_workspace(workspace)
     exercise = exercise_named(name)

@@ -20,7 +20,7 @@ import signal
 import time
 from pathlib import Path
 
-from lessons import procfs
+from lessons.toolkit import procfs
 
 NO_CGROUP_VARIABLE = "LEARN_NO_CGROUP"  # set to 1 to use the /proc scan (tests of the fallback)
 POLL_SECONDS = 0.02

@@ -59,7 +59,7 @@ def load_learner_module(path: Path) -> ModuleType:
 
 def syntax_error_text(path: Path, err: SyntaxError) -> str:
     """'frames.py does not compile: line 3: expected ':'.' and that line, with a caret under the place."""
-    from lessons.i18n import _
+    from lessons.toolkit.i18n import _
 
     text = _("{file} does not compile: line {line}: {problem}.").format(
         file=path.name, line=err.lineno, problem=err.msg)
@@ -77,7 +77,7 @@ def human_size(value: str | None) -> str:
     try:
         size = float(value or "")
     except ValueError:
-        from lessons.i18n import _
+        from lessons.toolkit.i18n import _
 
         return _("the limit")
     for unit in ("bytes", "KiB", "MiB", "GiB"):

@@ -20,7 +20,7 @@ from typing import Any, Iterator
 import pytest
 
 from lessons.exercises import harness
-from lessons.i18n import _
+from lessons.toolkit.i18n import _
 
 DEFAULT_LIMIT = 20.0  # seconds one check may take on a busy machine; @pytest.mark.limit(s) overrides
 

@@ -16,7 +16,7 @@ from rich.live import Live
 from rich.markup import escape
 from rich.text import Text
 
-from lessons.i18n import _
+from lessons.toolkit.i18n import _
 
 
 class CheckProgress:

@@ -13,7 +13,7 @@ from rich.markup import escape
 
 from lessons.exercises.catalog import Exercise
 from lessons.exercises.runner import CheckResult, LeakedProcess
-from lessons.i18n import _, ngettext
+from lessons.toolkit.i18n import _, ngettext
 
 INDENT = "      "
 

@@ -31,7 +31,7 @@ from typing import Callable
 import lessons
 from lessons.exercises import harness
 from lessons.exercises.containment import Containment
-from lessons.i18n import _
+from lessons.toolkit.i18n import _
 from lessons.exercises.catalog import Exercise
 
 GRACE = 20.0  # seconds the sandbox gets, beyond the check's limit, to sweep and report

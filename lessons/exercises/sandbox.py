@@ -24,8 +24,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from lessons import procfs
-from lessons.children import become_subreaper, signal_when_parent_dies
+from lessons.toolkit import procfs
+from lessons.toolkit.children import become_subreaper, signal_when_parent_dies
 from lessons.exercises import containment
 
 TCP_LISTEN = "0A"  # the st column of /proc/net/tcp

@@ -20,7 +20,7 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from lessons.common import UserError
+from lessons.toolkit.common import UserError
 from lessons.exercises.catalog import EXERCISES, Exercise
 
 PROGRESS_FILE = "progress.json"

@@ -19,7 +19,7 @@ from typing import Callable
 
 import pytest
 
-from lessons import procfs
+from lessons.toolkit import procfs
 from lessons.exercises.harness import NotStarted, describe_exception, is_todo, todo_text
 
 ESCAPED = 70  # the exit code of a worker that ran on into the caller's code

@@ -2,7 +2,7 @@
 
 The check knows the truth on its own: it forked each child itself (so it knows the
 parent), set its nice value, and waits for each state with the lesson's own /proc reader
-(lessons/procfs.py) before asking yours.
+(lessons/toolkit/procfs.py) before asking yours.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from typing import Callable, Iterator
 
 import pytest
 
-from lessons import procfs
+from lessons.toolkit import procfs
 from lessons.exercises.harness import describe_exception
 
 STATE_WAIT = 10.0

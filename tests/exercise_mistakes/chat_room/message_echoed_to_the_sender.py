@@ -3,8 +3,8 @@
 Caught by: test_a_message_reaches_everyone_else
 """
 
-from lessons.exercises.chat_room import solution
-from lessons.exercises.chat_room.solution import *  # noqa: F401,F403
+from capstone.exercises.chat_room import solution
+from capstone.exercises.chat_room.solution import *  # noqa: F401,F403
 
 
 class Room(solution.Room):

@@ -3,8 +3,8 @@
 Caught by: test_a_name_that_is_not_utf8_is_a_bad_frame
 """
 
-from lessons.exercises.chat_room import solution
-from lessons.exercises.chat_room.solution import *  # noqa: F401,F403
+from capstone.exercises.chat_room import solution
+from capstone.exercises.chat_room.solution import *  # noqa: F401,F403
 
 
 class Room(solution.Room):

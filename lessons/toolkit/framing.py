@@ -10,7 +10,7 @@ without any I/O):
   out. Event-loop servers (and the capstone chat) use it, because they must never block
   waiting for the rest of a frame.
 
-Blocking code that owns its socket reads frames with `lessons/sockio.py` instead
+Blocking code that owns its socket reads frames with `lessons/toolkit/sockio.py` instead
 (`recv_exact`, `recv_frame`).
 
 The header is a `struct.Struct` whose first field is the payload length; any other

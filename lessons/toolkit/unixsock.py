@@ -20,7 +20,7 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from lessons.common import UserError
+from lessons.toolkit.common import UserError
 
 # sizeof(sun_path) is 108 on Linux, including the final NUL.
 MAX_PATH_BYTES = 107

@@ -1,7 +1,7 @@
 """The coloured, narrated log every lesson prints through.
 
 One place decides how a lesson talks: a tag (`accept`, `recv`, `poll`...) in a colour,
-then the text. Text that came from a peer must go through `lessons.common.printable`
+then the text. Text that came from a peer must go through `lessons.toolkit.common.printable`
 first; `Narrator` escapes Rich markup itself so a peer cannot inject styles.
 """
 

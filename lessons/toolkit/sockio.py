@@ -1,6 +1,6 @@
 """Blocking reads for length-prefixed frames: loop on recv() until enough has arrived.
 
-The other half of `lessons/framing.py`. That module has no socket inside (an event loop
+The other half of `lessons/toolkit/framing.py`. That module has no socket inside (an event loop
 and the chat room feed it bytes); this one is for blocking code that owns its socket:
 
 - `recv_exact(sock, n)`: loop until n bytes have arrived, asking only for what is missing;
@@ -12,7 +12,7 @@ from __future__ import annotations
 import socket
 import struct
 
-from lessons.framing import LENGTH_HEADER, Frame, FrameTooLarge
+from lessons.toolkit.framing import LENGTH_HEADER, Frame, FrameTooLarge
 
 
 class IncompleteRead(EOFError):

@@ -12,7 +12,7 @@ from __future__ import annotations
 import struct
 from typing import NamedTuple
 
-from lessons.i18n import ngettext
+from lessons.toolkit.i18n import ngettext
 
 NOTES_RECORD = struct.Struct("i5sf")  # as in the notes: native order and alignment
 WIRE_RECORD = struct.Struct("!i5sf")  # what the lessons send: 13 bytes, same everywhere

@@ -18,10 +18,10 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any, Self
 
-from lessons import procfs
-from lessons.common import RunFailure
-from lessons.i18n import _
-from lessons.narrate import Narrator
+from lessons.toolkit import procfs
+from lessons.toolkit.common import RunFailure
+from lessons.toolkit.i18n import _
+from lessons.toolkit.narrate import Narrator
 
 NOBODY = 65534  # the conventional uid/gid of "nobody": an ordinary, unprivileged user
 HANDED_OVER_SIGNALS = {getattr(signal, name) for name in ("SIGINT", "SIGTERM", "SIGHUP") if hasattr(signal, name)}

@@ -17,7 +17,7 @@ import os
 from pathlib import Path
 
 DOMAIN = "learn"
-LOCALE_DIR = Path(__file__).parent / "locale"
+LOCALE_DIR = Path(__file__).parent.parent / "locale"
 LANGUAGES = ("en", "zh")
 LOCALE_VARIABLES = ("LANGUAGE", "LC_ALL", "LC_MESSAGES", "LANG")
 

@@ -11,7 +11,7 @@ import unicodedata
 from pathlib import Path
 from typing import Callable, NoReturn
 
-from lessons.i18n import _
+from lessons.toolkit.i18n import _
 
 
 class UserError(Exception):
