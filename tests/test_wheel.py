@@ -121,7 +121,7 @@ def test_an_edit_in_the_clone_changes_what_learn_runs(tmp_path: Path) -> None:
     before = learn("run", "struct-send", "--demo")
     assert before.returncode == 0, before.stderr
     assert "name=b'zhang'" in before.stdout
-    record = clone / "lessons" / "record.py"
+    record = clone / "lessons" / "toolkit" / "record.py"
     record.write_text(record.read_text(encoding="utf-8").replace('b"zhang"', 'b"edits"'), encoding="utf-8")
     after = learn("run", "struct-send", "--demo")
     assert after.returncode == 0, after.stderr
