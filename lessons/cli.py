@@ -14,6 +14,7 @@ import typer
 
 from lessons import __version__, catalog
 from lessons.toolkit import exits
+from lessons.toolkit.widewrap import allow_breaks_between_wide_characters
 from lessons.toolkit.common import RunFailure, UserError, unknown_name
 from lessons.toolkit.i18n import _
 
@@ -40,6 +41,7 @@ def show_flags_as_flags() -> None:
 
 
 show_flags_as_flags()
+allow_breaks_between_wide_characters()  # Chinese pages wrap between characters, not only at spaces
 
 
 class LearnGroup(typer.core.TyperGroup):
