@@ -126,12 +126,27 @@ def test_line_one_records_the_english_page(english: Path, chinese: Path) -> None
     assert header["source"] == source_name(english)
 
 
+def stale(pairs: list[tuple[Path, Path]]) -> list[Path]:
+    """The English pages that changed since their twin was translated from them."""
+    return [english for english, chinese in pairs
+            if (header := pages.header_of(read(chinese))) and header["digest"] != pages.short_hash(english)]
+
+
 def test_stale_translations_are_reported_not_failed():
-    """A page whose English original changed since is listed in a warning; the lead decides when to update it."""
-    stale = [source_name(english) for english, chinese in PAIRS
-             if (header := pages.header_of(read(chinese))) and header["digest"] != pages.short_hash(english)]
-    if stale:
-        warnings.warn(f"the English page changed since it was translated: {', '.join(stale)}", stacklevel=1)
+    """A twin of a changed page is listed in a warning; the lead decides when to bring it up to date."""
+    changed = [source_name(english) for english in stale(PAIRS)]
+    if changed:
+        warnings.warn(f"the English page changed since it was translated: {', '.join(changed)}", stacklevel=1)
+
+
+def test_a_changed_english_page_makes_its_twin_stale(tmp_path: Path) -> None:
+    english, chinese = tmp_path / "page.md", tmp_path / "zh.md"
+    english.write_text("# A page\n", encoding="utf-8")
+    chinese.write_text(f"<!-- translated-from: docs/page.md sha256:{pages.short_hash(english)} -->\n# 一页\n",
+                       encoding="utf-8")
+    assert stale([(english, chinese)]) == []
+    english.write_text("# A page, changed\n", encoding="utf-8")
+    assert stale([(english, chinese)]) == [english]
 
 
 def test_the_checks_see_what_they_compare():
