@@ -289,9 +289,10 @@ def show_page(page: pages.Page) -> None:
 
     console = Console()
     with paged(console):
-        for note in page.notes:
-            console.print(note, style="dim", markup=False)
-        console.print(Markdown(page.markdown))
+        with pages.chinese_line_breaks():
+            for note in page.notes:
+                console.print(note, style="dim", markup=False)
+            console.print(Markdown(page.markdown))
 
 
 _register_groups()

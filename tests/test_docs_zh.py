@@ -9,6 +9,7 @@ since, the twin is stale: a warning here and a note in `learn show`, never a fai
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import warnings
@@ -17,6 +18,9 @@ from pathlib import Path
 import pytest
 from lessonrun import child_env
 from markdown_it import MarkdownIt
+from rich.cells import cell_len
+from rich.console import Console
+from rich.markdown import Markdown
 from typer.testing import CliRunner
 
 from lessons import catalog, pages
@@ -247,3 +251,28 @@ def test_english_is_english_even_where_a_twin_exists(chinese_docs) -> None:
     translate(root, "poll-server", "0123456789ab")
     choose("en")
     assert show("poll-server") == "poll-serverinEnglish"
+
+
+# ---------------------------------------------------------------- Chinese lines wrap like Chinese
+
+def rendered(markdown: str, width: int) -> list[str]:
+    console = Console(width=width, record=True, file=open(os.devnull, "w"), color_system=None)
+    with pages.chinese_line_breaks():
+        console.print(Markdown(markdown))
+    return [line.rstrip() for line in console.export_text().splitlines() if line.strip()]
+
+
+def test_chinese_lines_are_full_and_never_start_with_a_comma():
+    paragraph = ("一个客户端只发不读，会先填满自己的接收缓冲区（receive buffer），再填满服务器的发送缓冲区"
+                 "（send buffer）。从这时起，`send()` 只能发出回答的一部分。")
+    lines = rendered(paragraph, 30)
+    assert "".join("".join(lines).split()) == "".join(paragraph.replace("`", "").split())  # nothing lost
+    assert not [line for line in lines if line[0] in pages.CLOSING], lines
+    assert all(cell_len(line) >= 30 - 12 for line in lines[:-1]), lines  # no ragged gap wider than one Latin word
+
+
+def test_english_wraps_as_rich_wraps_it():
+    paragraph = read(DOCS / "lessons" / "poll-server.md").split("\n\n")[1]
+    console = Console(width=37, record=True, file=open(os.devnull, "w"), color_system=None)
+    console.print(Markdown(paragraph))
+    assert rendered(paragraph, 37) == [line.rstrip() for line in console.export_text().splitlines() if line.strip()]
