@@ -38,9 +38,8 @@ BREAK_UNIT = re.compile(rf"\s*[{OPENING}]*(?:[{WIDE}]|[^\s{WIDE}]+)[{CLOSING}]*\
 
 @dataclass(frozen=True)
 class Page:
-    path: Path
     markdown: str  # what to render: the header line, if any, is taken off
-    notes: tuple[str, ...] = ()
+    notes: tuple[str, ...] = ()  # one line each, printed above the page
 
 
 def chosen_language() -> str:
@@ -72,20 +71,20 @@ def twin_of(english: Path, language: str) -> Path:
 def page_to_show(english: Path, language: str | None = None) -> Page:
     language = language or chosen_language()
     if language == ENGLISH:
-        return Page(english, english.read_text(encoding="utf-8"))
+        return Page(english.read_text(encoding="utf-8"))
     twin = twin_of(english, language)
     if not twin.is_file():
         note = _("This page has no translation in your language yet; here is the English page.")
-        return Page(english, english.read_text(encoding="utf-8"), (note,))
+        return Page(english.read_text(encoding="utf-8"), (note,))
     markdown = twin.read_text(encoding="utf-8")
     header = header_of(markdown)
     if header is None:  # tests/test_docs_zh.py makes sure every page has one
-        return Page(twin, markdown)
+        return Page(markdown)
     without_header = markdown.partition("\n")[2]
     if header["digest"] == short_hash(english):
-        return Page(twin, without_header)
+        return Page(without_header)
     note = _("The English page has changed since this page was translated; LEARN_LANG=en shows the newest text.")
-    return Page(twin, without_header, (note,))
+    return Page(without_header, (note,))
 
 
 @contextmanager

@@ -9,7 +9,7 @@ since, the twin is stale: a warning here and a note in `learn show`, never a fai
 
 from __future__ import annotations
 
-import os
+import io
 import subprocess
 import sys
 import warnings
@@ -256,7 +256,7 @@ def test_english_is_english_even_where_a_twin_exists(chinese_docs) -> None:
 # ---------------------------------------------------------------- Chinese lines wrap like Chinese
 
 def rendered(markdown: str, width: int) -> list[str]:
-    console = Console(width=width, record=True, file=open(os.devnull, "w"), color_system=None)
+    console = Console(width=width, record=True, file=io.StringIO(), color_system=None)
     with pages.chinese_line_breaks():
         console.print(Markdown(markdown))
     return [line.rstrip() for line in console.export_text().splitlines() if line.strip()]
@@ -273,6 +273,6 @@ def test_chinese_lines_are_full_and_never_start_with_a_comma():
 
 def test_english_wraps_as_rich_wraps_it():
     paragraph = read(DOCS / "lessons" / "poll-server.md").split("\n\n")[1]
-    console = Console(width=37, record=True, file=open(os.devnull, "w"), color_system=None)
+    console = Console(width=37, record=True, file=io.StringIO(), color_system=None)
     console.print(Markdown(paragraph))
     assert rendered(paragraph, 37) == [line.rstrip() for line in console.export_text().splitlines() if line.strip()]
