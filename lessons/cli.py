@@ -12,7 +12,7 @@ from typing import Annotated, Any, Optional
 
 import typer
 
-from lessons import __version__, catalog
+from lessons import __version__, catalog, pages
 from lessons.toolkit import exits
 from lessons.toolkit.widewrap import allow_breaks_between_wide_characters
 from lessons.toolkit.common import RunFailure, UserError, unknown_name
@@ -262,7 +262,7 @@ def show(
     path = catalog.doc_path(lesson_id)
     if not path.is_file():
         raise RunFailure(_("the page {path} is missing from this installation.").format(path=path))
-    show_page(path)
+    show_page(pages.page_to_show(path))
 
 
 def show_source(path: Any) -> None:
@@ -282,7 +282,8 @@ def show_source(path: Any) -> None:
         console.print(Syntax(code, "python", line_numbers=True, word_wrap=True))
 
 
-def show_page(path: Any) -> None:
+def show_page(page: pages.Page) -> None:
+    """The page in the chosen language, after a line for each note (no translation yet, or an old one)."""
     from rich.console import Console
     from rich.markdown import Markdown
 
@@ -290,7 +291,10 @@ def show_page(path: Any) -> None:
 
     console = Console()
     with paged(console):
-        console.print(Markdown(path.read_text(encoding="utf-8")))
+        with pages.chinese_line_breaks():
+            for note in page.notes:
+                console.print(note, style="dim", markup=False)
+            console.print(Markdown(page.markdown))
 
 
 _register_groups()

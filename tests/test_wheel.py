@@ -28,6 +28,7 @@ def test_show_works_from_a_built_wheel(tmp_path: Path) -> None:
     with zipfile.ZipFile(wheel) as archive:
         names = set(archive.namelist())
         assert "lessons/_docs/lessons/poll-server.md" in names
+        assert "lessons/_docs/zh/lessons/poll-server.md" in names  # the Chinese twins ship too
         assert "capstone/room.py" in names
         assert "lessons/exercises/poll_echo/hints.md" in names  # exercise data files ship too
         archive.extractall(tmp_path / "site")
@@ -40,6 +41,14 @@ def test_show_works_from_a_built_wheel(tmp_path: Path) -> None:
     assert shown.returncode == 0, shown.stderr
     page_title = (ROOT / "docs/lessons/poll-server.md").read_text(encoding="utf-8").splitlines()[0].lstrip("# ")
     assert page_title.split()[0] in shown.stdout
+    in_chinese = subprocess.run(
+        [sys.executable, "-m", "lessons", "show", "poll-server"],
+        capture_output=True, text=True, encoding="utf-8", timeout=60, cwd=tmp_path, env=dict(env, LEARN_LANG="zh"),
+    )
+    assert in_chinese.returncode == 0, in_chinese.stderr
+    chinese_page = (ROOT / "docs/zh/lessons/poll-server.md").read_text(encoding="utf-8").splitlines()
+    chinese_title = next(line for line in chinese_page if line.startswith("# ")).removeprefix("# ")
+    assert chinese_title in in_chinese.stdout
     located = subprocess.run(
         [sys.executable, "-c", "from lessons import catalog; print(catalog.docs_root())"],
         capture_output=True, text=True, timeout=60, cwd=tmp_path, env=env,
