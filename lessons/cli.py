@@ -291,10 +291,9 @@ def show_page(page: pages.Page) -> None:
 
     console = Console()
     with paged(console):
-        with pages.chinese_line_breaks():
-            for note in page.notes:
-                console.print(note, style="dim", markup=False)
-            console.print(Markdown(page.markdown))
+        for note in page.notes:
+            console.print(note, style="dim", markup=False)
+        console.print(Markdown(page.markdown))  # Chinese wraps between characters: lessons.toolkit.widewrap
 
 
 _register_groups()

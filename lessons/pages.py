@@ -14,10 +14,8 @@ from __future__ import annotations
 
 import hashlib
 import re
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
 
 from lessons import catalog
 from lessons.toolkit import i18n
@@ -25,16 +23,6 @@ from lessons.toolkit.i18n import _
 
 ENGLISH = "en"
 HEADER = re.compile(r"<!-- translated-from: (?P<source>\S+) sha256:(?P<digest>[0-9a-f]{12}) -->")
-
-# Where a line may break. rich breaks only at spaces, so a run of Chinese, which has none,
-# moves to the next line whole and leaves a ragged gap, or starts a line with "，".
-# Chinese may break between any two characters, except before closing punctuation and
-# after opening punctuation; Latin words still break at spaces only.
-WIDE = "\u2e80-\u9fff\uf900-\ufaff\ufe30-\ufe4f\uff00-\uffef"
-OPENING = "（《「『【“‘"
-CLOSING = "，。、：；？！）》」』】”’…"
-BREAK_UNIT = re.compile(rf"\s*[{OPENING}]*(?:[{WIDE}]|[^\s{WIDE}]+)[{CLOSING}]*\s*")
-
 
 @dataclass(frozen=True)
 class Page:
@@ -85,23 +73,3 @@ def page_to_show(english: Path, language: str | None = None) -> Page:
         return Page(without_header)
     note = _("The English page has changed since this page was translated; LEARN_LANG=en shows the newest text.")
     return Page(without_header, (note,))
-
-
-@contextmanager
-def chinese_line_breaks() -> Iterator[None]:
-    """While rendering, let rich wrap Chinese between characters (see BREAK_UNIT).
-
-    rich finds its break points with one module-level pattern, `rich._wrap.re_word`; it is
-    swapped for the time of one render and put back. A rich without it wraps as before.
-    """
-    from rich import _wrap
-
-    original = getattr(_wrap, "re_word", None)
-    if original is None:
-        yield
-        return
-    _wrap.re_word = BREAK_UNIT
-    try:
-        yield
-    finally:
-        _wrap.re_word = original
