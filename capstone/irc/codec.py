@@ -56,25 +56,25 @@ class LineDecoder:
         while True:
             end = self.buffer.find(b"\n")
             if end < 0:
-                if len(self.buffer) > self._room():  # the line is already too long: stop keeping it
+                if len(self.buffer) >= self._limit():  # no room left for its \n: stop keeping it
                     self.buffer.clear()
                     if not self.skipping:
                         self.skipping = True
                         return TOO_LONG
                 return None
+            too_long = end + 1 > self._limit()
             line = bytes(self.buffer[:end])
             del self.buffer[:end + 1]
             if self.skipping:  # the end of a line already reported as too long
                 self.skipping = False
                 continue
-            if len(line) + 1 > self._room():
+            if too_long:
                 return TOO_LONG
             return line[:-1] if line.endswith(b"\r") else line
 
-    def _room(self) -> int:
-        """Bytes a line may have before its \\n: a tags section is allowed on top."""
-        extra = MAX_TAGS if self.buffer[:1] == b"@" else 0
-        return self.max_line - 1 + extra
+    def _limit(self) -> int:
+        """Bytes the line at the front may have with its line end: a tags section comes on top."""
+        return self.max_line + (MAX_TAGS if self.buffer[:1] == b"@" else 0)
 
 
 def parse(line: bytes) -> Message | None:
@@ -116,8 +116,8 @@ def format_line(command: str, *params: str, prefix: str | None = None) -> bytes:
         if "\r" in param or "\n" in param or "\0" in param:
             raise ValueError(f"an IRC parameter cannot contain a line end or NUL: {param!r}")
         last = position == len(params) - 1
-        if last and (not param or " " in param or param.startswith(":")):
-            param = ":" + param
+        if last and (position > 0 or not param or " " in param or param.startswith(":")):
+            param = ":" + param  # as most servers do: a text last parameter always gets its colon
         elif not param or " " in param or param.startswith(":"):
             raise ValueError(f"only the last IRC parameter may be empty, hold a space or start with ':': {param!r}")
         parts.append(param)

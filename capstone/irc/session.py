@@ -378,8 +378,7 @@ class IrcSession:
             self.queries.popleft()
             return b""
         if code in (ErrorCode.NAME_TAKEN, ErrorCode.NAME_INVALID):
-            asked, self.nick, self.joining = self.nick, None, False
-            self.queries.clear()
+            asked, self.nick, self.joining = self.nick, None, False  # the WHO behind it pops its query
             if code == ErrorCode.NAME_TAKEN:
                 return self._line("433", asked, "Nickname is already in use")
             return self._line("432", asked, f"Erroneous nickname: {reason}")
