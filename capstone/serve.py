@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import sys
 from dataclasses import dataclass
 
@@ -14,7 +15,7 @@ from capstone.server import ChatServer, Listeners, OutputLimits, plain_log, rich
 from lessons.toolkit.common import DEFAULT_HOST, DEFAULT_PORT, UserError, address_text, open_listener
 from lessons.toolkit.i18n import _
 from lessons.toolkit.logsink import LogSink
-from lessons.toolkit.unixsock import bind_socket_file
+from lessons.toolkit.unixsock import SocketFile, bind_socket_file
 
 ENGINES = ("epoll", "poll", "select", "selectors", "fork")
 CHAT_BACKLOG = 1024
@@ -71,12 +72,10 @@ def open_listeners(options: ServeOptions) -> tuple[Listeners, str]:
     else:
         chat = open_listener(options.host, options.port, backlog=CHAT_BACKLOG)
         where, port, chat_path = address_text(chat.getsockname()), chat.getsockname()[1], None
+    irc = None
     try:
-        irc = None if options.irc_port is None else open_listener(options.host, options.irc_port, backlog=CHAT_BACKLOG)
-    except BaseException:
-        _close_listeners(chat, chat_file)
-        raise
-    try:
+        if options.irc_port is not None:
+            irc = open_listener(options.host, options.irc_port, backlog=CHAT_BACKLOG, option="--irc-port")
         admin_path = options.admin_socket or str(default_admin_socket(port=port, unix_path=options.unix))
         admin, admin_file = bind_socket_file(admin_path, mode=0o600)
     except BaseException:
@@ -85,7 +84,7 @@ def open_listeners(options: ServeOptions) -> tuple[Listeners, str]:
     return Listeners(chat, admin, chat_path, admin_path, chat_file, admin_file, irc), where
 
 
-def _close_listeners(chat, chat_file, irc=None) -> None:  # noqa: ANN001
+def _close_listeners(chat: socket.socket, chat_file: SocketFile | None, irc: socket.socket | None) -> None:
     for listener in (chat, irc):
         if listener is not None:
             listener.close()

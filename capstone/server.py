@@ -457,6 +457,8 @@ class ChatServer:
             else:
                 self._queue(fd, peer, step.data)
                 self.dirty[fd] = peer
+        if self.buffered > self.output.max_buffered:
+            self._enforce_budget()
         self._drop_overflowed()
 
     def _sweep_irc(self, now: float) -> None:

@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import re
 import shutil
+import socket
 import subprocess
 import time
 from pathlib import Path
 
 import pytest
 
-from chatserver import ENGINES, ServerProcess
+from chatserver import ENGINES, ServerProcess, run_failing_server
 from chatwire import Code, Kind, admin_say
 from ircwire import IrcClient
 
@@ -115,6 +116,17 @@ def test_shutdown_reaches_irc_members_as_an_error_line(tmp_path):
     finally:
         bob.close()
         server.stop()
+
+
+def test_a_bad_channel_or_a_busy_irc_port_is_one_sentence_and_exit_2(tmp_path):
+    bad = run_failing_server("--port", "0", "--irc-port", "0", "--irc-channel", "chat")
+    assert (bad.returncode, bad.stderr) == (2, "error: --irc-channel 'chat': an IRC channel name starts with # "
+                                               "and has at least one more character.\n")
+    with socket.create_server(("127.0.0.1", 0)) as taken:
+        busy = run_failing_server("--port", "0", "--irc-port", str(taken.getsockname()[1]),
+                                  "--admin-socket", str(tmp_path / "admin.sock"))
+    assert busy.returncode == 2 and "pick another port with --irc-port" in busy.stderr
+    assert "Traceback" not in busy.stderr and not (tmp_path / "admin.sock").exists()
 
 
 II = shutil.which("ii")

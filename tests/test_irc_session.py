@@ -246,3 +246,11 @@ def test_a_silent_client_is_pinged_then_dropped():
     steps = session.tick(NOW + 299)
     assert steps[0].data.startswith(b"ERROR :Closing Link: * (Ping timeout") and steps[1] == ToRoom(
         codec.encode(Kind.LEAVE))
+
+
+def test_pings_go_through_the_rooms_query_limit_and_come_back_in_order():
+    pair = Pair(query_rate=1)  # a bucket of 2: the third PING waits in the room
+    assert pair.irc(1, "PING :a", "PING b c", "PING :d") == [":learn.chat PONG learn.chat :a",
+                                                             ":learn.chat PONG learn.chat :b"]
+    pair.apply(pair.room.tick(NOW + 1))
+    assert pair.lines(1) == [":learn.chat PONG learn.chat :d"]

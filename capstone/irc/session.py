@@ -138,6 +138,7 @@ class IrcSession:
         self.registered = False  # WELCOME came back: a member of the room
         self.closing = False  # QUIT, PART or a timeout: nothing more is read
         self.queries: deque[str] = deque()  # what each WHO sent to the room is for, oldest first
+        self.pongs: deque[str] = deque()  # the token of each PING sent to the room, oldest first
         self.heard_at = now
         self.pinged_at: float | None = None
 
@@ -233,7 +234,9 @@ class IrcSession:
         return [ToRoom(frames.encode_text(Kind.JOIN, to_name(self.nick))), ToRoom(frames.encode(Kind.WHO))]
 
     def _ping(self, params: tuple[str, ...]) -> list[Step]:
-        return [self._reply("PONG", self.network.server, params[0])]
+        """Through the room's own PING, so that the room's limit on PINGs holds for IRC too."""
+        self.pongs.append(params[0])
+        return [ToRoom(frames.encode(Kind.PING))]
 
     def _pong(self, params: tuple[str, ...]) -> list[Step]:
         return []  # hearing anything at all was the point
@@ -316,9 +319,11 @@ class IrcSession:
             return self._welcome(payload.decode())
         if kind == Kind.MEMBERS:
             return self._members(payload.decode().split("\n") if payload else [])
+        if kind == Kind.PONG:
+            return self._reply("PONG", self.network.server, self.pongs.popleft()).data
         if kind == Kind.ERROR:
             return self._error(*frames.decode_error(payload))
-        return b""  # PONG: we never send the room a PING
+        return b""
 
     def _welcome(self, name: str) -> bytes:
         self.registered, self.joining, self.nick = True, False, to_nick(name)
