@@ -8,7 +8,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from capstone.irc.codec import MAX_LINE, TOO_LONG, LineDecoder, Message, NotUtf8, format_line, parse, split_text
+from capstone.irc.codec import (MAX_LINE, TOO_LONG, BadLine, LineDecoder, Message, format_line, format_reply, parse,
+                                split_text)
 from capstone.irc.names import NEVER_IN_NICK, NOT_FIRST, to_name, to_nick
 from capstone.names import normalize, why_invalid
 
@@ -79,10 +80,19 @@ def test_parse(line, message):
     assert parse(line) == message
 
 
-def test_an_empty_line_is_ignored_and_bad_utf8_is_refused():
+@pytest.mark.parametrize("line", [b"PRIVMSG #chat :caf\xe9", b"PRIVMSG #chat :a\0b", b"NI\rCK x"])
+def test_an_empty_line_is_ignored_and_bad_bytes_are_refused(line):
     assert parse(b"") is None and parse(b"   ") is None
-    with pytest.raises(NotUtf8):
-        parse(b"PRIVMSG #chat :caf\xe9")
+    with pytest.raises(BadLine):
+        parse(line)
+
+
+def test_a_reply_that_echoes_a_client_never_fails_and_always_fits():
+    assert format_reply("403", "bob", "", "No such channel") == b"403 bob * :No such channel\r\n"
+    assert format_reply("403", "bob", ":x", "No") == b"403 bob * :No\r\n"
+    line = format_reply("PONG", "learn.chat", "é" * 400, prefix="learn.chat")
+    assert len(line) <= MAX_LINE and parse(line[:-2]).params[1] == "é" * ((MAX_LINE - 31) // 2)
+    assert format_reply("421", "bob", "X" * 600, "Unknown command").startswith(b"421 bob * :")
 
 
 def test_format_puts_a_colon_only_where_needed():
@@ -127,7 +137,7 @@ def test_a_room_name_becomes_a_nick_irc_can_carry_and_comes_back(name):
     assert not any(char in nick for char in NEVER_IN_NICK)
     assert nick[0] not in NOT_FIRST
     assert len(nick) == len(name)
-    parse(format_line("PRIVMSG", "#chat", "x", prefix=f"{nick}!chat@learn.chat"))  # one word, no split
+    assert parse(format_line("PRIVMSG", "#chat", "x", prefix=f"{nick}!chat@learn.chat")[:-2]).prefix == f"{nick}!chat@learn.chat"
 
 
 def test_the_twins_are_what_nfkc_turns_back():

@@ -11,6 +11,8 @@ from __future__ import annotations
 from collections import defaultdict
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from capstone import codec
 from capstone.codec import Kind
@@ -254,3 +256,41 @@ def test_pings_go_through_the_rooms_query_limit_and_come_back_in_order():
                                                              ":learn.chat PONG learn.chat :b"]
     pair.apply(pair.room.tick(NOW + 1))
     assert pair.lines(1) == [":learn.chat PONG learn.chat :d"]
+
+
+# ----- whatever a client sends, the session answers with lines IRC can carry -----------------
+
+COMMAND_WORDS = ["NICK", "USER", "CAP", "JOIN", "PART", "PRIVMSG", "NOTICE", "NAMES", "WHO", "MODE", "PING",
+                 "PONG", "PASS", "FOO", "CAP LS", "CAP REQ", "JOIN #chat", "PRIVMSG #chat", "MODE #chat"]
+words = st.text(st.characters(blacklist_categories=("Cs",), blacklist_characters="\r\n\0"), max_size=300)
+client_lines = st.builds(lambda command, params: " ".join([command, *params]),
+                         st.sampled_from(COMMAND_WORDS), st.lists(words, max_size=4))
+
+
+def assert_carriable(lines: list[str]) -> None:
+    for line in lines:
+        assert len(line.encode()) + 2 <= 512 and not set(line) & set("\0\r\n"), line
+
+
+@settings(max_examples=200, deadline=None)
+@given(lines=st.lists(client_lines, max_size=12), announce=st.text(st.characters(blacklist_categories=("Cs",)), max_size=600))
+def test_any_client_lines_get_replies_that_fit_and_never_an_exception(lines, announce):
+    pair = Pair(rate_limit=0)
+    pair.binary(2, Kind.JOIN, b"ann")
+    pair.irc(1, "NICK bob", "USER bob 0 * :Bob")
+    for line in lines:
+        if 1 not in pair.closed:
+            assert_carriable(pair.irc(1, line))
+    pair.apply(pair.room.announce(announce))
+    pair.apply(pair.room.shutdown())
+    assert_carriable(pair.lines(1))
+
+
+def test_echoes_of_odd_client_words_stay_within_one_line():
+    pair = Pair()
+    pair.irc(1, "NICK bob", "USER bob 0 * :Bob")
+    assert numerics(pair.irc(1, "JOIN :", "JOIN ::x", "NAMES " + "#" * 400, "X" * 400)) == ["403", "403", "366", "421"]
+    pong = pair.irc(1, "PING :" + "p" * 500)
+    assert len(pong) == 1 and len(pong[0]) + 2 <= 512 and pong[0].endswith("p" * 400)
+    quit_line = pair.irc(1, "QUIT :" + "q" * 500)
+    assert len(quit_line) == 1 and quit_line[0].startswith("ERROR :Closing Link: bob (Quit: qqq")

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 
 MAX_LINE = 512  # bytes, the \r\n included
 MAX_TAGS = 4096  # bytes of an @tags section a client may add in front (IRCv3 message-tags)
+MAX_ECHO = 100  # bytes of a client's word (a command, a channel) a reply puts back
 
 
 @dataclass(frozen=True)
@@ -28,8 +29,9 @@ class Message:
     tags: dict[str, str] = field(default_factory=dict)
 
 
-class NotUtf8(ValueError):
-    """A line whose bytes are not UTF-8: answered with a notice, never guessed at."""
+class BadLine(ValueError):
+    """A line that is not UTF-8, or holds a NUL or a carriage return inside: answered with
+    a notice saying why, never guessed at."""
 
 
 class TooLong:
@@ -81,8 +83,10 @@ def parse(line: bytes) -> Message | None:
     """One line (without its line end) as a Message; None for an empty line (ignored)."""
     try:
         text = line.decode()
-    except UnicodeDecodeError as err:
-        raise NotUtf8(str(err)) from None
+    except UnicodeDecodeError:
+        raise BadLine("this line was not UTF-8 and was ignored; set your client to UTF-8") from None
+    if "\0" in text or "\r" in text:
+        raise BadLine("a line cannot hold a NUL or a carriage return inside; it was ignored")
     tags: dict[str, str] = {}
     if text.startswith("@"):
         raw_tags, _, text = text[1:].partition(" ")
@@ -125,6 +129,24 @@ def format_line(command: str, *params: str, prefix: str | None = None) -> bytes:
     if len(line) > MAX_LINE:
         raise ValueError(f"an IRC line has at most {MAX_LINE} bytes, this one {len(line)}")
     return line
+
+
+def format_reply(command: str, *params: str, prefix: str | None = None) -> bytes:
+    """format_line for replies that echo what a client sent (a command, a channel, a token):
+    it never fails on them. A middle parameter that cannot be one (empty, a space, a leading
+    `:`, over MAX_ECHO bytes) becomes `*`, and the last one is shortened (between
+    characters) until the line fits MAX_LINE bytes."""
+    middle = [param if _fits_middle(param) else "*" for param in params[:-1]]
+    last = params[-1:]
+    if last:
+        room = MAX_LINE - len(format_line(command, *middle, "x", prefix=prefix))  # one byte spare for a ':'
+        if len(last[0].encode()) > room:
+            last = (split_text(last[0], room)[0],)
+    return format_line(command, *middle, *last, prefix=prefix)
+
+
+def _fits_middle(param: str) -> bool:
+    return bool(param) and " " not in param and not param.startswith(":") and len(param.encode()) <= MAX_ECHO
 
 
 def split_text(text: str, budget: int) -> list[str]:

@@ -23,13 +23,14 @@ many networks do): the room has no notion of being connected but outside it.
 
 from __future__ import annotations
 
+import re
 from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass
 
 from capstone import codec as frames
 from capstone.codec import ErrorCode, Kind
-from capstone.irc.codec import TOO_LONG, NotUtf8, LineDecoder, Message, format_line, parse, split_text
+from capstone.irc.codec import TOO_LONG, BadLine, LineDecoder, Message, format_line, format_reply, parse, split_text
 from capstone.irc.names import NICKLEN, to_name, to_nick
 from capstone.names import name_key, why_invalid
 
@@ -41,6 +42,7 @@ MEMBER_USER = "chat"  # the user part of nick!user@host: the room keeps no such 
 IDLE_PING = 90.0  # seconds of silence before the server sends PING
 PING_TIMEOUT = 90.0  # seconds to answer it before the connection is closed
 ACTION = "\x01ACTION "  # CTCP ACTION (/me): carried in the room as a message starting "/me "
+LINE_ENDS = re.compile("\r\n|\r|\n")
 ISUPPORT = ("CASEMAPPING=rfc7613", "CHANTYPES=#", f"CHANNELLEN={CHANNELLEN}", f"NICKLEN={NICKLEN}",
             f"NETWORK={NETWORK_NAME}", "PREFIX=", "CHANLIMIT=#:1", "CHANMODES=,,,n")
 
@@ -114,7 +116,7 @@ class IrcNetwork:
             text = text[len("/me "):]
         head = len(f":{source} {command} {target} :\r\n".encode()) + (len(ACTION) + 1 if action else 0)
         lines = []
-        for line in text.split("\n"):
+        for line in LINE_ENDS.split(text.replace("\0", "\ufffd")):  # an ANNOUNCE is not checked at all
             for piece in split_text(line or " ", 512 - head):  # an empty line stays a line
                 piece = f"{ACTION}{piece}\x01" if action else piece
                 lines.append(format_line(command, target, piece, prefix=source))
@@ -161,8 +163,8 @@ class IrcSession:
                 continue
             try:
                 message = parse(line)
-            except NotUtf8:
-                yield self._notice("this line was not UTF-8 and was ignored; set your client to UTF-8")
+            except BadLine as why:
+                yield self._notice(str(why))
                 continue
             if message is not None:
                 yield from self._command(message)
@@ -402,7 +404,7 @@ class IrcSession:
         return [ToClient(self._closing_link(reason)), ToRoom(frames.encode(Kind.LEAVE))]
 
     def _closing_link(self, reason: str) -> bytes:
-        return format_line("ERROR", f"Closing Link: {self.nick or '*'} ({reason})")
+        return format_reply("ERROR", f"Closing Link: {self.nick or '*'} ({reason})")
 
     def _is_ours(self, channel: str) -> bool:
         return channel.casefold() == self.network.channel.casefold()
@@ -414,13 +416,13 @@ class IrcSession:
         return self._numeric("403", channel, f"No such channel; this server has one, {self.network.channel}")
 
     def _line(self, numeric: str, *params: str) -> bytes:
-        return format_line(numeric, self.nick or "*", *params, prefix=self.network.server)
+        return format_reply(numeric, self.nick or "*", *params, prefix=self.network.server)
 
     def _numeric(self, numeric: str, *params: str) -> ToClient:
         return ToClient(self._line(numeric, *params))
 
     def _reply(self, command: str, *params: str) -> ToClient:
-        return ToClient(format_line(command, *params, prefix=self.network.server))
+        return ToClient(format_reply(command, *params, prefix=self.network.server))
 
     def _notice(self, text: str) -> ToClient:
         return ToClient(self.network.text_lines(self.network.server, "NOTICE", text, target=self.nick or "*"))
