@@ -151,13 +151,18 @@ def _fits_middle(param: str) -> bool:
 
 def split_text(text: str, budget: int) -> list[str]:
     """Cut `text` into pieces of at most `budget` UTF-8 bytes each, between characters,
-    preferring the last space that fits, so nothing is lost and no character is broken."""
+    preferring the last space that fits, so nothing is lost and no character is broken
+    (a character longer than the budget is a piece of its own)."""
     pieces: list[str] = []
     raw = text.encode()
     while len(raw) > budget:
         cut = budget
         while cut > 0 and (raw[cut] & 0xC0) == 0x80:  # not inside a multi-byte character
             cut -= 1
+        if cut == 0:  # a budget smaller than the first character: that character alone
+            cut = budget
+            while cut < len(raw) and (raw[cut] & 0xC0) == 0x80:
+                cut += 1
         space = raw.rfind(b" ", 0, cut)
         if space > budget // 2:  # a word boundary, unless it would waste most of the line
             cut = space + 1
