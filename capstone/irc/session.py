@@ -10,7 +10,8 @@ an IRC client and the room, the way a translator sits between two people:
 So every rule of the room (one registry of names, the rate limit, the join timeout, the
 order of broadcasts, kick and shutdown) applies to IRC users without a second copy of it.
 What only IRC has lives here: the registration dance (CAP, NICK, USER), the numerics,
-PING/PONG keep-alive, and the one channel that stands for the room.
+the server's own PING to a silent client, and the one channel that stands for the room.
+A client's PING goes through the room's PING, so the room's limit on PINGs holds for it.
 
 Registration, as real clients do it (measured): irssi sends CAP LS 302, JOIN :, CAP END,
 NICK, USER; WeeChat CAP LS 302, NICK, USER, CAP END; ii only NICK and USER. Once a nick
