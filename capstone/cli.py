@@ -24,6 +24,10 @@ def serve(
         help="Bytes queued for all connections together; past it the slowest readers are dropped first.")] = 64 << 20,
     admin_socket: Annotated[Optional[str], typer.Option(help="Path of the administrator's Unix socket.")] = None,
     trace: Annotated[bool, typer.Option(help="Log every readiness event the multiplexer reports.")] = False,
+    irc_port: Annotated[Optional[int], typer.Option(
+        help="Also let IRC clients (irssi, WeeChat, ii) in on this TCP port; 0 picks a free one.",
+        show_default=False)] = None,
+    irc_channel: Annotated[str, typer.Option(help="The IRC channel that stands for the room.")] = "#chat",
 ) -> None:
     """Run the chat server (Ctrl-C or SIGTERM stops it cleanly)."""
     from capstone.room import Limits
@@ -33,7 +37,7 @@ def serve(
 
     limits = Limits(max_payload=max_payload, join_timeout=join_timeout, rate_limit=rate_limit)
     output = OutputLimits(max_queue=max_queue, max_buffered=max_buffered)
-    run_server(ServeOptions(host, port, unix, engine, limits, admin_socket, trace, output))
+    run_server(ServeOptions(host, port, unix, engine, limits, admin_socket, trace, output, irc_port, irc_channel))
 
 
 class Language(str, Enum):

@@ -39,9 +39,10 @@ import time
 from collections import deque
 from dataclasses import dataclass, field
 from enum import Enum
-from typing import Callable
+from typing import Callable, Iterable
 
 from capstone.console import ServerConsole
+from capstone.irc.session import IrcNetwork, IrcSession, ToRoom
 from capstone.multiplexers import Backend
 from capstone.room import Broadcast, Close, Defer, Limits, Log, Resume, Room, Send
 from lessons.toolkit.common import address_text, printable
@@ -65,6 +66,7 @@ MEMBER_SNDBUF = 64 * 1024
 IOV_BATCH = min(1024, os.sysconf("SC_IOV_MAX") if hasattr(os, "sysconf") else 1024)  # buffers per sendmsg
 QUEUE_ENTRY_COST = 8  # bytes a queued reference costs (a deque slot); counted in max_buffered
 FD_RESERVE = 16  # descriptors below the limit (FD_SETSIZE, ulimit -n) kept for the administrator
+IRC_SWEEP = 5.0  # seconds between two looks for silent IRC clients (to PING, or to drop)
 
 LogFn = Callable[[str, str], None]
 Clock = Callable[[], float]
@@ -97,6 +99,7 @@ class Peer:
     queued: int = 0  # bytes waiting: what max_queue bounds
     writing: bool = False  # registered for POLLOUT because the kernel buffer was full
     paused: bool = False  # the room deferred a frame: nothing more is read until it resumes
+    wire: IrcSession | None = None  # an IRC connection's adapter; None: the room's own frames
 
 
 @dataclass
@@ -107,6 +110,7 @@ class Listeners:
     admin_path: str | None = None
     chat_file: SocketFile | None = None  # what is removed at exit, if still ours
     admin_file: SocketFile | None = None
+    irc: socket.socket | None = None  # IRC clients (irssi, WeeChat, ii) into the same room
 
 
 class ChatServer:
@@ -125,7 +129,8 @@ class ChatServer:
 
     def __init__(self, listeners: Listeners, backend: Backend, limits: Limits, log: LogFn,
                  console: int | None = None, *, output: OutputLimits = OutputLimits(),
-                 clock: Clock = time.monotonic, room: Room | None = None) -> None:
+                 clock: Clock = time.monotonic, room: Room | None = None,
+                 irc: IrcNetwork = IrcNetwork()) -> None:
         self.listeners = listeners
         self.backend = backend
         self.limits = limits
@@ -133,6 +138,8 @@ class ChatServer:
         self.clock = clock
         self.room = room if room is not None else Room(limits)
         self.log = log
+        self.irc = irc  # the channel and timings of IRC sessions (when listeners.irc is set)
+        self.irc_sweep_at: float | None = None  # next look for silent IRC clients
         self.console = console  # fd of a terminal whose lines are announcements
         self.peers: dict[int, Peer] = {}
         self.dirty: dict[int, Peer] = {}  # peers sent something (or closed) during this wake-up
@@ -173,10 +180,12 @@ class ChatServer:
         """Watch the listeners, the wake-up socket and the console; keep a spare descriptor."""
         self._spare_fd = os.open(os.devnull, os.O_RDONLY)
         self._fds_at_start = self._spare_fd + 1  # the lowest free number: about how many are open
-        for listener in (self.listeners.chat, self.listeners.admin):
+        for listener in (self.listeners.chat, self.listeners.admin, self.listeners.irc):
             if listener is not None:
                 listener.setblocking(False)
                 self.backend.register(listener.fileno())
+        if self.listeners.irc is not None:
+            self.irc_sweep_at = self.clock() + IRC_SWEEP
         self.backend.register(self._wakeup_r.fileno())
         if self.console is not None:
             self.backend.register(self.console)
@@ -206,7 +215,7 @@ class ChatServer:
         self._flush_dirty()
 
     def _stop_listening(self) -> None:
-        for listener in (self.listeners.chat, self.listeners.admin):
+        for listener in (self.listeners.chat, self.listeners.admin, self.listeners.irc):
             if listener is not None and listener.fileno() >= 0:
                 self.backend.unregister(listener.fileno())
                 listener.close()
@@ -248,12 +257,13 @@ class ChatServer:
         now = self.clock()
         self._apply(self.room.tick(now))
         self._expire_drains(now)
+        self._sweep_irc(now)
         self._report_repeats(now)
         self._flush_dirty()
         return True
 
     def _timeout(self, longest: float | None) -> float | None:
-        deadlines = [self.room.next_deadline(), next(iter(self.drain_deadlines.values()), None)]
+        deadlines = [self.room.next_deadline(), next(iter(self.drain_deadlines.values()), None), self.irc_sweep_at]
         deadlines += [counter.next_report_at() for counter in self.repeats.values()]
         if self.stopping_at is not None:
             deadlines.append(self.stopping_at + SHUTDOWN_GRACE)
@@ -281,6 +291,8 @@ class ChatServer:
             self._accept_all(self.listeners.chat, admin=False)
         elif self.listeners.admin is not None and self.listeners.admin.fileno() == fd:
             self._accept_all(self.listeners.admin, admin=True)
+        elif self.listeners.irc is not None and self.listeners.irc.fileno() == fd:
+            self._accept_all(self.listeners.irc, admin=False, irc=True)
 
     def _out_of_memory(self, fd: int, peer: Peer) -> None:
         self._release_output(peer)
@@ -307,7 +319,7 @@ class ChatServer:
 
     # ----- accepting ---------------------------------------------------------------------
 
-    def _accept_all(self, listener: socket.socket, admin: bool) -> None:
+    def _accept_all(self, listener: socket.socket, admin: bool, irc: bool = False) -> None:
         for _round in range(ACCEPT_BATCH):
             try:
                 sock, address = listener.accept()
@@ -323,14 +335,14 @@ class ChatServer:
                     "accept() failed {count:,} time: {reason}", "accept() failed {count:,} times: {reason}",
                     count).format(count=count, reason=err.strerror or err))
                 return
-            self.adopt(sock, address, admin)
+            self.adopt(sock, address, admin, irc)
 
-    def adopt(self, sock: socket.socket, address: object, admin: bool = False) -> int | None:
-        """Serve a connection accepted on the chat (or the admin) socket; the id the room knows
-        it by, or None if it was refused. Tests hand it one end of a socket pair."""
+    def adopt(self, sock: socket.socket, address: object, admin: bool = False, irc: bool = False) -> int | None:
+        """Serve a connection accepted on the chat (or the admin, or the IRC) socket; the id the
+        room knows it by, or None if it was refused. Tests hand it one end of a socket pair."""
         if admin:
             return self._adopt_admin(sock)
-        return self._adopt_chat(sock, address)
+        return self._adopt_chat(sock, address, irc)
 
     def _refuse_one(self, listener: socket.socket) -> None:
         """Out of descriptors: use the spare one to accept and close, so poll stops firing."""
@@ -348,7 +360,7 @@ class ChatServer:
         finally:
             self._spare_fd = os.open(os.devnull, os.O_RDONLY)
 
-    def _adopt_chat(self, sock: socket.socket, address: object) -> int | None:
+    def _adopt_chat(self, sock: socket.socket, address: object, irc: bool = False) -> int | None:
         if not self._room_for_chat(sock):
             return None
         if sock.family in (socket.AF_INET, socket.AF_INET6):
@@ -357,7 +369,8 @@ class ChatServer:
         relay = self.connect_client(sock, label)
         if relay is None:
             return None
-        return self._watch(Peer(relay, label))
+        wire = self.irc.new_session(self.clock()) if irc else None  # in the hub, so the fork engine speaks IRC too
+        return self._watch(Peer(relay, label, wire=wire))
 
     def _room_for_chat(self, sock: socket.socket) -> bool:
         """The last few descriptors below the limit are kept for the administrator (and the
@@ -427,7 +440,36 @@ class ChatServer:
         if not data:
             self._gone(fd, peer, _("closed the connection"))
             return
-        self._apply(self.room.receive_data(fd, data, self.clock()))
+        if peer.wire is not None:
+            self._from_wire(fd, peer, peer.wire.receive_data(data, self.clock()))
+        else:
+            self._apply(self.room.receive_data(fd, data, self.clock()))
+
+    def _from_wire(self, fd: int, peer: Peer, steps: Iterable) -> None:
+        """What an IRC session made of its client's lines, in their order: frames for the
+        room (as if a binary client had sent them) and its own replies to the client."""
+        now = self.clock()
+        for step in steps:
+            if self.peers.get(fd) is not peer or peer.state is not PeerState.OPEN:
+                break  # the room closed it: nothing it sent counts any more
+            if type(step) is ToRoom:
+                self._apply(self.room.receive_data(fd, step.data, now))
+            else:
+                self._queue(fd, peer, step.data)
+                self.dirty[fd] = peer
+        if self.buffered > self.output.max_buffered:
+            self._enforce_budget()
+        self._drop_overflowed()
+
+    def _sweep_irc(self, now: float) -> None:
+        """Every IRC_SWEEP seconds: PING the IRC clients that went silent, drop the ones that
+        did not answer (a binary client has TCP keepalive for that; IRC expects PING)."""
+        if self.irc_sweep_at is None or now < self.irc_sweep_at:
+            return
+        self.irc_sweep_at = now + IRC_SWEEP
+        for fd, peer in list(self.peers.items()):
+            if peer.wire is not None:
+                self._from_wire(fd, peer, peer.wire.tick(now))
 
     def _gone(self, fd: int, peer: Peer, why: str) -> None:
         """EOF or reset: the others hear LEFT; what was queued for it is dropped."""
@@ -445,7 +487,8 @@ class ChatServer:
             elif kind is Send:
                 peer = peers.get(effect.conn)
                 if peer is not None:
-                    self._queue(effect.conn, peer, effect.data)
+                    data = effect.data if peer.wire is None else peer.wire.from_room(effect.data)
+                    self._queue(effect.conn, peer, data)
                     dirty[effect.conn] = peer
             elif kind is Close:
                 peer = peers.get(effect.conn)
@@ -467,10 +510,16 @@ class ChatServer:
         peers, size = self.peers, len(data)
         limit = self.output.max_queue - size if self.stopping_at is None else float("inf")
         queued = 0
+        lines = None  # the IRC form of this broadcast, made once for all IRC readers
         for conn in recipients:
             if conn != exclude:
                 peer = peers.get(conn)
                 if peer is None:  # dropped, or over its bound, since the room made this broadcast
+                    continue
+                if peer.wire is not None:
+                    if lines is None:
+                        lines = self.irc.from_broadcast(data)
+                    self._queue(conn, peer, lines)
                     continue
                 if peer.queued > limit:
                     self._overflow(conn, peer)
@@ -484,6 +533,8 @@ class ChatServer:
     def _queue(self, fd: int, peer: Peer, data: bytes) -> None:
         """Queue a frame for one connection, unless it would pass the connection's bound."""
         size = len(data)
+        if not size:  # an IRC session had nothing to say for that frame
+            return
         if self.stopping_at is None and peer.queued + size > self.output.max_queue:
             self._overflow(fd, peer)
             return

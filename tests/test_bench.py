@@ -121,6 +121,14 @@ def test_tiny_chat_against_the_fork_engine_counts_its_children() -> None:
     assert check_tiny_chat("fork")["server_processes"] > 1
 
 
+def test_tiny_chat_with_irc_members_mixed_in_loses_nothing_and_skips_the_peers() -> None:
+    report = json_of(learn("bench", "chat", *TINY_CHAT, "--irc", "3", "--against", "asyncio,epoll", "--json"))
+    (result,) = report["results"]
+    assert report["load"]["irc"] == 3 and "asyncio" in report["skipped"]
+    assert result["deliveries"] == result["expected"] == 150
+    assert result["lost"] == 0 and result["order_violations"] == 0, result["errors"]
+
+
 def test_tiny_chat_paced_with_a_table() -> None:
     result = learn("bench", "chat", *TINY_CHAT, "--rate", "200")
     assert result.returncode == 0, result.stderr
@@ -139,6 +147,8 @@ def test_tiny_scale_run() -> None:
     (["chat", "--against", "nosuch"], "unknown server"),
     (["chat", "--size", "10"], "--size"),
     (["chat", "--clients", "3", "--senders", "5"], "--senders"),
+    (["chat", "--clients", "4", "--senders", "2", "--irc", "3"], "--irc"),
+    (["chat", "--irc", "1", "--size", "401"], "--size"),
     (["scale", "--engine", "epoll,poll"], "one server at a time"),
     (["scale", "--engine", "fork", "--members", "5000"], "process per member"),
 ])

@@ -56,6 +56,8 @@ def chat(
     timeout: Annotated[float, typer.Option(
         help="Seconds to join, and seconds to deliver; what has not arrived by then counts as lost.", min=1)] = 120.0,
     json: Annotated[bool, typer.Option("--json", help="Print one JSON document instead of the table.")] = False,
+    irc: Annotated[int, typer.Option(
+        help="How many of the listening members join over IRC (our engines only).", min=0)] = 0,
 ) -> None:
     """Load the chat server: members join, senders send, every member counts, times and orders what arrives."""
     from capstone.bench.load import compare
@@ -63,7 +65,7 @@ def chat(
     from capstone.bench.servers import parse_targets
     from lessons.toolkit.common import UserError
 
-    load = Load(clients, senders, messages, size, rate, workers, timeout)
+    load = Load(clients, senders, messages, size, rate, workers, timeout, irc)
     problem = load.check()
     if problem:
         raise UserError(problem)
@@ -272,6 +274,8 @@ def show_chat(comparison) -> None:  # noqa: ANN001
     console = wide_console()
     title = (f"{load.clients} members, {load.senders} senders x {load.messages} messages of {load.size} bytes "
              f"= {load.expected_deliveries:,} deliveries")
+    if load.irc:
+        title += f", {load.irc} members on IRC"
     table = Table(title=title, title_justify="left")
     for column in ("server", "deliveries/s", f"x {comparison.baseline}", "us/delivery",
                    "p50 ms", "p99 ms", "max ms", "lost", "order", "MiB", "gen busy"):

@@ -31,7 +31,7 @@ from typing import Callable, Iterator
 from capstone.bench.load_spec import STAMP, Load, message_text
 from capstone.bench.pool import Workers, own_cpu_seconds, run_in_worker
 from capstone.bench.stats import latency_summary, total_order_violations
-from capstone.bench.wire import JOIN_WINDOW, RECV_SIZE, connect_and_join, whole_frames
+from capstone.bench.wire import JOIN_WINDOW, RECV_SIZE, connect_and_join, connect_irc, whole_frames, whole_lines
 from capstone.codec import Kind, encode
 from lessons.toolkit.common import RunFailure
 
@@ -49,7 +49,7 @@ class Member:
     """One chat connection and what it has seen (slots: thousands of these per worker)."""
 
     __slots__ = ("index", "sock", "inbox", "outbox", "welcomed", "sender", "next_seq",
-                 "expected", "received", "order", "last_seq", "closed")
+                 "expected", "received", "order", "last_seq", "closed", "irc")
 
     def __init__(self, index: int, load: Load) -> None:
         self.index = index
@@ -65,6 +65,7 @@ class Member:
         self.order = array("l")  # global ids (sender * messages + seq) in arrival order
         self.last_seq = [-1] * load.senders
         self.closed = False
+        self.irc = load.is_irc(index)  # an IRC client: reads PRIVMSG lines instead of frames
 
     @property
     def name(self) -> bytes:
@@ -89,9 +90,11 @@ class WorkerResult:
 class Worker:
     """Drives its share of the members from one epoll loop, in the phases the parent calls."""
 
-    def __init__(self, control: Connection, address: tuple[str, int], load: Load, indexes: list[int]) -> None:
+    def __init__(self, control: Connection, address: tuple[str, int], load: Load, indexes: list[int],
+                 irc_address: tuple[str, int] | None = None) -> None:
         self.control = control
         self.address = address
+        self.irc_address = irc_address
         self.load = load
         self.members = [Member(index, load) for index in indexes]
         self.by_fd: dict[int, Member] = {}
@@ -172,7 +175,10 @@ class Worker:
         """Connect `count` more members and send their JOIN; returns how many started."""
         started = 0
         for member in islice(waiting, max(count, 0)):
-            sock = member.sock = connect_and_join(self.address, member.name)
+            if member.irc:
+                sock = member.sock = connect_irc(self.irc_address, member.name)
+            else:
+                sock = member.sock = connect_and_join(self.address, member.name)
             self.by_fd[sock.fileno()] = member
             self.epoll.register(sock.fileno(), select.EPOLLIN)
             started += 1
@@ -192,7 +198,10 @@ class Worker:
         if not data:
             self.drop(member, "the server closed the connection")
             return int(not was_welcomed)
-        self.parse(member, data)
+        if member.irc:
+            self.parse_irc(member, data)
+        else:
+            self.parse(member, data)
         return int(member.welcomed and not was_welcomed)
 
     def parse(self, member: Member, data: bytes) -> None:
@@ -213,6 +222,29 @@ class Worker:
                 code = inbox[start] if end > start else 0
                 self.note(f"m{member.index} got ERROR {code}: {bytes(inbox[start + 1:end]).decode(errors='replace')}")
         del inbox[:end]
+        if member.received > before:
+            self.result.received += member.received - before
+            self.result.last_receipt = now
+
+    def parse_irc(self, member: Member, data: bytes) -> None:
+        """The same for an IRC member: a PRIVMSG's text (after " :") starts with the stamp;
+        the end of the NAMES list (366) ends its registration."""
+        now = time.monotonic_ns()
+        inbox = member.inbox
+        inbox += data
+        stamp_unpack = STAMP.unpack_from
+        before = member.received
+        end = -2
+        for start, end in whole_lines(inbox):
+            command = inbox.find(b" ", start) + 1
+            if inbox.startswith(b"PRIVMSG ", command):
+                sender, seq, stamp = stamp_unpack(inbox, inbox.find(b" :", command) + 2)
+                self.on_message(member, int(sender), int(seq), now - int(stamp))
+            elif inbox.startswith(b"366 ", command):
+                member.welcomed = True
+            elif inbox.startswith(b"ERROR ", start) or inbox.startswith(b"43", command):  # 43x: the nick
+                self.note(f"m{member.index} got {bytes(inbox[start:end]).decode(errors='replace')}")
+        del inbox[:end + 2]
         if member.received > before:
             self.result.received += member.received - before
             self.result.last_receipt = now
@@ -300,8 +332,9 @@ class Worker:
         self.phase = "closed"
 
 
-def worker_main(control: Connection, indexes: list[int], address: tuple[str, int], load: Load) -> None:
-    run_in_worker(control, lambda: Worker(control, address, load, indexes).run())
+def worker_main(control: Connection, indexes: list[int], address: tuple[str, int], load: Load,
+                irc_address: tuple[str, int] | None = None) -> None:
+    run_in_worker(control, lambda: Worker(control, address, load, indexes, irc_address).run())
 
 
 # -- the parent side ---------------------------------------------------------------------
@@ -329,12 +362,14 @@ class Measurement:
 
 
 def run_load(address: tuple[str, int], load: Load, server_pid: int, target: str = "",
-             on_progress: Callable[[int], None] | None = None) -> Measurement:
+             on_progress: Callable[[int], None] | None = None,
+             irc_address: tuple[str, int] | None = None) -> Measurement:
     """Join, send, count and analyse one run against a server that is already listening."""
     from capstone.bench.servers import cpu_seconds as server_cpu
     from capstone.bench.servers import memory_of
 
-    workers = Workers(load.clients, load.workers, partial(worker_main, address=address, load=load))
+    workers = Workers(load.clients, load.workers,
+                      partial(worker_main, address=address, load=load, irc_address=irc_address))
     try:
         try:
             workers.collect("joined", time.monotonic() + load.timeout)
@@ -414,9 +449,10 @@ def run_target(target: str, load: Load, on_progress: Callable[[int], None] | Non
     """Start `target` on a fresh port, run the load once, stop it."""
     from capstone.bench.servers import start_server
 
-    server = start_server(target)
+    server = start_server(target, irc=load.irc > 0)
     try:
-        return run_load((server.host, server.port), load, server.pid, target, on_progress)
+        irc_address = (server.host, server.irc_port) if load.irc else None
+        return run_load((server.host, server.port), load, server.pid, target, on_progress, irc_address)
     finally:
         server.stop()
 
@@ -424,12 +460,15 @@ def run_target(target: str, load: Load, on_progress: Callable[[int], None] | Non
 def compare(targets: list[str], load: Load, repeat: int = 1, baseline: str = "epoll",
             on_run: Callable[[str, int], Callable[[int], None] | None] | None = None) -> Comparison:
     """Run the same load against every target `repeat` times; keep each one's median run."""
-    from capstone.bench.servers import uvloop_missing
+    from capstone.bench.servers import PEERS, uvloop_missing
 
     comparison = Comparison(load, baseline)
     for target in targets:
         if target == "uvloop" and uvloop_missing():
             comparison.skipped[target] = "uvloop is not installed (pip install 'learn-netprog[fast]')"
+            continue
+        if load.irc and target in PEERS:
+            comparison.skipped[target] = "it speaks no IRC (--irc)"
             continue
         runs = []
         for number in range(repeat):

@@ -29,6 +29,11 @@ class Load:
     rate: float = 0.0  # messages per second per sender; 0 = as fast as the server takes them
     workers: int = 2
     timeout: float = 120.0
+    irc: int = 0  # how many of the listeners (never senders) join over IRC instead
+
+    def is_irc(self, index: int) -> bool:
+        """The last `irc` members are the IRC ones (the senders are the first ones)."""
+        return index >= self.clients - self.irc
 
     @property
     def expected_deliveries(self) -> int:
@@ -49,11 +54,17 @@ class Load:
             return "at most 9999 senders and 9,999,999 messages each fit the stamp."
         if self.rate < 0:
             return "--rate cannot be negative."
+        if not 0 <= self.irc <= self.clients - self.senders:
+            return "--irc members only listen: at most --clients minus --senders of them."
+        if self.irc and self.size > IRC_MAX_SIZE:
+            return (f"with --irc, --size is at most {IRC_MAX_SIZE} bytes, so that a message reaches IRC "
+                    f"in one line (a longer one is split into several).")
         return None
 
 
 STAMP = struct.Struct("4s x 7s x 19s x")  # the fixed-width head of a text: sender, seq, ns
 MIN_SIZE = STAMP.size + 1
+IRC_MAX_SIZE = 400  # 512 bytes a line, less ":m9999!chat@learn.chat PRIVMSG #chat :" and some room
 
 
 def message_text(sender: int, seq: int, size: int) -> bytes:

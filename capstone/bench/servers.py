@@ -85,6 +85,7 @@ class RunningServer:
     workdir: str
     host: str = ""
     port: int = 0
+    irc_port: int = 0  # when started with irc=True
     tail: deque = field(default_factory=lambda: deque(maxlen=20))
 
     @property
@@ -114,20 +115,26 @@ class RunningServer:
         return lines[-1] if lines else ""
 
 
-def drain_output(server: RunningServer, first_line: queue.Queue) -> None:
-    """Read the server's stdout to the end, so its log never fills the pipe and blocks it."""
+BANNER_LINES = 3  # listening on, admin socket, irc listening on
+
+
+def drain_output(server: RunningServer, head: queue.Queue) -> None:
+    """Read the server's stdout to the end, so its log never fills the pipe and blocks it;
+    the banner's lines also go to `head`, for start_server."""
     stream = server.process.stdout
     assert stream is not None
     for number, raw in enumerate(stream):
         line = raw.decode(errors="replace").rstrip("\n")
-        if number == 0:
-            first_line.put(line)
+        if number < BANNER_LINES:
+            head.put(line)
         server.tail.append(line)
-    first_line.put("")  # EOF before (or after) the first line
+    head.put("")  # EOF before (or after) the banner
 
 
-def start_server(target: str, options: tuple[str, ...] = UNLIMITED, memory_limit: int = 0) -> RunningServer:
-    """Start `target` and wait (with a deadline) for its "listening on HOST:PORT" line.
+def start_server(target: str, options: tuple[str, ...] = UNLIMITED, memory_limit: int = 0,
+                 irc: bool = False) -> RunningServer:
+    """Start `target` and wait (with a deadline) for its "listening on HOST:PORT" line (and,
+    with `irc`, an IRC listener and its "irc listening on HOST:PORT" line, the third).
 
     `memory_limit` (bytes, 0 = none) caps the server's address space (RLIMIT_AS), so a
     server that bloats fails with MemoryError instead of taking the machine with it.
@@ -135,6 +142,8 @@ def start_server(target: str, options: tuple[str, ...] = UNLIMITED, memory_limit
     if target == "uvloop" and uvloop_missing():
         raise UserError("uvloop is not installed: pip install 'learn-netprog[fast]'.")
     workdir = tempfile.mkdtemp(prefix="learn-bench-")
+    if irc:
+        options = (*options, "--irc-port", "0")
     with open(os.path.join(workdir, "stderr.txt"), "wb") as errors:
         process = subprocess.Popen(
             server_command(target, workdir, options), stdin=subprocess.DEVNULL,
@@ -143,20 +152,32 @@ def start_server(target: str, options: tuple[str, ...] = UNLIMITED, memory_limit
     if memory_limit:  # set from outside before it has done much: no preexec_fn in a threaded parent
         resource.prlimit(process.pid, resource.RLIMIT_AS, (memory_limit, memory_limit))
     server = RunningServer(target, process, workdir)
-    first_line: queue.Queue = queue.Queue()
-    threading.Thread(target=drain_output, args=(server, first_line), daemon=True).start()
+    head: queue.Queue = queue.Queue()
+    threading.Thread(target=drain_output, args=(server, head), daemon=True).start()
+    server.host, server.port = host_and_port(_banner_line(server, head, "listening on "))
+    if irc:
+        _banner_line(server, head, "admin socket ")
+        server.irc_port = host_and_port(_banner_line(server, head, "irc listening on "))[1]
+    return server
+
+
+def _banner_line(server: RunningServer, head: queue.Queue, starts: str) -> str:
+    """The next line of the server's banner, which must start with `starts`; what follows it."""
     try:
-        line = first_line.get(timeout=START_TIMEOUT)
+        line = head.get(timeout=START_TIMEOUT)
     except queue.Empty:
         line = ""
-    if not line.startswith("listening on "):
+    if not line.startswith(starts):
         server.terminate()  # now its stderr file is complete
-        reason = server.last_error() or line or f"no 'listening on' line within {START_TIMEOUT:.0f} s"
+        reason = server.last_error() or line or f"no '{starts.strip()}' line within {START_TIMEOUT:.0f} s"
         server.stop()
-        raise RunFailure(f"the {target} server did not start: {reason}")
-    server.host, _, port = line.removeprefix("listening on ").rpartition(":")
-    server.port = int(port)
-    return server
+        raise RunFailure(f"the {server.target} server did not start: {reason}")
+    return line.removeprefix(starts)
+
+
+def host_and_port(text: str) -> tuple[str, int]:
+    host, _, port = text.rpartition(":")
+    return host, int(port)
 
 
 def children_of(pid: int) -> list[int]:

@@ -1,5 +1,5 @@
-"""The chat's bytes as the load generators see them: a member that has sent its JOIN,
-and one walk over a buffer of received frames.
+"""The chat's bytes as the load generators see them: a member that has sent its JOIN (or
+its IRC registration), and one walk over a buffer of received frames (or IRC lines).
 
 The generators read many thousands of frames a second from thousands of sockets, so
 they do not decode into frame objects: they walk each member's buffer in place and
@@ -35,6 +35,28 @@ def connect_and_join(address: tuple[str, int], name: bytes, rcvbuf: int = 0) -> 
         raise
     sock.setblocking(False)
     return sock
+
+
+def connect_irc(address: tuple[str, int], nick: bytes) -> socket.socket:
+    """A non-blocking IRC member whose registration is sent (its NAMES' end, 366, comes later)."""
+    sock = socket.create_connection(address)
+    try:
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        sock.sendall(b"NICK %s\r\nUSER %s 0 * :bench\r\n" % (nick, nick))
+    except OSError:
+        sock.close()
+        raise
+    sock.setblocking(False)
+    return sock
+
+
+def whole_lines(buffer: bytearray) -> Iterator[tuple[int, int]]:
+    """(start, end) of each whole IRC line at the head of `buffer`, its \\r\\n excluded;
+    the caller drops the walked lines with `del buffer[:end + 2]` (the last end seen)."""
+    pos = 0
+    while (end := buffer.find(b"\r\n", pos)) >= 0:
+        yield pos, end
+        pos = end + 2
 
 
 def whole_frames(buffer: bytearray) -> Iterator[tuple[int, int, int]]:

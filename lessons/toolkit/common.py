@@ -43,8 +43,10 @@ DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8888  # as in the notes
 
 
-def open_listener(host: str = DEFAULT_HOST, port: int = DEFAULT_PORT, backlog: int = 128) -> socket.socket:
-    """Bind and listen with SO_REUSEADDR, turning the usual mistakes into one sentence."""
+def open_listener(host: str = DEFAULT_HOST, port: int = DEFAULT_PORT, backlog: int = 128,
+                  option: str = "--port") -> socket.socket:
+    """Bind and listen with SO_REUSEADDR, turning the usual mistakes into one sentence
+    (which names `option`, the command-line option that chose the port)."""
     if not 0 <= port <= 65535:
         raise UserError(f"port {port} does not exist; ports go from 0 to 65535 (0 picks a free one).")
     try:
@@ -62,12 +64,12 @@ def open_listener(host: str = DEFAULT_HOST, port: int = DEFAULT_PORT, backlog: i
         if err.errno == errno.EADDRINUSE:
             raise UserError(
                 f"port {port} on {host} is already in use; stop the other server "
-                f"or pick another port with --port (0 picks a free one)."
+                f"or pick another port with {option} (0 picks a free one)."
             ) from None
         if err.errno in (errno.EACCES, errno.EPERM):
             raise UserError(
                 f"not allowed to listen on port {port}; ports below 1024 need privileges, "
-                f"pick a higher one with --port."
+                f"pick a higher one with {option}."
             ) from None
         if err.errno == errno.EADDRNOTAVAIL:
             raise UserError(f"{host} is not an address of this machine.") from None

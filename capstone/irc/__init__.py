@@ -1,0 +1,1 @@
+"""The IRC protocol adapter: IRC lines in, the room's frames out, and back (see session.py)."""
