@@ -13,22 +13,23 @@ from pathlib import Path
 from typing import Annotated, Any, Optional
 
 import typer
+from lessons.toolkit.i18n import _
 
 app = typer.Typer(
-    help="Rebuild each lesson yourself; pytest checks your code.",
+    help=_("Rebuild each lesson yourself; pytest checks your code."),
     no_args_is_help=True,
     rich_markup_mode="rich",
 )
 
 WorkspaceOption = Annotated[
     Optional[Path],
-    typer.Option("--workspace", "-w", help="The workspace folder (default: found from here upwards)."),
+    typer.Option("--workspace", "-w", help=_("The workspace folder (default: found from here upwards).")),
 ]
-NameArgument = Annotated[str, typer.Argument(metavar="NAME", help="An exercise id, e.g. poll-echo.")]
+NameArgument = Annotated[str, typer.Argument(metavar="NAME", help=_("An exercise id, e.g. poll-echo."))]
 OptionalName = Annotated[
-    Optional[str], typer.Argument(metavar="[NAME]", help="An exercise id; default: the next unfinished one.")
+    Optional[str], typer.Argument(metavar="[NAME]", help=_("An exercise id; default: the next unfinished one."))
 ]
-YesOption = Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")]
+YesOption = Annotated[bool, typer.Option("--yes", "-y", help=_("Do not ask for confirmation."))]
 
 
 def console(soft_wrap: bool = True) -> Any:
@@ -67,7 +68,7 @@ def open_workspace(path: Optional[Path]) -> Any:
 def init(
     directory: Annotated[
         Optional[Path],
-        typer.Argument(metavar="[DIR]", help="Where to put your files (default ./learn-exercises)."),
+        typer.Argument(metavar="[DIR]", help=_("Where to put your files (default ./learn-exercises).")),
     ] = None,
 ) -> None:
     """Create a workspace with one stub per exercise; files already there are never overwritten."""
@@ -81,17 +82,16 @@ def init(
     out = console()
     out.print(f"Workspace: [bold]{escape(str(workspace.root))}[/]")
     if created:
-        out.print(f"  created {len(created)} exercise files: {escape(', '.join(created))}")
+        out.print(_("  created {count} exercise files: {name}").format(count=len(created), name=escape(', '.join(created))))
     if kept:
-        out.print(f"  kept {len(kept)} files you already had, untouched: {escape(', '.join(kept))}")
+        out.print(_("  kept {count} files you already had, untouched: {name}").format(count=len(kept), name=escape(', '.join(kept))))
     go_there = "" if workspace.root == Path.cwd().resolve() else f"[bold]cd {escape(str(directory))}[/], "
-    out.print(f"Next: {go_there}open [bold]{escape(_first_file(workspace))}[/], "
-              "then [bold]learn exercise check[/].")
+    out.print(_("Next: {go_there}open [bold]{name}[/], then [bold]learn exercise check[/].").format(go_there=go_there, name=escape(_first_file(workspace))))
 
 
 def _first_file(workspace: Any) -> str:
     following = workspace.next_unfinished()
-    return following.file_name if following else "any file"
+    return following.file_name if following else _("any file")
 
 
 @app.command("list")
@@ -106,7 +106,7 @@ def list_exercises(workspace: WorkspaceOption = None) -> None:
 
     space = open_workspace(workspace)
     styles = {DONE: "green", PENDING: "yellow", NOT_STARTED: "dim"}
-    table = Table(title=f"Exercises in {escape(str(space.root))}", title_justify="left",
+    table = Table(title=_("Exercises in {name}").format(name=escape(str(space.root))), title_justify="left",
                   box=None if is_plain() else box.SIMPLE)
     for column in ("#", "exercise", "lesson", "status", "hints", "file"):
         table.add_column(column)
@@ -120,7 +120,7 @@ def list_exercises(workspace: WorkspaceOption = None) -> None:
     out.print(table)
     done = sum(space.status(exercise) == DONE for exercise in EXERCISES)
     following = space.next_unfinished()
-    tail = f" Next: [bold]learn exercise check {following.id}[/]" if following else " All done!"
+    tail = _(" Next: [bold]learn exercise check {id}[/]").format(id=following.id) if following else _(" All done!")
     out.print(f"{done} of {len(EXERCISES)} done.{tail}")
 
 
@@ -131,16 +131,16 @@ def list_exercises(workspace: WorkspaceOption = None) -> None:
 def check(
     name: OptionalName = None,
     workspace: WorkspaceOption = None,
-    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Also show pytest's own output.")] = False,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help=_("Also show pytest's own output."))] = False,
     time_limit: Annotated[
-        Optional[float], typer.Option("--time-limit", min=1, help="Seconds before everything is stopped.")
+        Optional[float], typer.Option("--time-limit", min=1, help=_("Seconds before everything is stopped."))
     ] = None,
 ) -> None:
     """Run the checks of one exercise against your file (default: the next unfinished one)."""
     space = open_workspace(workspace)
     exercise = exercise_named(name) if name else space.next_unfinished()
     if exercise is None:
-        console().print("Every exercise is done. `learn exercise list` shows them all.")
+        console().print(_("Every exercise is done. `learn exercise list` shows them all."))
         return
     try:
         passed = run_and_report(space, exercise, verbose, time_limit)
@@ -169,7 +169,7 @@ def run_and_report(space: Any, exercise: Any, verbose: bool = False, time_limit:
     from lessons.exercises.runner import run_check
 
     if platform_name() != "linux":
-        raise UserError("the checks run on Linux only: they watch processes and sockets through /proc.")
+        raise UserError(_("the checks run on Linux only: they watch processes and sockets through /proc."))
     path = space.existing_file(exercise)
     out = console()
     out.print(f"Checking [bold]{escape(exercise.id)}[/] ({escape(path.name)}) ...")
@@ -181,17 +181,16 @@ def run_and_report(space: Any, exercise: Any, verbose: bool = False, time_limit:
     if result.passed:
         following = space.next_unfinished()
         if following is not None:
-            out.print(f"Next: [bold]{escape(following.id)}[/] ({escape(following.title)}), "
-                      f"in {escape(following.file_name)}: `learn exercise check`.")
+            out.print(_("Next: [bold]{name}[/] ({title}), in {file}: `learn exercise check`.").format(name=escape(following.id), title=escape(following.title), file=escape(following.file_name)))
         else:
-            out.print("[bold]That was the last one: every exercise is done.[/]")
+            out.print(_("[bold]That was the last one: every exercise is done.[/]"))
     return result.passed
 
 
 @app.command()
 def watch(
     workspace: WorkspaceOption = None,
-    interval: Annotated[float, typer.Option(min=0.05, help="Seconds between looks at your files.")] = 0.5,
+    interval: Annotated[float, typer.Option(min=0.05, help=_("Seconds between looks at your files."))] = 0.5,
 ) -> None:
     """Re-check an exercise every time you save its file (Ctrl-C stops)."""
     from rich.markup import escape
@@ -201,7 +200,7 @@ def watch(
     space = open_workspace(workspace)
     out = console()
     seen = file_stamps(space, EXERCISES)  # before saying so: a save right after the message counts
-    out.print(f"Watching {escape(str(space.root))} for saved changes (Ctrl-C to stop).")
+    out.print(_("Watching {name} for saved changes (Ctrl-C to stop).").format(name=escape(str(space.root))))
     try:
         while True:
             time.sleep(interval)  # polling mtimes: portable, no dependency, cheap for 7 files
@@ -214,7 +213,7 @@ def watch(
             if changed:  # saves made during the check are seen at the next look
                 out.print(f"Watching {escape(str(space.root))} ...")
     except KeyboardInterrupt:
-        out.print("Stopped watching.")
+        out.print(_("Stopped watching."))
 
 
 def file_stamps(space: Any, exercises: Any) -> dict[str, tuple[int, int]]:
@@ -241,7 +240,7 @@ def hint(name: OptionalName = None, workspace: WorkspaceOption = None) -> None:
     space = open_workspace(workspace)
     exercise = exercise_named(name) if name else space.next_unfinished()
     if exercise is None:
-        console().print("Every exercise is done; no hint needed.")
+        console().print(_("Every exercise is done; no hint needed."))
         return
     hints = exercise.hints()
     record = space.of(exercise)
@@ -252,10 +251,10 @@ def hint(name: OptionalName = None, workspace: WorkspaceOption = None) -> None:
     out.print(f"[bold]Hint {tier + 1} of {len(hints)} ({HINT_TIERS[tier]}) for {exercise.id}:[/]")
     out.print(Markdown(hints[tier]))
     if tier + 1 < len(hints):
-        out.print(f"Still stuck? Ask again: `learn exercise hint {exercise.id}`.")
+        out.print(_("Still stuck? Ask again: `learn exercise hint {id}`.").format(id=exercise.id))
     else:
-        out.print(f"That was the last hint. Once you pass, `learn exercise solution {exercise.id}` "
-                  f"shows the reference solution (or now, with --give-up).")
+        out.print(_("That was the last hint. Once you pass, `learn exercise solution {id}` shows "
+                    "the reference solution (or now, with --give-up).").format(id=exercise.id))
 
 
 @app.command()
@@ -286,7 +285,7 @@ def confirmed(question: str) -> bool:
 @app.command()
 def solution(
     name: NameArgument,
-    give_up: Annotated[bool, typer.Option("--give-up", help="Show it before you have passed.")] = False,
+    give_up: Annotated[bool, typer.Option("--give-up", help=_("Show it before you have passed."))] = False,
     yes: YesOption = False,
     workspace: WorkspaceOption = None,
 ) -> None:
@@ -298,8 +297,8 @@ def solution(
     exercise = exercise_named(name)
     record = space.of(exercise)
     if not record.passed_at and not give_up:
-        raise UserError(f"the solution of {exercise.id} is shown once your code passes its checks; stuck? "
-                        f"`learn exercise hint {exercise.id}`, or see it now with --give-up.")
+        raise UserError(_("the solution of {id} is shown once your code passes its checks; stuck? "
+                          "`learn exercise hint {id}`, or see it now with --give-up.").format(id=exercise.id))
     if not record.passed_at and not yes:
         question = _("Show the reference solution of {id} before you have passed?").format(id=exercise.id)
         if not confirmed(question):
@@ -319,10 +318,10 @@ def show_diff(yours: Path, reference: Path) -> None:
     diff = "".join(difflib.unified_diff(
         yours.read_text(encoding="utf-8").splitlines(keepends=True),
         reference.read_text(encoding="utf-8").splitlines(keepends=True),
-        fromfile=f"{yours.name} (yours)", tofile=f"{yours.name} (reference solution)"))
+        fromfile=_("{name} (yours)").format(name=yours.name), tofile=_("{name} (reference solution)").format(name=yours.name)))
     out = console()
     if not diff:
-        out.print("Your file is the reference solution, byte for byte.")
+        out.print(_("Your file is the reference solution, byte for byte."))
     elif is_plain():
         out.out(diff, highlight=False)
     else:
