@@ -6,7 +6,7 @@ from enum import Enum
 from typing import Annotated, Optional
 
 import typer
-from lessons.toolkit.i18n import _
+from lessons.toolkit.i18n import _, use_language
 
 app = typer.Typer(help=_("The capstone chat room: serve it, join it, administer it."), no_args_is_help=True)
 
@@ -52,8 +52,9 @@ def join(
         help=_("The chat server's TCP port (default 8888)."), show_default=False)] = None,
     unix: Annotated[Optional[str], typer.Option(
         help=_("Connect to a chat on this Unix socket file instead of TCP."))] = None,
-    lang: Annotated[Language, typer.Option(
-        help=_("Language of the notices: en, or zh (the lecture notes' wording)."))] = Language.en,
+    lang: Annotated[Optional[Language], typer.Option(
+        help=_("Language of the notices: en, or zh (the lecture notes' wording); default: the "
+               "language of `learn` (see `learn --help`)."), show_default=False)] = None,
     wait: Annotated[float, typer.Option(
         help=_("Pipe mode: stay this many seconds after stdin ends, to see the replies."), min=0)] = 0.0,
 ) -> None:
@@ -69,12 +70,14 @@ def join(
     from capstone.client import Target, run_client
     from lessons.toolkit.common import DEFAULT_HOST, DEFAULT_PORT, UserError, check_client_host
 
+    if lang is not None:  # the whole command in that language, its errors too
+        use_language(lang.value)
     if unix is not None and (host is not None or port is not None):
         raise UserError(_("give either --unix PATH or --host/--port, not both."))
     if host is not None:
         check_client_host(host)
     target = Target(host or DEFAULT_HOST, DEFAULT_PORT if port is None else port, unix)
-    raise typer.Exit(run_client(target, name=name, lang=lang.value, linger=wait))
+    raise typer.Exit(run_client(target, name=name, lang=lang.value if lang else None, linger=wait))
 
 
 class AdminAction(str, Enum):
@@ -106,6 +109,6 @@ def admin(
     for line in lines:
         typer.echo(line)
     if action == AdminAction.list and not lines:  # a notice, not a member: stdout stays one name a line
-        from lessons.toolkit.i18n import _
+        from lessons.toolkit.i18n import _, use_language
 
         typer.echo(_("the room is empty."), err=True)

@@ -249,7 +249,7 @@ def list_lessons() -> None:
             platforms += " [red]" + _("(not {platform})").format(platform=here) + "[/]"
         row = [lesson.id, _(lesson.topic), f"[bold]{_(lesson.title)}[/]\n{_(lesson.summary)}", platforms]
         if progress is not None:
-            row.append(f"{lesson.exercise}: {progress.get(lesson.exercise, '?')}" if lesson.exercise else "")
+            row.append(f"{lesson.exercise}: {_(progress.get(lesson.exercise, '?'))}" if lesson.exercise else "")
         table.add_row(*row)
     console = Console()
     console.print(table)

@@ -33,11 +33,11 @@ from lessons.toolkit import procfs
 from lessons.toolkit.children import (NOBODY, Children, check_nothing_left, closing_calmly, die_with_parent, drop_privileges,
                               libc)
 from lessons.toolkit.common import RunFailure, UserError, wait_for
-from lessons.toolkit.i18n import _, ngettext
+from lessons.toolkit.i18n import N_, _, ngettext
 from lessons.toolkit.narrate import Narrator
 
-SHORT_NAMES = {"R": "running", "S": "sleeping", "D": "disk sleep", "T": "stopped",
-               "t": "traced", "Z": "zombie", "I": "idle"}
+SHORT_NAMES = {"R": N_("running"), "S": N_("sleeping"), "D": N_("disk sleep"), "T": N_("stopped"),
+               "t": N_("traced"), "Z": N_("zombie"), "I": N_("idle")}
 
 
 # --- the children ---------------------------------------------------------------------
@@ -118,15 +118,15 @@ def process_table(pids: list[int]) -> Any:
     from rich.table import Table
 
     table = Table(title=_("read from /proc/<pid>/stat"), title_justify="left")
-    for column in ("pid", "ppid", "state", "nice", "cpu s", "name"):  # no_wrap: never split a word
-        table.add_column(column, justify="right" if column in ("pid", "ppid", "nice", "cpu s") else "left",
-                         no_wrap=True)
+    for column, justify in (("pid", "right"), ("ppid", "right"), (_("state"), "left"), ("nice", "right"),
+                            (_("cpu s"), "right"), (_("name"), "left")):
+        table.add_column(column, justify=justify, no_wrap=True)  # no_wrap: never split a word
     for pid in pids:
         info = procfs.read_stat(pid)
         if info is None:
-            table.add_row(str(pid), "", "[dim]gone: reaped[/]", "", "", "")
+            table.add_row(str(pid), "", "[dim]" + _("gone: reaped") + "[/]", "", "", "")
             continue
-        state = f"[bold]{info.state}[/] {SHORT_NAMES.get(info.state, '?')}"
+        state = f"[bold]{info.state}[/] {_(SHORT_NAMES[info.state]) if info.state in SHORT_NAMES else '?'}"
         table.add_row(str(pid), str(info.ppid), state, str(info.nice), f"{info.cpu_seconds:.2f}", info.name)
     return table
 

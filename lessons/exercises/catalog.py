@@ -14,8 +14,10 @@ import importlib.util
 from dataclasses import dataclass
 from pathlib import Path
 
+from lessons.toolkit.i18n import N_
+
 HERE = Path(__file__).resolve().parent
-HINT_TIERS = ("nudge", "approach", "nearly the code")
+HINT_TIERS = (N_("nudge"), N_("approach"), N_("nearly the code"))
 
 
 @dataclass(frozen=True)

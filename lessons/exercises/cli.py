@@ -108,20 +108,20 @@ def list_exercises(workspace: WorkspaceOption = None) -> None:
     styles = {DONE: "green", PENDING: "yellow", NOT_STARTED: "dim"}
     table = Table(title=_("Exercises in {name}").format(name=escape(str(space.root))), title_justify="left",
                   box=None if is_plain() else box.SIMPLE)
-    for column in ("#", "exercise", "lesson", "status", "hints", "file"):
+    for column in ("#", _("exercise"), _("lesson"), _("status"), _("hints"), _("file")):
         table.add_column(column)
     for number, exercise in enumerate(EXERCISES, 1):
         status = space.status(exercise)
         record = space.progress.get(exercise.id)
         hints = f"{record.hints_shown}/{len(HINT_TIERS)}" if record and record.hints_shown else ""
-        table.add_row(str(number), exercise.id, exercise.lesson, f"[{styles[status]}]{status}[/]",
+        table.add_row(str(number), exercise.id, exercise.lesson, f"[{styles[status]}]{_(status)}[/]",
                       hints, exercise.file_name)
     out = console()
     out.print(table)
     done = sum(space.status(exercise) == DONE for exercise in EXERCISES)
     following = space.next_unfinished()
     tail = _(" Next: [bold]learn exercise check {id}[/]").format(id=following.id) if following else _(" All done!")
-    out.print(f"{done} of {len(EXERCISES)} done.{tail}")
+    out.print(_("{done} of {total} done.").format(done=done, total=len(EXERCISES)) + tail)
 
 
 # ----- check and watch ---------------------------------------------------------------------
@@ -248,7 +248,8 @@ def hint(name: OptionalName = None, workspace: WorkspaceOption = None) -> None:
     record.hints_shown = min(record.hints_shown + 1, len(hints))
     space.save()
     out = console(soft_wrap=False)  # hints are prose: wrap them to the screen
-    out.print(f"[bold]Hint {tier + 1} of {len(hints)} ({HINT_TIERS[tier]}) for {exercise.id}:[/]")
+    out.print(_("[bold]Hint {number} of {total} ({tier}) for {id}:[/]").format(
+        number=tier + 1, total=len(hints), tier=_(HINT_TIERS[tier]), id=exercise.id))
     out.print(Markdown(hints[tier]))
     if tier + 1 < len(hints):
         out.print(_("Still stuck? Ask again: `learn exercise hint {id}`.").format(id=exercise.id))

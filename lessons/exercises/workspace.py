@@ -22,14 +22,14 @@ from pathlib import Path
 
 from lessons.toolkit.common import UserError
 from lessons.exercises.catalog import EXERCISES, Exercise
-from lessons.toolkit.i18n import _
+from lessons.toolkit.i18n import N_, _
 
 PROGRESS_FILE = "progress.json"
 MARKER = "learn-exercises"  # the "workspace" value in progress.json: not some other tool's file
 DEFAULT_DIR = "learn-exercises"
 FORMAT = 1
 
-DONE, PENDING, NOT_STARTED = "done", "pending", "not started"
+DONE, PENDING, NOT_STARTED = N_("done"), N_("pending"), N_("not started")  # stored as is, shown through _()
 
 README = """\
 # Your exercises

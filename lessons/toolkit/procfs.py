@@ -14,7 +14,8 @@ import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from lessons.toolkit.i18n import _
+
+from lessons.toolkit.i18n import N_, _
 
 PROC = Path("/proc")
 
@@ -28,7 +29,7 @@ STATE_MEANINGS = {
     "Z": N_("zombie: exited, parent has not reaped it yet"),
     "X": N_("dead (never seen: gone at once)"),
     "I": N_("idle kernel thread"),
-    "P": "parked kernel thread",
+    "P": N_("parked kernel thread"),
 }
 
 CLOCK_TICKS_PER_SECOND = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
@@ -168,7 +169,7 @@ def command(pid: int) -> str | None:
 
 
 def describe_state(letter: str) -> str:
-    return STATE_MEANINGS.get(letter, _("unknown state"))
+    return _(STATE_MEANINGS[letter]) if letter in STATE_MEANINGS else _("unknown state")
 
 
 def all_pids() -> list[int]:
