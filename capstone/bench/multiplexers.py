@@ -165,7 +165,7 @@ def run(max_fds: int = 10_000, repeat: int = 1000, on_progress: Callable[[str], 
         close_all(fds)
     if any(row.micros["select"] is None for row in report.rows):
         report.notes.append(
-            _("select stops below N={limit}: an fd_set has limit={limit} bits, so "
+            _("select stops below N={limit}: an fd_set has FD_SETSIZE={limit} bits, so "
               "descriptors numbered {limit} or more cannot be watched (Python raises "
               "ValueError).").format(limit=FD_SETSIZE)
         )
