@@ -17,7 +17,7 @@ from lessons import __version__, catalog
 from lessons.toolkit import exits, i18n
 from lessons.toolkit.common import RunFailure, UserError, unknown_name
 from lessons.toolkit.i18n import _
-from lessons.typer_words import speak_typer_words, usage_problem
+from lessons.typer_words import speak_typer_words, translate_completion_help, usage_problem
 
 try:  # recent typer vendors its own click
     from typer._click.exceptions import ClickException, UsageError
@@ -94,6 +94,9 @@ class LearnGroup(typer.core.TyperGroup):
                 return exits.DONE
             raise
         return result if isinstance(result, int) and not isinstance(result, bool) else exits.DONE
+
+    def get_params(self, ctx: Any) -> list[Any]:
+        return translate_completion_help(super().get_params(ctx))
 
     def invoke(self, ctx: Any) -> Any:
         try:
@@ -238,9 +241,10 @@ def list_lessons() -> None:
     progress = exercise_statuses()  # None unless an exercise workspace is found from here
     table = Table(title=_("Lessons"), title_justify="left")
     table.add_column("id", style="bold cyan", no_wrap=True)
-    table.add_column(_("topic"), style="dim")
-    table.add_column(_("what it teaches"))
-    table.add_column(_("runs on"))
+    # fold: Chinese has no spaces, so a long run of it breaks between characters, never cut with "…"
+    table.add_column(_("topic"), style="dim", overflow="fold")
+    table.add_column(_("what it teaches"), overflow="fold")
+    table.add_column(_("runs on"), overflow="fold")
     if progress is not None:
         table.add_column(_("exercise"))
     for lesson in catalog.LESSONS:

@@ -49,18 +49,18 @@ class DemoClient:
     def __init__(self, name: str, address: tuple, say: Say) -> None:
         self.name = name
         self.say = say
-        say("client", f"{name} connects")
+        say("client", _("{name} connects").format(name=name))
         self.sock = socket.create_connection(address, timeout=STEP_TIMEOUT)
 
     def ask(self, text: str) -> None:
         """Send `text` and wait until its whole answer is back."""
         message = text.encode()
-        self.say("client", f"{self.name} sends '{preview(message)}'")
+        self.say("client", _("{name} sends '{text}'").format(name=self.name, text=preview(message)))
         self.sock.sendall(message)
         answer = read_answer(self.sock, message, STEP_TIMEOUT)
         if not answer.complete:
             raise RuntimeError(_("{name} got no complete answer within {seconds} s").format(name=self.name, seconds=STEP_TIMEOUT))
-        self.say("client", f"{self.name} got '{preview(answer.data)}'")
+        self.say("client", _("{name} got '{text}'").format(name=self.name, text=preview(answer.data)))
 
     def reset(self) -> None:
         """Leave rudely: SO_LINGER on with a 0 s timeout makes close() send RST, not FIN."""
@@ -154,7 +154,7 @@ class Story:
     def connect(self, name: str) -> DemoClient:
         accepted = self.stats.accepted
         client = DemoClient(name, self.address, self.say)
-        self.server_sees(lambda: self.stats.accepted > accepted, f"{name} connecting")
+        self.server_sees(lambda: self.stats.accepted > accepted, _("{name} connecting").format(name=name))
         return client
 
     def tell(self) -> None:
@@ -182,7 +182,7 @@ class Story:
         say("client", _("carol resets: SO_LINGER {on, 0 s}, then close() sends RST"))
         closed = self.stats.closed
         carol.reset()
-        if self.server_sees(lambda: self.stats.closed > closed, "carol's reset"):
+        if self.server_sees(lambda: self.stats.closed > closed, _("carol's reset")):
             say("demo", _("only carol was dropped; one client's error never stops the server."))
 
         self.half_close(bob)
@@ -270,7 +270,7 @@ class Story:
         bob.sock.shutdown(socket.SHUT_WR)
         answer = read_answer(bob.sock, b"last words", STEP_TIMEOUT)
         self.say("client", _("bob still got his answer: '{preview}'").format(preview=preview(answer.data)))
-        if self.server_sees(lambda: self.stats.closed > closed, "bob's half-close"):
+        if self.server_sees(lambda: self.stats.closed > closed, _("bob's half-close")):
             end = bob.sock.recv(1)
             self.say("client", _("then bob's recv() returns {data!r}: the server closed its side too").format(data=end))
         bob.close()

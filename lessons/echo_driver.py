@@ -22,7 +22,7 @@ from typing import Annotated, Callable, Protocol, TextIO
 
 import typer
 
-from lessons.toolkit.common import DEFAULT_PORT, address_text, open_listener, printable_bytes
+from lessons.toolkit.common import DEFAULT_PORT, address_text, open_listener, os_error_text, printable_bytes
 from lessons.toolkit.i18n import _, ngettext
 from lessons.toolkit.logsink import LogSink, RepeatCounter
 from lessons.toolkit.narrate import Narrator
@@ -159,15 +159,15 @@ class EchoLog:
     def accepted(self, fd: int, address: object) -> None:
         self.stats.accepted += 1
         self.peers[fd] = address_text(address)
-        self.narrate("accept", f"{self.who(fd)} connected")
+        self.narrate("accept", _("{who} connected").format(who=self.who(fd)))
 
     def received(self, fd: int, data: bytes) -> None:
         self.stats.bytes_in += len(data)
-        self.narrate("recv", f"{self.who(fd)} sent {len(data)} bytes: '{preview(data)}'")
+        self.narrate("recv", _("{who} sent {size} bytes: '{data}'").format(who=self.who(fd), size=len(data), data=preview(data)))
 
     def sending(self, fd: int, size: int) -> None:
         """Printed before send(), so the line comes before the client's reaction to it."""
-        self.detail("send", f"fd {fd}: {size} bytes")
+        self.detail("send", _("fd {fd}: {size} bytes").format(fd=fd, size=size))
 
     def sent(self, size: int) -> None:
         self.stats.bytes_out += size
@@ -179,14 +179,14 @@ class EchoLog:
 
     def refused(self, fd: int, why: str) -> None:
         self.stats.refused += 1
-        self.narrate("error", f"{self.who(fd)} refused: {why}")
+        self.narrate("error", _("{who} refused: {why}").format(who=self.who(fd), why=why))
         self.peers.pop(fd, None)
 
     def summary(self, why: str) -> None:
         s = self.stats
         served = s.accepted - s.refused
         clients = ngettext("{count} client", "{count} clients", served).format(count=served)
-        refused = f", refused {s.refused}" if s.refused else ""
+        refused = _(", refused {count}").format(count=s.refused) if s.refused else ""
         still = _(", {count} still connected at the end").format(count=len(self.peers)) if self.peers else ""
         self.narrate("summary", _("stopped ({why}): served {clients}, {bytes_in} bytes in, "
                                   "{bytes_out} bytes out{refused}{still}.").format(
@@ -202,9 +202,9 @@ def accept_client(server: socket.socket, log: EchoLog) -> socket.socket | None:
     except OSError as err:  # the client gave up already, or we are out of descriptors
         if err.errno in OUT_OF_DESCRIPTORS:
             log.accept_failed(_("{error}; waiting clients stay queued until a client leaves").format(
-                error=err.strerror or err))
+                error=os_error_text(err)))
             raise OutOfDescriptors() from None
-        log.accept_failed(_("{error}; the server carries on").format(error=err.strerror or err))
+        log.accept_failed(_("{error}; the server carries on").format(error=os_error_text(err)))
         return None
     conn.setblocking(False)  # a wrong readiness hint must cost an EAGAIN, never a frozen server
     log.accepted(conn.fileno(), address)
@@ -268,7 +268,7 @@ class Outbox:
         except BlockingIOError:
             sent = 0
         except OSError as err:
-            raise ClientGone(_("connection lost while answering: {reason}").format(reason=err.strerror or err)) from None
+            raise ClientGone(_("connection lost while answering: {reason}").format(reason=os_error_text(err))) from None
         self.log.sent(sent)
         if sent < len(data):
             if fd not in self.waiting:
@@ -302,7 +302,7 @@ def echo_once(conn: socket.socket, log: EchoLog, outbox: Outbox) -> bool:
         log.detail("recv", _("fd {fd}: nothing more to read (EAGAIN)").format(fd=fd))
         return False
     except OSError as err:  # ConnectionResetError above all
-        raise ClientGone(_("connection lost: {reason}").format(reason=err.strerror or err)) from None
+        raise ClientGone(_("connection lost: {reason}").format(reason=os_error_text(err))) from None
     if not data:
         raise ClientGone(_("it closed its side (recv returned b'')"))
     log.received(fd, data)

@@ -34,6 +34,11 @@ RICH_PANEL_WORDS = {
     "DEPRECATED_STRING": N_("(deprecated) "),
     "ABORTED_TEXT": N_("Aborted."),
 }
+# The root command's completion options: Typer writes their help as plain English.
+COMPLETION_HELP = {
+    "install_completion": N_("Install completion for the current shell."),
+    "show_completion": N_("Show completion for the current shell, to copy it or customize the installation."),
+}
 USAGE_PREFIX = N_("Usage: ")
 HELP_OPTION_HELP = N_("Show this message and exit.")
 
@@ -69,6 +74,14 @@ def speak_typer_words() -> None:
 
         get_help_option_translated.translated = True  # type: ignore[attr-defined]
         click_core.Command.get_help_option = get_help_option_translated  # type: ignore[method-assign]
+
+
+def translate_completion_help(params: list[Any]) -> list[Any]:
+    """The root command's parameters, with the completion options' help in the current language."""
+    for param in params:
+        if param.name in COMPLETION_HELP:
+            param.help = _(COMPLETION_HELP[param.name])
+    return params
 
 
 # Typer's value checks, as it words them, and ours.

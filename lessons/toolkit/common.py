@@ -11,7 +11,7 @@ import unicodedata
 from pathlib import Path
 from typing import Callable, NoReturn
 
-from lessons.toolkit.i18n import _
+from lessons.toolkit.i18n import N_, _, current_language
 
 
 class UserError(Exception):
@@ -37,6 +37,26 @@ def unknown_name(problem: str, close: list[str], listing: str) -> str:
                                                                               last=close[-1])
         return _("{problem} (did you mean {names}?).").format(problem=problem, names=names)
     return _("{problem}; `{listing}` shows them all.").format(problem=problem, listing=listing)
+
+
+# The errors a connection meets, for a learner who reads another language than the
+# system's: English shows the system's own words (strerror), which other programs print too.
+CONNECTION_ERRORS = {
+    errno.ECONNRESET: N_("Connection reset by peer"),
+    errno.EPIPE: N_("Broken pipe"),
+    errno.ECONNABORTED: N_("Software caused connection abort"),
+    errno.ECONNREFUSED: N_("Connection refused"),
+    errno.ETIMEDOUT: N_("Connection timed out"),
+    errno.EHOSTUNREACH: N_("No route to host"),
+    errno.ENETUNREACH: N_("Network is unreachable"),
+}
+
+
+def os_error_text(err: OSError) -> str:
+    """Why a socket call failed, in the current language (the system's words in English)."""
+    if current_language() != "en" and err.errno in CONNECTION_ERRORS:
+        return _(CONNECTION_ERRORS[err.errno])
+    return err.strerror or str(err)
 
 
 DEFAULT_HOST = "127.0.0.1"
