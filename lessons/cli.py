@@ -134,7 +134,7 @@ def usage_sentence(err: Any) -> str:
     ctx = getattr(err, "ctx", None)
     if ctx is None:
         return message
-    return _("{problem}; see `{command} --help`.").format(problem=exits.as_sentence(message).rstrip("."),
+    return _("{problem}; see `{command} --help`.").format(problem=exits.as_sentence(message).rstrip(".。"),
                                                          command=ctx.command_path)
 
 

@@ -80,12 +80,12 @@ def init(
         directory = find_root(Path.cwd()) or Path(DEFAULT_DIR)
     workspace, created, kept = Workspace.init(directory)
     out = console()
-    out.print(f"Workspace: [bold]{escape(str(workspace.root))}[/]")
+    out.print(_("Workspace: [bold]{path}[/]").format(path=escape(str(workspace.root))))
     if created:
         out.print(_("  created {count} exercise files: {name}").format(count=len(created), name=escape(', '.join(created))))
     if kept:
         out.print(_("  kept {count} files you already had, untouched: {name}").format(count=len(kept), name=escape(', '.join(kept))))
-    go_there = "" if workspace.root == Path.cwd().resolve() else f"[bold]cd {escape(str(directory))}[/], "
+    go_there = "" if workspace.root == Path.cwd().resolve() else _("[bold]cd {path}[/], ").format(path=escape(str(directory)))
     out.print(_("Next: {go_there}open [bold]{name}[/], then [bold]learn exercise check[/].").format(go_there=go_there, name=escape(_first_file(workspace))))
 
 
@@ -172,7 +172,7 @@ def run_and_report(space: Any, exercise: Any, verbose: bool = False, time_limit:
         raise UserError(_("the checks run on Linux only: they watch processes and sockets through /proc."))
     path = space.existing_file(exercise)
     out = console()
-    out.print(f"Checking [bold]{escape(exercise.id)}[/] ({escape(path.name)}) ...")
+    out.print(_("Checking [bold]{id}[/] ({file}) ...").format(id=escape(exercise.id), file=escape(path.name)))
     with CheckProgress(out, plain=is_plain()) as progress:
         result = run_check(exercise, path, time_limit, progress=progress)
     space.record_check(exercise, result.passed)
@@ -211,7 +211,7 @@ def watch(
             for exercise in changed:
                 run_and_report(space, exercise)
             if changed:  # saves made during the check are seen at the next look
-                out.print(f"Watching {escape(str(space.root))} ...")
+                out.print(_("Watching {path} ...").format(path=escape(str(space.root))))
     except KeyboardInterrupt:
         out.print(_("Stopped watching."))
 

@@ -162,7 +162,8 @@ def print_error(message: str) -> None:
     from rich.markup import escape
 
     label = _("error:")
-    Console(stderr=True, highlight=False, soft_wrap=True).print(f"[bold red]{label}[/] {escape(as_sentence(message))}")
+    space = "" if CHINESE.search(label) else " "  # no space after a full-width colon
+    Console(stderr=True, highlight=False, soft_wrap=True).print(f"[bold red]{label}[/]{space}{escape(as_sentence(message))}")
 
 
 def print_notice(message: str) -> None:
