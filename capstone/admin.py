@@ -97,7 +97,7 @@ def run_admin(action: str, words: list[str], path: Path) -> list[str]:
     if action == "list" and words:
         raise UserError(_("list takes no argument."))
     if action != "list" and not argument:
-        raise UserError(f"{action} needs {'the text to announce' if action == 'say' else 'the name of a member'}.")
+        raise UserError(_("say needs the text to announce.") if action == "say" else _("kick needs the name of a member."))
     kind, reply = request(path, ACTIONS[action], argument.encode("utf-8", "surrogateescape"))
     if kind == Kind.ERROR:
         code, reason = codec.decode_error(reply)
@@ -114,4 +114,4 @@ def code_name(code: int) -> str:
     try:
         return ErrorCode(code).name
     except ValueError:
-        return f"code {code}"
+        return _("code {code}").format(code=code)

@@ -150,7 +150,7 @@ def add_branches(tree: Any, pid: int, depth: int) -> None:
 def tree_label(pid: int) -> str:
     info = procfs.read_stat(pid)
     if info is None:
-        return f"({pid}) gone"
+        return _("({pid}) gone").format(pid=pid)
     return f"{info.name}({pid}) [bold]{info.state}[/]"
 
 
@@ -203,7 +203,9 @@ def reap_four(say: Narrator, children: Children, family: dict[str, int]) -> None
         code = children.wait(pid)
         how = (_("killed by {name}").format(name=signal.Signals(-code).name) if code < 0
                else _("exit status {code}").format(code=code))
-        say("reap", f"waitpid({pid}) -> {how}; /proc/{pid} {'is gone' if procfs.state(pid) is None else 'STILL EXISTS'}")
+        gone = procfs.state(pid) is None
+        say("reap", (_("waitpid({pid}) -> {how}; /proc/{pid} is gone") if gone
+                     else _("waitpid({pid}) -> {how}; /proc/{pid} STILL EXISTS")).format(pid=pid, how=how))
     say("result", _("no zombie left: waitpid collected each exit status and the kernel freed the entries"))
 
 
@@ -298,7 +300,8 @@ def as_ordinary_user() -> str:
         back = _("and back to {start} worked").format(start=start)
     except PermissionError:
         back = _("but back to {start} raised PermissionError").format(start=start)
-    return f"uid {os.getuid()}: nice {higher} worked, {back}; {try_lowering_nice()}"
+    return _("uid {uid}: nice {higher} worked, {back}; {lowering}").format(
+        uid=os.getuid(), higher=higher, back=back, lowering=try_lowering_nice())
 
 
 def nice_limit_text() -> str:

@@ -60,7 +60,7 @@ class NarratedReader:
 
     def got(self, record: Record) -> None:
         self.outcome.records.append(record)
-        self.narrate("recv", f"record {show(record)}")
+        self.narrate("recv", _("record {record}").format(record=show(record)))
 
 
 def receive_naive(reader: NarratedReader) -> None:
@@ -177,7 +177,7 @@ def main(
         try:
             interrupt_when_output_closes()  # `| head -1` ends a receiver that waits for senders
             print(f"listening on {address_text(listener.getsockname())}", flush=True)  # the line scripts wait for
-            narrate("listen", f"{receiver} receiver: {RECEIVER_HELP[receiver]}")
+            narrate("listen", _("{receiver} receiver: {how}").format(receiver=receiver, how=RECEIVER_HELP[receiver]))
             while True:
                 serve_one(listener, receiver, narrate)
                 if once:
@@ -258,7 +258,7 @@ def run_demo(narrate: Narrate) -> None:
     verdicts = []
     with open_listener(DEFAULT_HOST, 0) as listener:
         for scenario in SCENARIOS:
-            rule(f"{scenario.mode.value} sender, {scenario.receiver} receiver")
+            rule(_("{mode} sender, {receiver} receiver").format(mode=scenario.mode.value, receiver=scenario.receiver))
             narrate("demo", scenario.why)
             outcome, records = run_scenario(listener, scenario, narrate)
             verdicts.append((scenario, delivered(outcome, records)))
@@ -267,7 +267,8 @@ def run_demo(narrate: Narrate) -> None:
         result = _("all records arrived") if ok else _("FAILED")
         if not ok and scenario.receiver == "naive":
             result += _(" (the notes' bug)")
-        narrate("summary", f"{scenario.mode.value:>6} sender, {scenario.receiver:>6} receiver: {result}")
+        narrate("summary", _("{mode:>6} sender, {receiver:>6} receiver: {result}").format(
+            mode=scenario.mode.value, receiver=scenario.receiver, result=result))
     broken_fixes = [s for s, ok in verdicts if not ok and s.receiver != "naive"]
     if broken_fixes:
         raise RunFailure(_("a corrected receiver lost records, which should never happen; please report it."))

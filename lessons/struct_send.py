@@ -84,7 +84,7 @@ def send_records(sock: socket.socket, records: list[Record], mode: Mode, framing
                  narrate: Narrate, pause: float = DEFAULT_PAUSE) -> int:
     """Send `records` the `mode` way; returns the number of bytes sent."""
     for record in records:
-        narrate("send", f"record {show(record)} -> {len(wire_bytes(record, framing))} bytes")
+        narrate("send", _("record {record} -> {size} bytes").format(record=show(record), size=len(wire_bytes(record, framing))))
     sent = 0
     for index, chunk in enumerate(chunks_to_send(records, mode, framing)):
         if mode is Mode.split and index:

@@ -49,7 +49,8 @@ def send_and_wait(conn: socket.socket, message: bytes, timeout: float) -> bytes:
     if answer.closed:
         raise RunFailure(_("the server closed the connection before answering."))
     if not answer.complete:
-        got = f"only {len(answer.data)} bytes ('{preview(answer.data)}')" if answer.data else "nothing"
+        got = (_("only {size} bytes ('{data}')").format(size=len(answer.data), data=preview(answer.data)) if answer.data
+               else _("nothing"))
         raise RunFailure(_("no complete answer within {timeout} s, {got} came back.").format(timeout=timeout, got=got))
     return answer.data
 
@@ -59,7 +60,7 @@ def scripted(conn: socket.socket, text: str, count: int, timeout: float) -> None
     started = time.perf_counter()
     for number in range(1, count + 1):
         answer = send_and_wait(conn, message, timeout)
-        print(f"answer {number}/{count}: {printable_bytes(answer)}", flush=True)
+        print(_("answer {number}/{count}: {data}").format(number=number, count=count, data=printable_bytes(answer)), flush=True)
     elapsed_ms = (time.perf_counter() - started) * 1000
     summary = ngettext("{count} answer in {total:.1f} ms ({each:.2f} ms per round trip)",
                        "{count} answers in {total:.1f} ms ({each:.2f} ms per round trip)", count)

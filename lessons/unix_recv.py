@@ -121,7 +121,7 @@ def close_listener(listener: socket.socket, endpoint: Endpoint, socket_file: Soc
     if socket_file is None:
         return
     if socket_file.remove():  # ours only, never a newer server's
-        narrate("close", f"removed {endpoint.path}")
+        narrate("close", _("removed {path}").format(path=endpoint.path))
     elif os.path.lexists(socket_file.path):
         narrate("close", _("left {path} alone: it is no longer our file (a newer server's?)").format(path=endpoint.path))
 
@@ -183,10 +183,10 @@ def serve_one(listener: socket.socket, narrate: Narrate) -> Delivery:
             if delivery.error is None and not delivery.message:
                 narrate("close", _("closed without a message (a liveness probe, such as a second receiver makes)"))
             elif delivery.error is None:
-                narrate("recv", f"{len(delivery.message)} bytes: {printable_bytes(delivery.message)}")
+                narrate("recv", _("{size} bytes: {data}").format(size=len(delivery.message), data=printable_bytes(delivery.message)))
                 reply = f"{REPLY} ({len(delivery.message)} bytes)"
                 conn.sendall(reply.encode())
-                narrate("send", f"reply: {reply}")
+                narrate("send", _("reply: {reply}").format(reply=reply))
         except TimeoutError:
             delivery.error = _("the sender went quiet for {seconds:.0f} s without finishing").format(seconds=IDLE_TIMEOUT)
         except ConnectionError as err:

@@ -90,7 +90,7 @@ def connect_unix(endpoint: Endpoint) -> socket.socket:
 
 def send_message(sock: socket.socket, message: bytes, narrate: Narrate) -> bytes:
     """Send, half-close so the receiver sees where the message ends, then read its reply."""
-    narrate("send", f"{len(message)} bytes: {printable_bytes(message)}")
+    narrate("send", _("{size} bytes: {data}").format(size=len(message), data=printable_bytes(message)))
     try:
         sock.sendall(message)
         sock.shutdown(socket.SHUT_WR)
@@ -99,7 +99,7 @@ def send_message(sock: socket.socket, message: bytes, narrate: Narrate) -> bytes
         raise RunFailure(_("the receiver closed the connection before answering.")) from None
     except TimeoutError:
         raise RunFailure(_("the receiver did not answer within {seconds:.0f} s.").format(seconds=TIMEOUT)) from None
-    narrate("recv", f"reply: {printable_bytes(reply)}")
+    narrate("recv", _("reply: {reply}").format(reply=printable_bytes(reply)))
     return reply
 
 

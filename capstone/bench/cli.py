@@ -191,7 +191,7 @@ def show_multiplexers(report) -> None:  # noqa: ANN001 - multiplexers.Report
     console.print(table)
     console.print(log_bars(report))
     for note in report.notes:
-        console.print(f"[dim]note:[/] {note}")
+        console.print("[dim]" + _("note:") + f"[/] {note}")
     console.print(_("[dim]select and poll hand the kernel the whole list on every call, so they "
                     "grow with N; epoll keeps the list in the kernel and returns only what is "
                     "ready, so it stays flat.[/]"))
@@ -337,7 +337,7 @@ def show_scale(report) -> None:  # noqa: ANN001 - scale.ScaleReport
     table.add_row(_("server memory per member"), f"{report.kib_per_member:.2f} KiB")
     console.print(table)
     for note in report.notes:
-        console.print(f"[dim]note:[/] {note}")
+        console.print("[dim]" + _("note:") + f"[/] {note}")
 
 
 def stopped_by_ctrl_c(line: str) -> None:

@@ -54,7 +54,7 @@ def load_learner_module(path: Path) -> ModuleType:
     except SyntaxError as err:
         raise LearnerFileError(syntax_error_text(path, err)) from None
     except BaseException as err:  # noqa: BLE001 - anything at import is the learner's to see
-        raise LearnerFileError(f"importing {path.name} failed: {describe_exception(err)}") from None
+        raise LearnerFileError(_("importing {name} failed: {error}").format(name=path.name, error=describe_exception(err))) from None
     return module
 
 
@@ -122,7 +122,7 @@ def where(tb: TracebackType | None) -> str:
     if entry is None:
         return ""
     code = (entry.line or "").strip()
-    return f"{Path(entry.filename).name} line {entry.lineno}" + (f": `{code}`" if code else "")
+    return _("{file} line {line}").format(file=Path(entry.filename).name, line=entry.lineno) + (f": `{code}`" if code else "")
 
 
 def describe_exception(err: BaseException) -> str:
@@ -176,7 +176,7 @@ class LearnerThread:
     def crash_text(self) -> str | None:
         if self.error is None:
             return None
-        return f"your {self.name}() raised {describe_exception(self.error)}"
+        return _("your {function}() raised {error}").format(function=self.name, error=describe_exception(self.error))
 
     def join(self, timeout: float) -> bool:
         self.thread.join(timeout)
@@ -210,7 +210,7 @@ def compare_bytes(expected: bytes, received: bytes) -> str:
 
 
 def short(data: bytes, limit: int = 40) -> str:
-    return repr(data) if len(data) <= limit else f"{data[:limit]!r}... ({len(data)} bytes)"
+    return repr(data) if len(data) <= limit else _("{start}... ({size} bytes)").format(start=repr(data[:limit]), size=len(data))
 
 
 def listener_on_loopback() -> socket.socket:

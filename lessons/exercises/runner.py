@@ -314,9 +314,9 @@ def killed_from_inside(exercise: Exercise, limit: float, records: list[dict], pa
 
 def signal_name(number: int) -> str:
     try:
-        return f"{signal.Signals(number).name}, signal {number}"
+        return _("{name}, signal {number}").format(name=signal.Signals(number).name, number=number)
     except ValueError:
-        return f"signal {number}"
+        return _("signal {number}").format(number=number)
 
 
 def cut_off(checks: list[CheckOutcome], running: dict, why: str) -> list[CheckOutcome]:
