@@ -11,7 +11,7 @@ from lessons.toolkit.i18n import _, use_language
 app = typer.Typer(help=_("The capstone chat room: serve it, join it, administer it."), no_args_is_help=True)
 
 
-@app.command()
+@app.command(help=_("Run the chat server (Ctrl-C or SIGTERM stops it cleanly)."))
 def serve(
     host: Annotated[str, typer.Option(help=_("Address to listen on (0.0.0.0 exposes the chat to the network)."))] = "127.0.0.1",
     port: Annotated[int, typer.Option(help=_("TCP port; 0 picks a free one."))] = 8888,
@@ -26,7 +26,6 @@ def serve(
     admin_socket: Annotated[Optional[str], typer.Option(help=_("Path of the administrator's Unix socket."))] = None,
     trace: Annotated[bool, typer.Option(help=_("Log every readiness event the multiplexer reports."))] = False,
 ) -> None:
-    """Run the chat server (Ctrl-C or SIGTERM stops it cleanly)."""
     from capstone.room import Limits
     from capstone.serve import ServeOptions
     from capstone.serve import serve as run_server
@@ -42,7 +41,13 @@ class Language(str, Enum):
     zh = "zh"
 
 
-@app.command()
+@app.command(help=_(
+    "Join the chat: type messages; /help lists the commands; /quit, Ctrl-D or Ctrl-C "
+    "leaves.\n\nWithout a terminal (stdin a pipe or a file), each line is a message and each "
+    "event is printed as one plain line, so scripts can drive the chat. A text over 4096 "
+    "bytes (the protocol's default limit) goes out as several messages, paced to the default "
+    "rate limit; one over 160 KiB is refused. Exit status: 0 you left, 1 kicked, server "
+    "stopped or connection lost, 2 no chat server there or name refused (pipe mode)."))
 def join(
     name: Annotated[Optional[str], typer.Option(
         help=_("Your name; asked for when missing (required when stdin is not a terminal)."))] = None,
@@ -58,15 +63,6 @@ def join(
     wait: Annotated[float, typer.Option(
         help=_("Pipe mode: stay this many seconds after stdin ends, to see the replies."), min=0)] = 0.0,
 ) -> None:
-    """Join the chat: type messages; /help lists the commands; /quit, Ctrl-D or Ctrl-C leaves.
-
-    Without a terminal (stdin a pipe or a file), each line is a message and
-    each event is printed as one plain line, so scripts can drive the chat.
-    A text over 4096 bytes (the protocol's default limit) goes out as several
-    messages, paced to the default rate limit; one over 160 KiB is refused.
-    Exit status: 0 you left, 1 kicked, server stopped or connection lost, 2 no
-    chat server there or name refused (pipe mode).
-    """
     from capstone.client import Target, run_client
     from lessons.toolkit.common import DEFAULT_HOST, DEFAULT_PORT, UserError, check_client_host
 
@@ -86,7 +82,10 @@ class AdminAction(str, Enum):
     list = "list"
 
 
-@app.command()
+@app.command(help=_(
+    "Administer a running chat: announce to everyone, remove a member, list the "
+    "members.\n\nExit status: 0 done, 1 the server refused (its reason is printed), 2 no "
+    "server there."))
 def admin(
     action: Annotated[AdminAction, typer.Argument(help=_("say TEXT, kick NAME, or list."))],
     words: Annotated[Optional[list[str]], typer.Argument(
@@ -98,10 +97,6 @@ def admin(
     socket: Annotated[Optional[str], typer.Option(
         "--socket", help=_("The admin socket itself (the path the server printed); wins over --unix and --port."))] = None,
 ) -> None:
-    """Administer a running chat: announce to everyone, remove a member, list the members.
-
-    Exit status: 0 done, 1 the server refused (its reason is printed), 2 no server there.
-    """
     from capstone.admin import admin_socket_path, run_admin
 
     path = admin_socket_path(port=port, unix=unix, socket_path=socket)

@@ -5,8 +5,8 @@ Typer 0.2x vendors its Click and writes most of these words as plain English lit
 only typer.core and typer.rich_utils ask the stdlib `gettext` (the "messages" domain, which
 follows the C locale, not `learn --lang`). So for a language other than English,
 `speak_typer_words()` points those two modules at our catalog, sets the panel titles that
-rich_utils computed at import, and wraps the two places that write "Usage:" and "Show this
-message and exit.". Usage mistakes become one sentence in `lessons.cli.usage_sentence`,
+rich_utils computed at import, wraps the two places that write "Usage:" and "Show this
+message and exit.", and lets help text fold between characters (Chinese has no spaces). Usage mistakes become one sentence in `lessons.cli.usage_sentence`,
 through `usage_problem()` below. English needs none of it: the words are English already.
 """
 
@@ -57,6 +57,18 @@ def speak_typer_words() -> None:
     for name, words in RICH_PANEL_WORDS.items():
         setattr(typer.rich_utils, name, _(words))
     typer.rich_utils.highlighter.highlights.append(f"(?P<usage>{re.escape(_(USAGE_PREFIX))})")
+    make_rich_text = typer.rich_utils._make_rich_text
+    if not getattr(make_rich_text, "translated", False):
+        def make_folding_text(**options: Any) -> Any:
+            """Help text that breaks between characters: a run of Chinese has no spaces to break at,
+            and rich would cut it with "…" where the column ends."""
+            text = make_rich_text(**options)
+            if hasattr(text, "overflow"):
+                text.overflow = "fold"
+            return text
+
+        make_folding_text.translated = True  # type: ignore[attr-defined]
+        typer.rich_utils._make_rich_text = make_folding_text  # type: ignore[attr-defined]
     write_usage = formatting.HelpFormatter.write_usage
     if not getattr(write_usage, "translated", False):
         def write_usage_translated(self: Any, prog: str, args: str = "", prefix: str | None = None) -> None:

@@ -19,13 +19,14 @@ MAX_FORK_MEMBERS = 1000  # 5,000 relay processes would need several GiB
 MULTIPLEXER_COLOURS = {"select": "red", "poll": "yellow", "epoll": "green", "selectors": "cyan"}
 
 
-@app.command()
+@app.command(help=_(
+    "Cost of one wait call with N watched descriptors, one of them ready: select, poll, "
+    "epoll, selectors."))
 def multiplexers(
     max_fds: Annotated[int, typer.Option(help=_("The largest number of watched descriptors."), min=10)] = 10_000,
     repeat: Annotated[int, typer.Option(help=_("Timed wait calls per multiplexer and N (the median is shown)."), min=5)] = 1000,
     json: Annotated[bool, typer.Option("--json", help=_("Print one JSON document instead of the table."))] = False,
 ) -> None:
-    """Cost of one wait call with N watched descriptors, one of them ready: select, poll, epoll, selectors."""
     from capstone.bench.multiplexers import run
 
     if json:
@@ -41,7 +42,9 @@ def multiplexers(
     show_multiplexers(report)
 
 
-@app.command()
+@app.command(help=_(
+    "Load the chat server: members join, senders send, every member counts, times and orders "
+    "what arrives."))
 def chat(
     clients: Annotated[int, typer.Option(help=_("Members who join."), min=2)] = 100,
     senders: Annotated[int, typer.Option(help=_("How many of them send."), min=1)] = 20,
@@ -58,7 +61,6 @@ def chat(
         help=_("Seconds to join, and seconds to deliver; what has not arrived by then counts as lost."), min=1)] = 120.0,
     json: Annotated[bool, typer.Option("--json", help=_("Print one JSON document instead of the table."))] = False,
 ) -> None:
-    """Load the chat server: members join, senders send, every member counts, times and orders what arrives."""
     from capstone.bench.load import compare
     from capstone.bench.load_spec import Load
     from capstone.bench.servers import parse_targets
@@ -81,7 +83,9 @@ def chat(
     show_chat(comparison)
 
 
-@app.command()
+@app.command(help=_(
+    "Many idle members, one message at a time: how long until the last one has it, and "
+    "memory per member."))
 def scale(
     members: Annotated[int, typer.Option(help=_("Members who join and stay idle."), min=2)] = 5000,
     repeat: Annotated[int, typer.Option(help=_("Broadcasts timed, one after another."), min=1)] = 20,
@@ -90,7 +94,6 @@ def scale(
     timeout: Annotated[float, typer.Option(help=_("Seconds joining or one broadcast may take."), min=1)] = 120.0,
     json: Annotated[bool, typer.Option("--json", help=_("Print one JSON document instead of the table."))] = False,
 ) -> None:
-    """Many idle members, one message at a time: how long until the last one has it, and memory per member."""
     from capstone.bench.scale import run_scale
     from capstone.bench.servers import parse_targets
     from lessons.toolkit.common import UserError
@@ -112,7 +115,9 @@ def scale(
     show_scale(report)
 
 
-@app.command()
+@app.command(help=_(
+    "Stuck readers, a WHO flood and talkers against one server: a healthy member's PING, "
+    "peak memory, who survived."))
 def hostile(
     stuck: Annotated[int, typer.Option(help=_("Members who join and never read (32-emoji names)."), min=0)] = 1000,
     who: Annotated[int, typer.Option(help=_("WHO frames one member sends at once, never reading."), min=0)] = 13_000,
@@ -131,7 +136,6 @@ def hostile(
     timeout: Annotated[float, typer.Option(help=_("Seconds everyone may take to join."), min=1)] = 60.0,
     json: Annotated[bool, typer.Option("--json", help=_("Print one JSON document instead of the table."))] = False,
 ) -> None:
-    """Stuck readers, a WHO flood and talkers against one server: a healthy member's PING, peak memory, who survived."""
     from capstone.bench.hostile import HostileLoad, run_hostile
     from capstone.bench.servers import ENGINES
     from lessons.toolkit.common import UserError

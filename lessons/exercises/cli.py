@@ -64,14 +64,15 @@ def open_workspace(path: Optional[Path]) -> Any:
 # ----- init and list ---------------------------------------------------------------------
 
 
-@app.command()
+@app.command(help=_(
+    "Create a workspace with one stub per exercise; files already there are never "
+    "overwritten."))
 def init(
     directory: Annotated[
         Optional[Path],
         typer.Argument(metavar="[DIR]", help=_("Where to put your files (default ./learn-exercises).")),
     ] = None,
 ) -> None:
-    """Create a workspace with one stub per exercise; files already there are never overwritten."""
     from rich.markup import escape
 
     from lessons.exercises.workspace import DEFAULT_DIR, Workspace, find_root
@@ -94,9 +95,8 @@ def _first_file(workspace: Any) -> str:
     return following.file_name if following else _("any file")
 
 
-@app.command("list")
+@app.command("list", help=_("Every exercise in order, with your progress: done, pending or not started."))
 def list_exercises(workspace: WorkspaceOption = None) -> None:
-    """Every exercise in order, with your progress: done, pending or not started."""
     from rich import box
     from rich.markup import escape
     from rich.table import Table
@@ -127,7 +127,7 @@ def list_exercises(workspace: WorkspaceOption = None) -> None:
 # ----- check and watch ---------------------------------------------------------------------
 
 
-@app.command()
+@app.command(help=_("Run the checks of one exercise against your file (default: the next unfinished one)."))
 def check(
     name: OptionalName = None,
     workspace: WorkspaceOption = None,
@@ -136,7 +136,6 @@ def check(
         Optional[float], typer.Option("--time-limit", min=1, help=_("Seconds before everything is stopped."))
     ] = None,
 ) -> None:
-    """Run the checks of one exercise against your file (default: the next unfinished one)."""
     space = open_workspace(workspace)
     exercise = exercise_named(name) if name else space.next_unfinished()
     if exercise is None:
@@ -187,12 +186,11 @@ def run_and_report(space: Any, exercise: Any, verbose: bool = False, time_limit:
     return result.passed
 
 
-@app.command()
+@app.command(help=_("Re-check an exercise every time you save its file (Ctrl-C stops)."))
 def watch(
     workspace: WorkspaceOption = None,
     interval: Annotated[float, typer.Option(min=0.05, help=_("Seconds between looks at your files."))] = 0.5,
 ) -> None:
-    """Re-check an exercise every time you save its file (Ctrl-C stops)."""
     from rich.markup import escape
 
     from lessons.exercises.catalog import EXERCISES
@@ -230,9 +228,8 @@ def file_stamps(space: Any, exercises: Any) -> dict[str, tuple[int, int]]:
 # ----- hint, reset, solution ------------------------------------------------------------
 
 
-@app.command()
+@app.command(help=_("The next hint for an exercise: a nudge, then the approach, then nearly the code."))
 def hint(name: OptionalName = None, workspace: WorkspaceOption = None) -> None:
-    """The next hint for an exercise: a nudge, then the approach, then nearly the code."""
     from rich.markdown import Markdown
 
     from lessons.exercises.catalog import HINT_TIERS
@@ -258,9 +255,8 @@ def hint(name: OptionalName = None, workspace: WorkspaceOption = None) -> None:
                     "the reference solution (or now, with --give-up).").format(id=exercise.id))
 
 
-@app.command()
+@app.command(help=_("Start an exercise over from its stub (your version is backed up first)."))
 def reset(name: NameArgument, yes: YesOption = False, workspace: WorkspaceOption = None) -> None:
-    """Start an exercise over from its stub (your version is backed up first)."""
     from lessons.toolkit.i18n import _
 
     space = open_workspace(workspace)
@@ -283,14 +279,13 @@ def confirmed(question: str) -> bool:
         return False
 
 
-@app.command()
+@app.command(help=_("The reference solution, as a diff against your file: after you pass, or with --give-up."))
 def solution(
     name: NameArgument,
     give_up: Annotated[bool, typer.Option("--give-up", help=_("Show it before you have passed."))] = False,
     yes: YesOption = False,
     workspace: WorkspaceOption = None,
 ) -> None:
-    """The reference solution, as a diff against your file: after you pass, or with --give-up."""
     from lessons.toolkit.common import UserError
     from lessons.toolkit.i18n import _
 
