@@ -29,7 +29,7 @@ import typer
 from lessons.toolkit import procfs
 from lessons.toolkit.children import (NOBODY, Children, check_nothing_left, closing_calmly, drop_privileges,
                               flush_quietly, hold_signals, release_signals)
-from lessons.toolkit.common import RunFailure, UserError, wait_for
+from lessons.toolkit.common import RunFailure, UserError, os_error_text, wait_for
 from lessons.toolkit.i18n import N_, _, ngettext
 from lessons.toolkit.narrate import Narrator
 
@@ -264,8 +264,8 @@ def fork_under_process_limit() -> str:
         pid = os.fork()
     except OSError as err:
         name = errno.errorcode.get(err.errno or 0, "?")
-        return _("uid {uid}, RLIMIT_NPROC=1: os.fork() raised {error} [{name}]").format(
-            uid=os.getuid(), error=type(err).__name__, name=name)
+        return _("uid {uid}, RLIMIT_NPROC=1: os.fork() raised {error} [{name}] {reason}").format(
+            uid=os.getuid(), error=type(err).__name__, name=name, reason=os_error_text(err))
     if pid == 0:
         os._exit(0)
     os.waitpid(pid, 0)

@@ -308,7 +308,7 @@ def nice_limit_text() -> str:
     """What RLIMIT_NICE allows: an unprivileged process may lower its nice to 20 - limit."""
     import resource
 
-    soft, _ = resource.getrlimit(resource.RLIMIT_NICE)
+    soft, _hard = resource.getrlimit(resource.RLIMIT_NICE)
     if soft == resource.RLIM_INFINITY:
         return _("unlimited here")
     return _("{soft} here, so no lowering at all").format(soft=soft) if soft <= 1 else _("{soft} here: down to nice {lowest}").format(

@@ -69,7 +69,7 @@ def serve(server: socket.socket, log: EchoLog, stop: StopFlag) -> None:
             wlist = [sock for fd, sock in sockets.items() if outbox.holds(fd)]
             rlist = [sock for fd, sock in sockets.items()
                      if not outbox.holds(fd) and not (sock is server and accepting.paused)]
-            readable, writable, _ = select.select(rlist, wlist, [], TICK_SECONDS)
+            readable, writable, _exceptional = select.select(rlist, wlist, [], TICK_SECONDS)
             trace_call(log, rlist, wlist, readable, writable)
             for sock in writable:  # it can take more of the answer that waits
                 try:
@@ -153,7 +153,7 @@ def show_fd_limit(say: Narrator) -> None:
 
 def ask_select(sock: socket.socket, say: Narrator) -> None:
     try:
-        readable, _, _ = select.select([sock], [], [], 0)
+        readable, _writable, _exceptional = select.select([sock], [], [], 0)
     except ValueError as err:
         say("error", _("select([fd {fileno}]) raised ValueError: {err}").format(fileno=sock.fileno(), err=err))
     else:

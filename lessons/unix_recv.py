@@ -173,7 +173,7 @@ def read_message(conn: socket.socket) -> tuple[bytes, str | None]:
 
 def serve_one(listener: socket.socket, narrate: Narrate) -> Delivery:
     """One sender: who it is, its message, our reply. Its failures end its connection only."""
-    conn, _ = listener.accept()
+    conn, _address = listener.accept()  # not `_`: that name is the translation function
     with conn:
         delivery = Delivery(peer_of(conn))
         narrate("accept", _("connection from {peer}").format(peer=describe(delivery.peer)))
@@ -334,7 +334,7 @@ def other_user_refused(path: Path, narrate: Narrate) -> None:
             code = 0
         finally:
             os._exit(code)
-    _, status = os.waitpid(pid, 0)
+    _pid, status = os.waitpid(pid, 0)
     refused = os.waitstatus_to_exitcode(status) == 0
     narrate("demo", _("uid {uid} (nobody) tries to connect: {outcome}").format(
         uid=NOBODY, outcome=_("PermissionError, the directory (0700) and file (0600) keep it out") if refused
@@ -346,7 +346,7 @@ def other_user_refused(path: Path, narrate: Narrate) -> None:
 def abstract_namespace(narrate: Narrate) -> None:
     """The Linux-only namespace: a name, no file, nothing to clean up."""
     endpoint = Endpoint(abstract=f"learn-demo-{os.getpid()}")
-    listener, _ = listen(endpoint, narrate)
+    listener, _path = listen(endpoint, narrate)
     with listener:
         listener.settimeout(IDLE_TIMEOUT)
         thread, _results = run_in_thread(lambda: serve_one(listener, narrate))

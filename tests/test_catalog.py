@@ -7,6 +7,7 @@ exactly what compiling learn.po gives (bytes, not file times: a clone does not k
 
 from __future__ import annotations
 
+import ast
 import string
 from collections import Counter
 from pathlib import Path
@@ -96,3 +97,34 @@ def test_parts_fill_and_overrule_the_catalog(tmp_path: Path) -> None:
         write_po(out, part)
     catalog_tool.take_parts(catalog, "zh", tmp_path)
     assert [(m.id, m.string) for m in catalog if m.id] == [("joined", "进入了"), ("left", "离开了"), ("kept", "不动")]
+
+
+def names_bound_in(function) -> set[str]:  # noqa: ANN001
+    """The names a function assigns itself (comprehensions have their own scope, so not theirs)."""
+    bound, todo = set(), list(ast.iter_child_nodes(function))
+    while todo:
+        node = todo.pop()
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda, ast.ClassDef,
+                             ast.ListComp, ast.SetComp, ast.DictComp, ast.GeneratorExp)):
+            continue
+        if isinstance(node, ast.Name) and isinstance(node.ctx, ast.Store):
+            bound.add(node.id)
+        todo.extend(ast.iter_child_nodes(node))
+    return bound
+
+
+def calls_underscore(function) -> bool:  # noqa: ANN001
+    return any(isinstance(node, ast.Call) and getattr(node.func, "id", None) == "_" for node in ast.walk(function))
+
+
+def test_no_function_hides_the_translation_function() -> None:
+    """`host, _, port = ...` in a function makes every `_("...")` in it call a string."""
+    hidden = []
+    for folder in catalog_tool.SOURCES:
+        for path in sorted((catalog_tool.ROOT / folder).rglob("*.py")):
+            tree = ast.parse(path.read_text(encoding="utf-8"))
+            for node in ast.walk(tree):
+                if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and "_" in names_bound_in(node) \
+                        and calls_underscore(node):
+                    hidden.append(f"{path.relative_to(catalog_tool.ROOT)}:{node.lineno} {node.name}")
+    assert hidden == []

@@ -366,12 +366,12 @@ def dan_watched_by_a_raw_member(clients, server):
 
 
 def error_sentence(client: Client) -> str:
-    """stderr must be exactly one line, the CLI's 'error: ...' sentence, and no traceback."""
+    """stderr must be exactly one line, the CLI's 'error: ...' (or '错误：...') sentence, and no traceback."""
     text = client.stderr.text
     assert "Traceback" not in text
     lines = text.strip().split("\n")
     assert len(lines) == 1, text
-    assert lines[0].startswith("error: ")
+    assert lines[0].startswith(("error: ", "错误："))
     return lines[0]
 
 
@@ -735,7 +735,7 @@ def test_zh_join_refusal_from_a_real_server_is_all_chinese(clients) -> None:
     second = clients("--name", "BOB", "--lang", "zh")
     assert second.wait_exit() == 2
     sentence = error_sentence(second)
-    assert "BOB" in sentence and not english_runs(sentence.removeprefix("error: ").replace("BOB", " ")), sentence
+    assert sentence.startswith("错误：") and "BOB" in sentence and not english_runs(sentence.replace("BOB", " ")), sentence
 
 
 # ----- interactive mode, through a pseudo-terminal ------------------------------------------------

@@ -155,7 +155,7 @@ def start_server(target: str, options: tuple[str, ...] = UNLIMITED, memory_limit
         reason = server.last_error() or line or f"no 'listening on' line within {START_TIMEOUT:.0f} s"
         server.stop()
         raise RunFailure(_("the {target} server did not start: {reason}").format(target=target, reason=reason))
-    server.host, _, port = line.removeprefix("listening on ").rpartition(":")
+    server.host, _colon, port = line.removeprefix("listening on ").rpartition(":")
     server.port = int(port)
     return server
 

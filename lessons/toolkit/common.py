@@ -39,9 +39,10 @@ def unknown_name(problem: str, close: list[str], listing: str) -> str:
     return _("{problem}; `{listing}` shows them all.").format(problem=problem, listing=listing)
 
 
-# The errors a connection meets, for a learner who reads another language than the
+# The system errors the lessons show, for a learner who reads another language than the
 # system's: English shows the system's own words (strerror), which other programs print too.
-CONNECTION_ERRORS = {
+SYSTEM_ERRORS = {
+    errno.EAGAIN: N_("Resource temporarily unavailable"),
     errno.ECONNRESET: N_("Connection reset by peer"),
     errno.EPIPE: N_("Broken pipe"),
     errno.ECONNABORTED: N_("Software caused connection abort"),
@@ -54,8 +55,8 @@ CONNECTION_ERRORS = {
 
 def os_error_text(err: OSError) -> str:
     """Why a socket call failed, in the current language (the system's words in English)."""
-    if current_language() != "en" and err.errno in CONNECTION_ERRORS:
-        return _(CONNECTION_ERRORS[err.errno])
+    if current_language() != "en" and err.errno in SYSTEM_ERRORS:
+        return _(SYSTEM_ERRORS[err.errno])
     return err.strerror or str(err)
 
 
