@@ -44,48 +44,62 @@ HELP_OPTION_HELP = N_("Show this message and exit.")
 
 
 def speak_typer_words() -> None:
-    """Make Typer and Click speak the current language (a no-op for English)."""
+    """Make Typer and Click speak the current language (a no-op for English).
+
+    The help panels are set up only when a help page is formatted: typer.rich_utils
+    imports rich's Markdown, a tenth of a second that `learn list` need not pay.
+    """
     if current_language() == "en":
         return
     import typer.core
-    import typer.rich_utils
     from typer._click import core as click_core
     from typer._click import formatting
 
     typer.core._ = _  # type: ignore[attr-defined]
-    typer.rich_utils._ = _  # type: ignore[attr-defined]
+    patch_once(formatting.HelpFormatter, "write_usage", lambda write_usage: (
+        lambda self, prog, args="", prefix=None: write_usage(self, prog, args, _(USAGE_PREFIX) if prefix is None else prefix)))
+    patch_once(click_core.Command, "get_help_option", lambda get_help_option: (
+        lambda self, ctx: with_help(get_help_option(self, ctx), _(HELP_OPTION_HELP))))
+    for command_class in (typer.core.TyperCommand, typer.core.TyperGroup):
+        patch_once(command_class, "format_help", lambda format_help: (
+            lambda self, ctx, formatter: (speak_in_help_panels(), format_help(self, ctx, formatter))[1]))
+
+
+def patch_once(owner: Any, name: str, wrap: Any) -> None:
+    """Replace `owner.name` by `wrap(original)`, once however often the language is chosen."""
+    original = getattr(owner, name)
+    if getattr(original, "translated", False):
+        return
+    replacement = wrap(original)
+    replacement.translated = True
+    setattr(owner, name, replacement)
+
+
+def with_help(option: Any, text: str) -> Any:
+    if option is not None:
+        option.help = text
+    return option
+
+
+def speak_in_help_panels() -> None:
+    """rich_utils' words, computed once at its import, and help text that folds Chinese."""
+    import typer.rich_utils as rich_utils
+
+    rich_utils._ = _  # type: ignore[attr-defined]
     for name, words in RICH_PANEL_WORDS.items():
-        setattr(typer.rich_utils, name, _(words))
-    typer.rich_utils.highlighter.highlights.append(f"(?P<usage>{re.escape(_(USAGE_PREFIX))})")
-    make_rich_text = typer.rich_utils._make_rich_text
-    if not getattr(make_rich_text, "translated", False):
-        def make_folding_text(**options: Any) -> Any:
-            """Help text that breaks between characters: a run of Chinese has no spaces to break at,
-            and rich would cut it with "…" where the column ends."""
-            text = make_rich_text(**options)
-            if hasattr(text, "overflow"):
-                text.overflow = "fold"
-            return text
+        setattr(rich_utils, name, _(words))
+    usage = f"(?P<usage>{re.escape(_(USAGE_PREFIX))})"
+    if usage not in rich_utils.highlighter.highlights:
+        rich_utils.highlighter.highlights.append(usage)
+    # A run of Chinese has no spaces to break at: without "fold", rich cuts it with "…" at the column's end.
+    patch_once(rich_utils, "_make_rich_text", lambda make_rich_text: (
+        lambda **options: folding(make_rich_text(**options))))
 
-        make_folding_text.translated = True  # type: ignore[attr-defined]
-        typer.rich_utils._make_rich_text = make_folding_text  # type: ignore[attr-defined]
-    write_usage = formatting.HelpFormatter.write_usage
-    if not getattr(write_usage, "translated", False):
-        def write_usage_translated(self: Any, prog: str, args: str = "", prefix: str | None = None) -> None:
-            write_usage(self, prog, args, _(USAGE_PREFIX) if prefix is None else prefix)
 
-        write_usage_translated.translated = True  # type: ignore[attr-defined]
-        formatting.HelpFormatter.write_usage = write_usage_translated  # type: ignore[method-assign]
-    get_help_option = click_core.Command.get_help_option
-    if not getattr(get_help_option, "translated", False):
-        def get_help_option_translated(self: Any, ctx: Any) -> Any:
-            option = get_help_option(self, ctx)
-            if option is not None:
-                option.help = _(HELP_OPTION_HELP)
-            return option
-
-        get_help_option_translated.translated = True  # type: ignore[attr-defined]
-        click_core.Command.get_help_option = get_help_option_translated  # type: ignore[method-assign]
+def folding(text: Any) -> Any:
+    if hasattr(text, "overflow"):
+        text.overflow = "fold"
+    return text
 
 
 def translate_completion_help(params: list[Any]) -> list[Any]:
