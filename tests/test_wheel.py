@@ -31,6 +31,7 @@ def test_show_works_from_a_built_wheel(tmp_path: Path) -> None:
         assert "lessons/_docs/zh/lessons/poll-server.md" in names  # the Chinese twins ship too
         assert "capstone/room.py" in names
         assert "lessons/exercises/poll_echo/hints.md" in names  # exercise data files ship too
+        assert "lessons/locale/zh/LC_MESSAGES/learn.mo" in names  # the compiled catalog: stdlib gettext reads it
         archive.extractall(tmp_path / "site")
     # Run from an empty directory with only the unpacked wheel on the path: no checkout to fall back on.
     env = dict(os.environ, PYTHONPATH=str(tmp_path / "site"))

@@ -16,11 +16,12 @@ from dataclasses import dataclass
 
 from capstone import codec
 from capstone.client.pacing import MAX_PARTS, MAX_SAY, split_payload
-from capstone.client.texts import TEXTS
+from capstone.client.texts import TEXTS, texts_in
 from capstone.codec import CLOSING_ERRORS, ErrorCode, Kind
 from capstone.names import MAX_NAME
 from lessons.toolkit.common import printable, printable_bytes
 from lessons.toolkit.framing import Frame, FrameTooLarge
+from lessons.toolkit.i18n import current_language
 
 CONTINUATION = "  | "  # starts the 2nd, 3rd... line of a message; no name can start with a space
 QUIT, WHO, HELP = "/quit", "/who", "/help"
@@ -74,13 +75,44 @@ def text_block(template: str, text: str, **fields: str) -> tuple[str, ...]:
     return (template.format(text=first, **fields),) + tuple(CONTINUATION + line for line in rest)
 
 
+def fit_to_width(lines: tuple[str, ...], width: int) -> tuple[str, ...]:
+    """Lines cut to fit `width` terminal columns, a wide (Chinese) character counting as two.
+
+    A line is cut at its last space that fits, or next to a wide character (Chinese breaks
+    between any two characters), or inside a word too long for a line; the later pieces go behind CONTINUATION, like the later lines
+    of a message, so a cut line never starts at the edge where a name would stand.
+    """
+    from rich.cells import cell_len, get_character_cell_size
+
+    fitted: list[str] = []
+    for line in lines:
+        prefix, body = "", line
+        while cell_len(prefix + body) > width:
+            room, used, fits, breaks = width - cell_len(prefix), 0, 0, 0
+            for index, char in enumerate(body):
+                size = get_character_cell_size(char)
+                if char == " " or size == 2:  # a line may break at a space, and before or after a wide character
+                    breaks = index if index > 0 else breaks
+                used += size
+                if used > room:
+                    break
+                fits = index + 1
+                if size == 2:
+                    breaks = fits
+            cut = breaks or max(fits, 1)  # no break point: cut the word; always at least one character
+            fitted.append(prefix + body[:cut].rstrip())
+            prefix, body = CONTINUATION, body[cut:].lstrip()
+        fitted.append(prefix + body)
+    return tuple(fitted)
+
+
 class View:
     """Turns server frames into what the user sees, and typed lines into frames, in one
     language. Pure: no I/O."""
 
-    def __init__(self, lang: str = "en") -> None:
-        self.lang = lang
-        self.texts = TEXTS[lang]
+    def __init__(self, lang: str | None = None) -> None:
+        self.lang = lang or current_language()
+        self.texts = texts_in(self.lang)
 
     # ----- frames from the server -----
 
@@ -158,9 +190,8 @@ class View:
         if isinstance(err, TimeoutError) and not err.errno:
             return self.texts["no_answer_short"]
         code = errno.errorcode.get(err.errno or 0, "")
-        known = self.texts.get(f"errno_{code}")
-        if known:
-            return known
+        if f"errno_{code}" in TEXTS:
+            return self.texts[f"errno_{code}"]
         if self.lang == "en":
             return os.strerror(err.errno) if err.errno else str(err)
         return self.texts["errno_unknown"].format(code=code or "?")

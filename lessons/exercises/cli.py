@@ -13,22 +13,23 @@ from pathlib import Path
 from typing import Annotated, Any, Optional
 
 import typer
+from lessons.toolkit.i18n import _
 
 app = typer.Typer(
-    help="Rebuild each lesson yourself; pytest checks your code.",
+    help=_("Rebuild each lesson yourself; pytest checks your code."),
     no_args_is_help=True,
     rich_markup_mode="rich",
 )
 
 WorkspaceOption = Annotated[
     Optional[Path],
-    typer.Option("--workspace", "-w", help="The workspace folder (default: found from here upwards)."),
+    typer.Option("--workspace", "-w", help=_("The workspace folder (default: found from here upwards).")),
 ]
-NameArgument = Annotated[str, typer.Argument(metavar="NAME", help="An exercise id, e.g. poll-echo.")]
+NameArgument = Annotated[str, typer.Argument(metavar="NAME", help=_("An exercise id, e.g. poll-echo."))]
 OptionalName = Annotated[
-    Optional[str], typer.Argument(metavar="[NAME]", help="An exercise id; default: the next unfinished one.")
+    Optional[str], typer.Argument(metavar="[NAME]", help=_("An exercise id; default: the next unfinished one."))
 ]
-YesOption = Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")]
+YesOption = Annotated[bool, typer.Option("--yes", "-y", help=_("Do not ask for confirmation."))]
 
 
 def console(soft_wrap: bool = True) -> Any:
@@ -63,14 +64,15 @@ def open_workspace(path: Optional[Path]) -> Any:
 # ----- init and list ---------------------------------------------------------------------
 
 
-@app.command()
+@app.command(help=_(
+    "Create a workspace with one stub per exercise; files already there are never "
+    "overwritten."))
 def init(
     directory: Annotated[
         Optional[Path],
-        typer.Argument(metavar="[DIR]", help="Where to put your files (default ./learn-exercises)."),
+        typer.Argument(metavar="[DIR]", help=_("Where to put your files (default ./learn-exercises).")),
     ] = None,
 ) -> None:
-    """Create a workspace with one stub per exercise; files already there are never overwritten."""
     from rich.markup import escape
 
     from lessons.exercises.workspace import DEFAULT_DIR, Workspace, find_root
@@ -79,24 +81,22 @@ def init(
         directory = find_root(Path.cwd()) or Path(DEFAULT_DIR)
     workspace, created, kept = Workspace.init(directory)
     out = console()
-    out.print(f"Workspace: [bold]{escape(str(workspace.root))}[/]")
+    out.print(_("Workspace: [bold]{path}[/]").format(path=escape(str(workspace.root))))
     if created:
-        out.print(f"  created {len(created)} exercise files: {escape(', '.join(created))}")
+        out.print(_("  created {count} exercise files: {name}").format(count=len(created), name=escape(', '.join(created))))
     if kept:
-        out.print(f"  kept {len(kept)} files you already had, untouched: {escape(', '.join(kept))}")
-    go_there = "" if workspace.root == Path.cwd().resolve() else f"[bold]cd {escape(str(directory))}[/], "
-    out.print(f"Next: {go_there}open [bold]{escape(_first_file(workspace))}[/], "
-              "then [bold]learn exercise check[/].")
+        out.print(_("  kept {count} files you already had, untouched: {name}").format(count=len(kept), name=escape(', '.join(kept))))
+    go_there = "" if workspace.root == Path.cwd().resolve() else _("[bold]cd {path}[/], ").format(path=escape(str(directory)))
+    out.print(_("Next: {go_there}open [bold]{name}[/], then [bold]learn exercise check[/].").format(go_there=go_there, name=escape(_first_file(workspace))))
 
 
 def _first_file(workspace: Any) -> str:
     following = workspace.next_unfinished()
-    return following.file_name if following else "any file"
+    return following.file_name if following else _("any file")
 
 
-@app.command("list")
+@app.command("list", help=_("Every exercise in order, with your progress: done, pending or not started."))
 def list_exercises(workspace: WorkspaceOption = None) -> None:
-    """Every exercise in order, with your progress: done, pending or not started."""
     from rich import box
     from rich.markup import escape
     from rich.table import Table
@@ -106,41 +106,40 @@ def list_exercises(workspace: WorkspaceOption = None) -> None:
 
     space = open_workspace(workspace)
     styles = {DONE: "green", PENDING: "yellow", NOT_STARTED: "dim"}
-    table = Table(title=f"Exercises in {escape(str(space.root))}", title_justify="left",
+    table = Table(title=_("Exercises in {name}").format(name=escape(str(space.root))), title_justify="left",
                   box=None if is_plain() else box.SIMPLE)
-    for column in ("#", "exercise", "lesson", "status", "hints", "file"):
+    for column in ("#", _("exercise"), _("lesson"), _("status"), _("hints"), _("file")):
         table.add_column(column)
     for number, exercise in enumerate(EXERCISES, 1):
         status = space.status(exercise)
         record = space.progress.get(exercise.id)
         hints = f"{record.hints_shown}/{len(HINT_TIERS)}" if record and record.hints_shown else ""
-        table.add_row(str(number), exercise.id, exercise.lesson, f"[{styles[status]}]{status}[/]",
+        table.add_row(str(number), exercise.id, exercise.lesson, f"[{styles[status]}]{_(status)}[/]",
                       hints, exercise.file_name)
     out = console()
     out.print(table)
     done = sum(space.status(exercise) == DONE for exercise in EXERCISES)
     following = space.next_unfinished()
-    tail = f" Next: [bold]learn exercise check {following.id}[/]" if following else " All done!"
-    out.print(f"{done} of {len(EXERCISES)} done.{tail}")
+    tail = _(" Next: [bold]learn exercise check {id}[/]").format(id=following.id) if following else _(" All done!")
+    out.print(_("{done} of {total} done.").format(done=done, total=len(EXERCISES)) + tail)
 
 
 # ----- check and watch ---------------------------------------------------------------------
 
 
-@app.command()
+@app.command(help=_("Run the checks of one exercise against your file (default: the next unfinished one)."))
 def check(
     name: OptionalName = None,
     workspace: WorkspaceOption = None,
-    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Also show pytest's own output.")] = False,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help=_("Also show pytest's own output."))] = False,
     time_limit: Annotated[
-        Optional[float], typer.Option("--time-limit", min=1, help="Seconds before everything is stopped.")
+        Optional[float], typer.Option("--time-limit", min=1, help=_("Seconds before everything is stopped."))
     ] = None,
 ) -> None:
-    """Run the checks of one exercise against your file (default: the next unfinished one)."""
     space = open_workspace(workspace)
     exercise = exercise_named(name) if name else space.next_unfinished()
     if exercise is None:
-        console().print("Every exercise is done. `learn exercise list` shows them all.")
+        console().print(_("Every exercise is done. `learn exercise list` shows them all."))
         return
     try:
         passed = run_and_report(space, exercise, verbose, time_limit)
@@ -169,10 +168,10 @@ def run_and_report(space: Any, exercise: Any, verbose: bool = False, time_limit:
     from lessons.exercises.runner import run_check
 
     if platform_name() != "linux":
-        raise UserError("the checks run on Linux only: they watch processes and sockets through /proc.")
+        raise UserError(_("the checks run on Linux only: they watch processes and sockets through /proc."))
     path = space.existing_file(exercise)
     out = console()
-    out.print(f"Checking [bold]{escape(exercise.id)}[/] ({escape(path.name)}) ...")
+    out.print(_("Checking [bold]{id}[/] ({file}) ...").format(id=escape(exercise.id), file=escape(path.name)))
     with CheckProgress(out, plain=is_plain()) as progress:
         result = run_check(exercise, path, time_limit, progress=progress)
     space.record_check(exercise, result.passed)
@@ -181,19 +180,17 @@ def run_and_report(space: Any, exercise: Any, verbose: bool = False, time_limit:
     if result.passed:
         following = space.next_unfinished()
         if following is not None:
-            out.print(f"Next: [bold]{escape(following.id)}[/] ({escape(following.title)}), "
-                      f"in {escape(following.file_name)}: `learn exercise check`.")
+            out.print(_("Next: [bold]{name}[/] ({title}), in {file}: `learn exercise check`.").format(name=escape(following.id), title=escape(following.title), file=escape(following.file_name)))
         else:
-            out.print("[bold]That was the last one: every exercise is done.[/]")
+            out.print(_("[bold]That was the last one: every exercise is done.[/]"))
     return result.passed
 
 
-@app.command()
+@app.command(help=_("Re-check an exercise every time you save its file (Ctrl-C stops)."))
 def watch(
     workspace: WorkspaceOption = None,
-    interval: Annotated[float, typer.Option(min=0.05, help="Seconds between looks at your files.")] = 0.5,
+    interval: Annotated[float, typer.Option(min=0.05, help=_("Seconds between looks at your files."))] = 0.5,
 ) -> None:
-    """Re-check an exercise every time you save its file (Ctrl-C stops)."""
     from rich.markup import escape
 
     from lessons.exercises.catalog import EXERCISES
@@ -201,7 +198,7 @@ def watch(
     space = open_workspace(workspace)
     out = console()
     seen = file_stamps(space, EXERCISES)  # before saying so: a save right after the message counts
-    out.print(f"Watching {escape(str(space.root))} for saved changes (Ctrl-C to stop).")
+    out.print(_("Watching {name} for saved changes (Ctrl-C to stop).").format(name=escape(str(space.root))))
     try:
         while True:
             time.sleep(interval)  # polling mtimes: portable, no dependency, cheap for 7 files
@@ -212,9 +209,9 @@ def watch(
             for exercise in changed:
                 run_and_report(space, exercise)
             if changed:  # saves made during the check are seen at the next look
-                out.print(f"Watching {escape(str(space.root))} ...")
+                out.print(_("Watching {path} ...").format(path=escape(str(space.root))))
     except KeyboardInterrupt:
-        out.print("Stopped watching.")
+        out.print(_("Stopped watching."))
 
 
 def file_stamps(space: Any, exercises: Any) -> dict[str, tuple[int, int]]:
@@ -231,9 +228,8 @@ def file_stamps(space: Any, exercises: Any) -> dict[str, tuple[int, int]]:
 # ----- hint, reset, solution ------------------------------------------------------------
 
 
-@app.command()
+@app.command(help=_("The next hint for an exercise: a nudge, then the approach, then nearly the code."))
 def hint(name: OptionalName = None, workspace: WorkspaceOption = None) -> None:
-    """The next hint for an exercise: a nudge, then the approach, then nearly the code."""
     from rich.markdown import Markdown
 
     from lessons.exercises.catalog import HINT_TIERS
@@ -241,7 +237,7 @@ def hint(name: OptionalName = None, workspace: WorkspaceOption = None) -> None:
     space = open_workspace(workspace)
     exercise = exercise_named(name) if name else space.next_unfinished()
     if exercise is None:
-        console().print("Every exercise is done; no hint needed.")
+        console().print(_("Every exercise is done; no hint needed."))
         return
     hints = exercise.hints()
     record = space.of(exercise)
@@ -249,18 +245,18 @@ def hint(name: OptionalName = None, workspace: WorkspaceOption = None) -> None:
     record.hints_shown = min(record.hints_shown + 1, len(hints))
     space.save()
     out = console(soft_wrap=False)  # hints are prose: wrap them to the screen
-    out.print(f"[bold]Hint {tier + 1} of {len(hints)} ({HINT_TIERS[tier]}) for {exercise.id}:[/]")
+    out.print(_("[bold]Hint {number} of {total} ({tier}) for {id}:[/]").format(
+        number=tier + 1, total=len(hints), tier=_(HINT_TIERS[tier]), id=exercise.id))
     out.print(Markdown(hints[tier]))
     if tier + 1 < len(hints):
-        out.print(f"Still stuck? Ask again: `learn exercise hint {exercise.id}`.")
+        out.print(_("Still stuck? Ask again: `learn exercise hint {id}`.").format(id=exercise.id))
     else:
-        out.print(f"That was the last hint. Once you pass, `learn exercise solution {exercise.id}` "
-                  f"shows the reference solution (or now, with --give-up).")
+        out.print(_("That was the last hint. Once you pass, `learn exercise solution {id}` shows "
+                    "the reference solution (or now, with --give-up).").format(id=exercise.id))
 
 
-@app.command()
+@app.command(help=_("Start an exercise over from its stub (your version is backed up first)."))
 def reset(name: NameArgument, yes: YesOption = False, workspace: WorkspaceOption = None) -> None:
-    """Start an exercise over from its stub (your version is backed up first)."""
     from lessons.toolkit.i18n import _
 
     space = open_workspace(workspace)
@@ -283,14 +279,13 @@ def confirmed(question: str) -> bool:
         return False
 
 
-@app.command()
+@app.command(help=_("The reference solution, as a diff against your file: after you pass, or with --give-up."))
 def solution(
     name: NameArgument,
-    give_up: Annotated[bool, typer.Option("--give-up", help="Show it before you have passed.")] = False,
+    give_up: Annotated[bool, typer.Option("--give-up", help=_("Show it before you have passed."))] = False,
     yes: YesOption = False,
     workspace: WorkspaceOption = None,
 ) -> None:
-    """The reference solution, as a diff against your file: after you pass, or with --give-up."""
     from lessons.toolkit.common import UserError
     from lessons.toolkit.i18n import _
 
@@ -298,8 +293,8 @@ def solution(
     exercise = exercise_named(name)
     record = space.of(exercise)
     if not record.passed_at and not give_up:
-        raise UserError(f"the solution of {exercise.id} is shown once your code passes its checks; stuck? "
-                        f"`learn exercise hint {exercise.id}`, or see it now with --give-up.")
+        raise UserError(_("the solution of {id} is shown once your code passes its checks; stuck? "
+                          "`learn exercise hint {id}`, or see it now with --give-up.").format(id=exercise.id))
     if not record.passed_at and not yes:
         question = _("Show the reference solution of {id} before you have passed?").format(id=exercise.id)
         if not confirmed(question):
@@ -319,10 +314,10 @@ def show_diff(yours: Path, reference: Path) -> None:
     diff = "".join(difflib.unified_diff(
         yours.read_text(encoding="utf-8").splitlines(keepends=True),
         reference.read_text(encoding="utf-8").splitlines(keepends=True),
-        fromfile=f"{yours.name} (yours)", tofile=f"{yours.name} (reference solution)"))
+        fromfile=_("{name} (yours)").format(name=yours.name), tofile=_("{name} (reference solution)").format(name=yours.name)))
     out = console()
     if not diff:
-        out.print("Your file is the reference solution, byte for byte.")
+        out.print(_("Your file is the reference solution, byte for byte."))
     elif is_plain():
         out.out(diff, highlight=False)
     else:

@@ -21,6 +21,7 @@ import traceback
 from pathlib import Path
 from types import ModuleType, TracebackType
 from typing import Any, Callable
+from lessons.toolkit.i18n import _
 
 FILE_VARIABLE = "LEARN_EXERCISE_FILE"  # the learner's .py file
 TEMP_VARIABLE = "LEARN_CHECK_TMP"  # a private directory for socket files, one per check run
@@ -45,7 +46,7 @@ def load_learner_module(path: Path) -> ModuleType:
     name = f"learner_{path.stem}"
     spec = importlib.util.spec_from_file_location(name, path)
     if spec is None or spec.loader is None:
-        raise LearnerFileError(f"{path.name} cannot be loaded as Python.")
+        raise LearnerFileError(_("{name} cannot be loaded as Python.").format(name=path.name))
     module = importlib.util.module_from_spec(spec)
     sys.modules[name] = module  # dataclasses look their module up here
     try:
@@ -53,7 +54,7 @@ def load_learner_module(path: Path) -> ModuleType:
     except SyntaxError as err:
         raise LearnerFileError(syntax_error_text(path, err)) from None
     except BaseException as err:  # noqa: BLE001 - anything at import is the learner's to see
-        raise LearnerFileError(f"importing {path.name} failed: {describe_exception(err)}") from None
+        raise LearnerFileError(_("importing {name} failed: {error}").format(name=path.name, error=describe_exception(err))) from None
     return module
 
 
@@ -121,7 +122,7 @@ def where(tb: TracebackType | None) -> str:
     if entry is None:
         return ""
     code = (entry.line or "").strip()
-    return f"{Path(entry.filename).name} line {entry.lineno}" + (f": `{code}`" if code else "")
+    return _("{file} line {line}").format(file=Path(entry.filename).name, line=entry.lineno) + (f": `{code}`" if code else "")
 
 
 def describe_exception(err: BaseException) -> str:
@@ -129,7 +130,7 @@ def describe_exception(err: BaseException) -> str:
     text = "".join(traceback.format_exception_only(type(err), err)).strip()
     text = text.removeprefix(f"{type(err).__module__}.") if type(err).__module__.startswith("learner_") else text
     place = where(err.__traceback__)
-    return f"{text}, raised at {place}" if place else text
+    return _("{text}, raised at {place}").format(text=text, place=place) if place else text
 
 
 def is_todo(err: BaseException) -> bool:
@@ -140,7 +141,7 @@ def is_todo(err: BaseException) -> bool:
 def todo_text(err: BaseException) -> str:
     entry = learner_frame(err.__traceback__)
     function = entry.name if entry else "this part"
-    return f"{function}() still raises NotImplementedError: {err or 'the TODO is not done yet'}"
+    return _("{function}() still raises NotImplementedError: {reason}").format(function=function, reason=err or _("the TODO is not done yet"))
 
 
 # ----- running the learner's server --------------------------------------------------
@@ -175,7 +176,7 @@ class LearnerThread:
     def crash_text(self) -> str | None:
         if self.error is None:
             return None
-        return f"your {self.name}() raised {describe_exception(self.error)}"
+        return _("your {function}() raised {error}").format(function=self.name, error=describe_exception(self.error))
 
     def join(self, timeout: float) -> bool:
         self.thread.join(timeout)
@@ -188,7 +189,7 @@ class LearnerThread:
 def hexdump(data: bytes, width: int = 16, limit: int = 256) -> str:
     """Offset, hex and printable ASCII, like `xxd`; long data is cut after `limit` bytes."""
     if not data:
-        return "    (no bytes)"
+        return _("    (no bytes)")
     lines = []
     for offset in range(0, min(len(data), limit), width):
         chunk = data[offset:offset + width]
@@ -196,7 +197,7 @@ def hexdump(data: bytes, width: int = 16, limit: int = 256) -> str:
         text = "".join(chr(byte) if 32 <= byte < 127 else "." for byte in chunk)
         lines.append(f"    {offset:04x}  {hex_part:<{width * 3 - 1}}  {text}")
     if len(data) > limit:
-        lines.append(f"    ... {len(data) - limit} more bytes")
+        lines.append(_("    ... {count} more bytes").format(count=len(data) - limit))
     return "\n".join(lines)
 
 
@@ -204,13 +205,12 @@ def compare_bytes(expected: bytes, received: bytes) -> str:
     """Both dumps, and where they first differ: the heart of a framing failure message."""
     first = next((i for i, (a, b) in enumerate(zip(expected, received)) if a != b),
                  min(len(expected), len(received)))
-    return (f"expected {len(expected)} bytes:\n{hexdump(expected)}\n"
-            f"received {len(received)} bytes:\n{hexdump(received)}\n"
-            f"they first differ at offset {first} (0x{first:x}).")
+    return (_("expected {expected_size} bytes:\n{expected}\nreceived {received_size} bytes:\n{received}\nthey first "
+              "differ at offset {first} (0x{first:x}).").format(expected_size=len(expected), expected=hexdump(expected), received_size=len(received), received=hexdump(received), first=first))
 
 
 def short(data: bytes, limit: int = 40) -> str:
-    return repr(data) if len(data) <= limit else f"{data[:limit]!r}... ({len(data)} bytes)"
+    return repr(data) if len(data) <= limit else _("{start}... ({size} bytes)").format(start=repr(data[:limit]), size=len(data))
 
 
 def listener_on_loopback() -> socket.socket:

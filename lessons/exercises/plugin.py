@@ -60,7 +60,7 @@ def learner() -> ModuleType:
 @contextmanager
 def time_limit(seconds: float) -> Iterator[None]:
     def expire(signum: int, frame: Any) -> None:
-        raise CheckTimeout(f"still running after {seconds:g} s")
+        raise CheckTimeout(_("still running after {seconds:g} s").format(seconds=seconds))
 
     previous = signal.signal(signal.SIGALRM, expire)
     signal.setitimer(signal.ITIMER_REAL, seconds)
@@ -138,7 +138,7 @@ def explain(error: BaseException, item: pytest.Item | None = None) -> dict[str, 
         return {"message": str(error.msg), "file_error": file_error}
     if isinstance(error, AssertionError):
         text = str(error).split("\nassert ")[0].strip()
-        return {"message": text or "a check failed without saying why (a bug in the check)."}
+        return {"message": text or _("a check failed without saying why (a bug in the check).")}
     over = over_a_limit(error)
     if over:
         return {"message": over}
@@ -149,8 +149,8 @@ def explain(error: BaseException, item: pytest.Item | None = None) -> dict[str, 
     if isinstance(error, CheckTimeout):
         return took_too_long(error, item)
     if harness.learner_frame(error.__traceback__) is not None:
-        return {"message": f"your code raised {harness.describe_exception(error)}"}
-    return {"message": f"the check could not go on: {harness.describe_exception(error)}"}
+        return {"message": _("your code raised {error}").format(error=harness.describe_exception(error))}
+    return {"message": _("the check could not go on: {error}").format(error=harness.describe_exception(error))}
 
 
 def took_too_long(error: CheckTimeout, item: pytest.Item | None) -> dict[str, Any]:

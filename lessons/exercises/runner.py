@@ -265,7 +265,7 @@ def gather(exercise: Exercise, limit: float, paths: dict[str, Path], sockets: Pa
     if ended.killed_by is not None:
         return killed_from_inside(exercise, limit, records, paths, sockets, ended.killed_by)
     if not sandbox and not runner_problem:
-        runner_problem = "the check runner left no result: " + _read_text(paths["sandbox.out"])[-2000:]
+        runner_problem = _("the check runner left no result: ") + _read_text(paths["sandbox.out"])[-2000:]
     session = next((r for r in records if r["event"] == "session"), None)
     exit_code = sandbox.get("exit_code")
     timed_out = bool(sandbox.get("timed_out"))
@@ -314,9 +314,9 @@ def killed_from_inside(exercise: Exercise, limit: float, records: list[dict], pa
 
 def signal_name(number: int) -> str:
     try:
-        return f"{signal.Signals(number).name}, signal {number}"
+        return _("{name}, signal {number}").format(name=signal.Signals(number).name, number=number)
     except ValueError:
-        return f"signal {number}"
+        return _("signal {number}").format(number=number)
 
 
 def cut_off(checks: list[CheckOutcome], running: dict, why: str) -> list[CheckOutcome]:
@@ -367,11 +367,12 @@ def leftover_sockets(root: Path) -> list[str]:
 def cut_short(timed_out: bool, exit_code: int | None) -> str:
     """Why the check that was running never reported."""
     if timed_out:
-        return "still running when the time limit was reached: it was stopped."
+        return _("still running when the time limit was reached: it was stopped.")
     if exit_code is not None and exit_code < 0:
-        return (f"the process running the checks was killed by signal {-exit_code} during this check "
-                "(did your code signal its own process group, or exhaust the memory?).")
-    return f"the process running the checks ended during this check (exit code {exit_code}): os._exit() or exec()?"
+        return (_("the process running the checks was killed by signal {exit_code} during this "
+                  "check (did your code signal its own process group, or exhaust the memory?).").format(exit_code=-exit_code))
+    return _("the process running the checks ended during this check (exit code {exit_code}): "
+             "os._exit() or exec()?").format(exit_code=exit_code)
 
 
 def unfinished(records: list[dict]) -> dict | None:
@@ -382,7 +383,7 @@ def unfinished(records: list[dict]) -> dict | None:
 
 
 def _collection_problem(exit_code: int) -> str:
-    return f"pytest stopped before running the checks (exit code {exit_code}); see --verbose."
+    return _("pytest stopped before running the checks (exit code {exit_code}); see --verbose.").format(exit_code=exit_code)
 
 
 def _read_json(path: Path) -> dict:

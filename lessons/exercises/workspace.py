@@ -22,13 +22,14 @@ from pathlib import Path
 
 from lessons.toolkit.common import UserError
 from lessons.exercises.catalog import EXERCISES, Exercise
+from lessons.toolkit.i18n import N_, _
 
 PROGRESS_FILE = "progress.json"
 MARKER = "learn-exercises"  # the "workspace" value in progress.json: not some other tool's file
 DEFAULT_DIR = "learn-exercises"
 FORMAT = 1
 
-DONE, PENDING, NOT_STARTED = "done", "pending", "not started"
+DONE, PENDING, NOT_STARTED = N_("done"), N_("pending"), N_("not started")  # stored as is, shown through _()
 
 README = """\
 # Your exercises
@@ -67,13 +68,14 @@ class Workspace:
         """The workspace at `explicit`, or the nearest one above `start`; else one sentence."""
         if explicit is not None:
             if not is_workspace(explicit):
-                raise UserError(f"{explicit} is not an exercise workspace (it has no {PROGRESS_FILE} of ours); "
-                                f"create one with `learn exercise init {explicit}`.")
+                raise UserError(_("{explicit} is not an exercise workspace (it has no "
+                                  "{record} of ours); create one with `learn exercise init "
+                                  "{explicit}`.").format(explicit=explicit, record=PROGRESS_FILE))
             return cls.load(explicit)
         found = find_root(start or Path.cwd())
         if found is None:
-            raise UserError("no exercise workspace here or above; create one with `learn exercise init` "
-                            "(or point at it with --workspace DIR).")
+            raise UserError(_("no exercise workspace here or above; create one with `learn "
+                              "exercise init` (or point at it with --workspace DIR)."))
         return cls.load(found)
 
     @classmethod
@@ -84,20 +86,20 @@ class Workspace:
             entries = data.get("exercises", {})
             progress = {key: ExerciseProgress(**value) for key, value in entries.items()}
         except (json.JSONDecodeError, TypeError, AttributeError) as err:
-            raise UserError(f"{path} is damaged ({err}); fix it, or delete it and run "
-                            f"`learn exercise init {root}` to start the record afresh.") from None
+            raise UserError(_("{path} is damaged ({err}); fix it, or delete it and run `learn "
+                              "exercise init {root}` to start the record afresh.").format(path=path, err=err, root=root)) from None
         return cls(root.resolve(), progress)
 
     @classmethod
     def init(cls, root: Path) -> tuple[Workspace, list[str], list[str]]:
         """Create the workspace or complete it; returns (files created, files kept as they were)."""
         if root.exists() and not root.is_dir():
-            raise UserError(f"{root} exists and is not a directory; choose another place.")
+            raise UserError(_("{root} exists and is not a directory; choose another place.").format(root=root))
         try:
             return cls._fill(root)
         except PermissionError as err:
-            raise UserError(f"not allowed to write {err.filename or root}; "
-                            "choose a folder of your own (learn exercise init DIR).") from None
+            raise UserError(_("not allowed to write {path}; choose a folder of "
+                              "your own (learn exercise init DIR).").format(path=err.filename or root)) from None
 
     @classmethod
     def _fill(cls, root: Path) -> tuple[Workspace, list[str], list[str]]:
@@ -124,8 +126,8 @@ class Workspace:
     def existing_file(self, exercise: Exercise) -> Path:
         path = self.file_of(exercise)
         if not path.is_file():
-            raise UserError(f"{exercise.file_name} is missing from {self.root}; "
-                            f"`learn exercise reset {exercise.id}` puts the stub back.")
+            raise UserError(_("{file_name} is missing from {root}; `learn exercise reset {id}` "
+                              "puts the stub back.").format(file_name=exercise.file_name, root=self.root, id=exercise.id))
         return path
 
     def is_untouched(self, exercise: Exercise) -> bool:
@@ -175,8 +177,8 @@ class Workspace:
         try:
             self._write_progress()
         except PermissionError:
-            raise UserError(f"not allowed to write {self.root / PROGRESS_FILE}; the workspace "
-                            "belongs to another user (see --workspace).") from None
+            raise UserError(_("not allowed to write {path}; the workspace belongs "
+                              "to another user (see --workspace).").format(path=self.root / PROGRESS_FILE)) from None
 
     def _write_progress(self) -> None:
         data = {"workspace": MARKER, "format": FORMAT,
