@@ -29,6 +29,11 @@ OptionalName = Annotated[
     Optional[str], typer.Argument(metavar="[NAME]", help="An exercise id; default: the next unfinished one.")
 ]
 YesOption = Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")]
+LanguageOption = Annotated[
+    Optional[str],
+    typer.Option("--lang", metavar="zh|en", help="The language of the stubs, hints and check messages "
+                 "(default: LEARN_LANG, then the locale; an existing workspace keeps its own)."),
+]
 
 
 def console(soft_wrap: bool = True) -> Any:
@@ -55,9 +60,26 @@ def exercise_named(name: str) -> Any:
 
 
 def open_workspace(path: Optional[Path]) -> Any:
+    """The workspace, speaking its own language from now on (unless LEARN_LANG says otherwise)."""
     from lessons.exercises.workspace import Workspace
 
-    return Workspace.find(path)
+    space = Workspace.find(path)
+    space.speak()
+    return space
+
+
+def language_named(code: Optional[str]) -> Optional[str]:
+    """'zh' or 'en' from --lang (zh_CN, zh-tw... are Chinese too); None when not given."""
+    from lessons.toolkit.common import UserError
+    from lessons.toolkit.i18n import LANGUAGES, _
+
+    if code is None:
+        return None
+    language = "zh" if code.lower().startswith("zh") else code.lower()
+    if language not in LANGUAGES:
+        raise UserError(_("there is no language {code!r}; choose one of: {choices}.").format(
+            code=code, choices=", ".join(LANGUAGES)))
+    return language
 
 
 # ----- init and list ---------------------------------------------------------------------
@@ -69,29 +91,39 @@ def init(
         Optional[Path],
         typer.Argument(metavar="[DIR]", help="Where to put your files (default ./learn-exercises)."),
     ] = None,
+    lang: LanguageOption = None,
 ) -> None:
     """Create a workspace with one stub per exercise; files already there are never overwritten."""
     from rich.markup import escape
 
-    from lessons.exercises.workspace import DEFAULT_DIR, Workspace, find_root
+    from lessons.toolkit.i18n import _, ngettext
+    from lessons.exercises.workspace import DEFAULT_DIR, Workspace, chosen_language, find_root
 
     if directory is None:  # inside a workspace already? complete that one, do not nest another
         directory = find_root(Path.cwd()) or Path(DEFAULT_DIR)
-    workspace, created, kept = Workspace.init(directory)
+    workspace, created, kept = Workspace.init(directory, language_named(lang) or chosen_language())
     out = console()
-    out.print(f"Workspace: [bold]{escape(str(workspace.root))}[/]")
+    out.print(_("Workspace: [bold]{path}[/]").format(path=escape(str(workspace.root))))
     if created:
-        out.print(f"  created {len(created)} exercise files: {escape(', '.join(created))}")
+        out.print(ngettext("  created {n} exercise file: {files}", "  created {n} exercise files: {files}",
+                           len(created)).format(n=len(created), files=escape(", ".join(created))))
     if kept:
-        out.print(f"  kept {len(kept)} files you already had, untouched: {escape(', '.join(kept))}")
-    go_there = "" if workspace.root == Path.cwd().resolve() else f"[bold]cd {escape(str(directory))}[/], "
-    out.print(f"Next: {go_there}open [bold]{escape(_first_file(workspace))}[/], "
-              "then [bold]learn exercise check[/].")
+        out.print(ngettext("  kept {n} file you already had, untouched: {files}",
+                           "  kept {n} files you already had, untouched: {files}",
+                           len(kept)).format(n=len(kept), files=escape(", ".join(kept))))
+    if workspace.root == Path.cwd().resolve():
+        out.print(_("Next: open [bold]{file}[/], then [bold]learn exercise check[/].").format(
+            file=escape(_first_file(workspace))))
+    else:
+        out.print(_("Next: [bold]cd {folder}[/], open [bold]{file}[/], then [bold]learn exercise check[/].").format(
+            folder=escape(str(directory)), file=escape(_first_file(workspace))))
 
 
 def _first_file(workspace: Any) -> str:
+    from lessons.toolkit.i18n import _
+
     following = workspace.next_unfinished()
-    return following.file_name if following else "any file"
+    return following.file_name if following else _("any file")
 
 
 @app.command("list")
@@ -101,27 +133,29 @@ def list_exercises(workspace: WorkspaceOption = None) -> None:
     from rich.markup import escape
     from rich.table import Table
 
+    from lessons.toolkit.i18n import _
     from lessons.exercises.catalog import EXERCISES, HINT_TIERS
     from lessons.exercises.workspace import DONE, NOT_STARTED, PENDING
 
     space = open_workspace(workspace)
     styles = {DONE: "green", PENDING: "yellow", NOT_STARTED: "dim"}
-    table = Table(title=f"Exercises in {escape(str(space.root))}", title_justify="left",
+    words = {DONE: _("done"), PENDING: _("pending"), NOT_STARTED: _("not started")}
+    table = Table(title=_("Exercises in {path}").format(path=escape(str(space.root))), title_justify="left",
                   box=None if is_plain() else box.SIMPLE)
-    for column in ("#", "exercise", "lesson", "status", "hints", "file"):
+    for column in ("#", _("exercise"), _("lesson"), _("status"), _("hints"), _("file")):
         table.add_column(column)
     for number, exercise in enumerate(EXERCISES, 1):
         status = space.status(exercise)
         record = space.progress.get(exercise.id)
         hints = f"{record.hints_shown}/{len(HINT_TIERS)}" if record and record.hints_shown else ""
-        table.add_row(str(number), exercise.id, exercise.lesson, f"[{styles[status]}]{status}[/]",
+        table.add_row(str(number), exercise.id, exercise.lesson, f"[{styles[status]}]{words[status]}[/]",
                       hints, exercise.file_name)
     out = console()
     out.print(table)
     done = sum(space.status(exercise) == DONE for exercise in EXERCISES)
     following = space.next_unfinished()
-    tail = f" Next: [bold]learn exercise check {following.id}[/]" if following else " All done!"
-    out.print(f"{done} of {len(EXERCISES)} done.{tail}")
+    tail = _(" Next: [bold]learn exercise check {id}[/]").format(id=following.id) if following else _(" All done!")
+    out.print(_("{done} of {total} done.").format(done=done, total=len(EXERCISES)) + tail)
 
 
 # ----- check and watch ---------------------------------------------------------------------
@@ -137,10 +171,12 @@ def check(
     ] = None,
 ) -> None:
     """Run the checks of one exercise against your file (default: the next unfinished one)."""
+    from lessons.toolkit.i18n import _
+
     space = open_workspace(workspace)
     exercise = exercise_named(name) if name else space.next_unfinished()
     if exercise is None:
-        console().print("Every exercise is done. `learn exercise list` shows them all.")
+        console().print(_("Every exercise is done. `learn exercise list` shows them all."))
         return
     try:
         passed = run_and_report(space, exercise, verbose, time_limit)
@@ -164,27 +200,28 @@ def run_and_report(space: Any, exercise: Any, verbose: bool = False, time_limit:
     from rich.markup import escape
 
     from lessons.toolkit.common import UserError, platform_name
+    from lessons.toolkit.i18n import _
     from lessons.exercises import report
     from lessons.exercises.progress import CheckProgress
     from lessons.exercises.runner import run_check
 
     if platform_name() != "linux":
-        raise UserError("the checks run on Linux only: they watch processes and sockets through /proc.")
+        raise UserError(_("the checks run on Linux only: they watch processes and sockets through /proc."))
     path = space.existing_file(exercise)
     out = console()
-    out.print(f"Checking [bold]{escape(exercise.id)}[/] ({escape(path.name)}) ...")
+    out.print(_("Checking [bold]{id}[/] ({file}) ...").format(id=escape(exercise.id), file=escape(path.name)))
     with CheckProgress(out, plain=is_plain()) as progress:
-        result = run_check(exercise, path, time_limit, progress=progress)
+        result = run_check(exercise, path, time_limit, progress=progress, language=space.speaking)
     space.record_check(exercise, result.passed)
     out.print(report.render(result, exercise, path.name, plain=is_plain(), verbose=verbose,
                             width=max(60, min(out.width, 110))))
     if result.passed:
         following = space.next_unfinished()
         if following is not None:
-            out.print(f"Next: [bold]{escape(following.id)}[/] ({escape(following.title)}), "
-                      f"in {escape(following.file_name)}: `learn exercise check`.")
+            out.print(_("Next: [bold]{id}[/] ({title}), in {file}: `learn exercise check`.").format(
+                id=escape(following.id), title=escape(_(following.title)), file=escape(following.file_name)))
         else:
-            out.print("[bold]That was the last one: every exercise is done.[/]")
+            out.print(_("[bold]That was the last one: every exercise is done.[/]"))
     return result.passed
 
 
@@ -196,12 +233,13 @@ def watch(
     """Re-check an exercise every time you save its file (Ctrl-C stops)."""
     from rich.markup import escape
 
+    from lessons.toolkit.i18n import _
     from lessons.exercises.catalog import EXERCISES
 
     space = open_workspace(workspace)
     out = console()
     seen = file_stamps(space, EXERCISES)  # before saying so: a save right after the message counts
-    out.print(f"Watching {escape(str(space.root))} for saved changes (Ctrl-C to stop).")
+    out.print(_("Watching {path} for saved changes (Ctrl-C to stop).").format(path=escape(str(space.root))))
     try:
         while True:
             time.sleep(interval)  # polling mtimes: portable, no dependency, cheap for 7 files
@@ -212,9 +250,9 @@ def watch(
             for exercise in changed:
                 run_and_report(space, exercise)
             if changed:  # saves made during the check are seen at the next look
-                out.print(f"Watching {escape(str(space.root))} ...")
+                out.print(_("Watching {path} ...").format(path=escape(str(space.root))))
     except KeyboardInterrupt:
-        out.print("Stopped watching.")
+        out.print(_("Stopped watching."))
 
 
 def file_stamps(space: Any, exercises: Any) -> dict[str, tuple[int, int]]:
@@ -236,26 +274,28 @@ def hint(name: OptionalName = None, workspace: WorkspaceOption = None) -> None:
     """The next hint for an exercise: a nudge, then the approach, then nearly the code."""
     from rich.markdown import Markdown
 
-    from lessons.exercises.catalog import HINT_TIERS
+    from lessons.toolkit.i18n import _
 
     space = open_workspace(workspace)
     exercise = exercise_named(name) if name else space.next_unfinished()
     if exercise is None:
-        console().print("Every exercise is done; no hint needed.")
+        console().print(_("Every exercise is done; no hint needed."))
         return
-    hints = exercise.hints()
+    hints = exercise.hints(space.speaking)
+    tier_names = (_("nudge"), _("approach"), _("nearly the code"))  # catalog.HINT_TIERS, translated
     record = space.of(exercise)
     tier = min(record.hints_shown, len(hints) - 1)
     record.hints_shown = min(record.hints_shown + 1, len(hints))
     space.save()
     out = console(soft_wrap=False)  # hints are prose: wrap them to the screen
-    out.print(f"[bold]Hint {tier + 1} of {len(hints)} ({HINT_TIERS[tier]}) for {exercise.id}:[/]")
+    out.print(_("[bold]Hint {number} of {total} ({tier}) for {id}:[/]").format(
+        number=tier + 1, total=len(hints), tier=tier_names[tier], id=exercise.id))
     out.print(Markdown(hints[tier]))
     if tier + 1 < len(hints):
-        out.print(f"Still stuck? Ask again: `learn exercise hint {exercise.id}`.")
+        out.print(_("Still stuck? Ask again: `learn exercise hint {id}`.").format(id=exercise.id))
     else:
-        out.print(f"That was the last hint. Once you pass, `learn exercise solution {exercise.id}` "
-                  f"shows the reference solution (or now, with --give-up).")
+        out.print(_("That was the last hint. Once you pass, `learn exercise solution {id}` "
+                    "shows the reference solution (or now, with --give-up).").format(id=exercise.id))
 
 
 @app.command()
@@ -298,8 +338,8 @@ def solution(
     exercise = exercise_named(name)
     record = space.of(exercise)
     if not record.passed_at and not give_up:
-        raise UserError(f"the solution of {exercise.id} is shown once your code passes its checks; stuck? "
-                        f"`learn exercise hint {exercise.id}`, or see it now with --give-up.")
+        raise UserError(_("the solution of {id} is shown once your code passes its checks; stuck? "
+                          "`learn exercise hint {id}`, or see it now with --give-up.").format(id=exercise.id))
     if not record.passed_at and not yes:
         question = _("Show the reference solution of {id} before you have passed?").format(id=exercise.id)
         if not confirmed(question):
@@ -316,13 +356,16 @@ def show_diff(yours: Path, reference: Path) -> None:
 
     from rich.syntax import Syntax
 
+    from lessons.toolkit.i18n import _
+
     diff = "".join(difflib.unified_diff(
         yours.read_text(encoding="utf-8").splitlines(keepends=True),
         reference.read_text(encoding="utf-8").splitlines(keepends=True),
-        fromfile=f"{yours.name} (yours)", tofile=f"{yours.name} (reference solution)"))
+        fromfile=_("{file} (yours)").format(file=yours.name),
+        tofile=_("{file} (reference solution)").format(file=yours.name)))
     out = console()
     if not diff:
-        out.print("Your file is the reference solution, byte for byte.")
+        out.print(_("Your file is the reference solution, byte for byte."))
     elif is_plain():
         out.out(diff, highlight=False)
     else:

@@ -60,7 +60,7 @@ def learner() -> ModuleType:
 @contextmanager
 def time_limit(seconds: float) -> Iterator[None]:
     def expire(signum: int, frame: Any) -> None:
-        raise CheckTimeout(f"still running after {seconds:g} s")
+        raise CheckTimeout(_("still running after {seconds} s").format(seconds=f"{seconds:g}"))
 
     previous = signal.signal(signal.SIGALRM, expire)
     signal.setitimer(signal.ITIMER_REAL, seconds)
@@ -107,8 +107,9 @@ def write_line(record: dict[str, Any]) -> None:
 
 
 def title_of(item: pytest.Item) -> str:
+    """The check's docstring, first line, in the learner's language (the catalog has each one)."""
     doc = getattr(getattr(item, "function", None), "__doc__", None) or item.name
-    title = doc.strip().splitlines()[0].rstrip(".")
+    title = _(doc.strip().splitlines()[0].rstrip("."))
     callspec = getattr(item, "callspec", None)
     return f"{title} [{callspec.id}]" if callspec else title
 
@@ -138,7 +139,7 @@ def explain(error: BaseException, item: pytest.Item | None = None) -> dict[str, 
         return {"message": str(error.msg), "file_error": file_error}
     if isinstance(error, AssertionError):
         text = str(error).split("\nassert ")[0].strip()
-        return {"message": text or "a check failed without saying why (a bug in the check)."}
+        return {"message": text or _("a check failed without saying why (a bug in the check).")}
     over = over_a_limit(error)
     if over:
         return {"message": over}
@@ -149,8 +150,8 @@ def explain(error: BaseException, item: pytest.Item | None = None) -> dict[str, 
     if isinstance(error, CheckTimeout):
         return took_too_long(error, item)
     if harness.learner_frame(error.__traceback__) is not None:
-        return {"message": f"your code raised {harness.describe_exception(error)}"}
-    return {"message": f"the check could not go on: {harness.describe_exception(error)}"}
+        return {"message": _("your code raised {error}").format(error=harness.describe_exception(error))}
+    return {"message": _("the check could not go on: {error}").format(error=harness.describe_exception(error))}
 
 
 def took_too_long(error: CheckTimeout, item: pytest.Item | None) -> dict[str, Any]:
@@ -159,7 +160,7 @@ def took_too_long(error: CheckTimeout, item: pytest.Item | None) -> dict[str, An
     place = harness.where(error.__traceback__)
     if place:
         marker = item.get_closest_marker("if_hangs") if item is not None else None
-        advice = marker.args[0] if marker else _("Something waits forever: a blocking call with no data "
+        advice = _(marker.args[0]) if marker else _("Something waits forever: a blocking call with no data "
                                                  "coming, or a loop that never ends.")
         reason = _("your code was still running, at {place}. {advice}").format(place=place, advice=advice)
     else:

@@ -20,14 +20,14 @@ INDENT = "      "
 
 def render(result: CheckResult, exercise: Exercise, file_name: str, plain: bool = False,
            verbose: bool = False, width: int = 100) -> str:
-    marks = {"passed": "PASS", "failed": "FAIL", "skipped": "SKIP"} if plain else \
+    marks = {"passed": _("PASS"), "failed": _("FAIL"), "skipped": _("SKIP")} if plain else \
         {"passed": "[green]✓[/]", "failed": "[red]✗[/]", "skipped": "[yellow]-[/]"}
     lines = [headline(result, exercise, file_name), ""]
     lines += check_lines(result, marks, width)
     lines += aftermath(result, plain, width)
     lines += ["", verdict(result, exercise, file_name)]
     if verbose:
-        lines += ["", "[bold]pytest's own output:[/]", escape(result.raw_output.rstrip() or "(none)")]
+        lines += ["", _("[bold]pytest's own output:[/]"), escape(result.raw_output.rstrip() or _("(none)"))]
     return "\n".join(lines)
 
 
@@ -35,9 +35,10 @@ def headline(result: CheckResult, exercise: Exercise, file_name: str) -> str:
     passed = sum(check.passed for check in result.checks)
     total = max(result.collected, len(result.checks))
     skipped = total - len(result.checks)
-    not_run = f", {skipped} did not run" if skipped else ""
-    return (f"[bold]{escape(exercise.id)}[/]: {passed} of {total} checks pass{not_run} "
-            f"({escape(file_name)}, {result.elapsed:.1f} s)")
+    not_run = _(", {n} did not run").format(n=skipped) if skipped else ""
+    return _("[bold]{id}[/]: {passed} of {total} checks pass{not_run} ({file}, {seconds:.1f} s)").format(
+        id=escape(exercise.id), passed=passed, total=total, not_run=not_run, file=escape(file_name),
+        seconds=result.elapsed)
 
 
 def check_lines(result: CheckResult, marks: dict[str, str], width: int) -> list[str]:
@@ -45,7 +46,7 @@ def check_lines(result: CheckResult, marks: dict[str, str], width: int) -> list[
         return [f"  {marks[check.outcome]} {escape(check.title)}" for check in result.checks]
     file_errors = [check for check in result.checks if check.file_error]
     if file_errors and len(file_errors) == len(result.checks):
-        return [f"  {marks['failed']} your file does not load, so no check could run:",
+        return [f"  {marks['failed']} " + _("your file does not load, so no check could run:"),
                 indent(file_errors[0].message, width)]
     lines = []
     for check in result.checks:
@@ -68,15 +69,17 @@ def notes_after(result: CheckResult) -> list[str]:
     """Plain sentences about what happened around the checks."""
     lines = []
     if result.timed_out:
-        running = f" (it was running: {result.running_at_timeout})" if result.running_at_timeout else ""
-        lines.append(f"the check did not finish within {result.time_limit:g} s and was stopped{running}; "
-                     "everything it had started was killed.")
+        running = _(" (it was running: {title})").format(title=result.running_at_timeout) \
+            if result.running_at_timeout else ""
+        lines.append(_("the check did not finish within {limit} s and was stopped{running}; "
+                       "everything it had started was killed.").format(limit=f"{result.time_limit:g}",
+                                                                       running=running))
     if result.interrupted:
-        lines.append("the check was interrupted; everything it had started was killed.")
+        lines.append(_("the check was interrupted; everything it had started was killed."))
     lines += leak_notes(result.leaked)
     for name in result.leftover_files:
-        lines.append(f"a socket file was left behind: {name} "
-                     "(a server removes its socket file when it stops).")
+        lines.append(_("a socket file was left behind: {name} "
+                       "(a server removes its socket file when it stops).").format(name=name))
     if result.runner_problem:
         lines.append(result.runner_problem)
     if result.escaped:
@@ -86,11 +89,11 @@ def notes_after(result: CheckResult) -> list[str]:
                               "{n} processes of the check were still running when the check runner had gone; "
                               "they were found and killed.", count).format(n=count))
     if not result.followed_orphans:
-        lines.append("the check could not become a child subreaper (prctl failed), so a process that "
-                     "left its parent behind may have gone unnoticed.")
+        lines.append(_("the check could not become a child subreaper (prctl failed), so a process that "
+                       "left its parent behind may have gone unnoticed."))
     if not result.checks and not (result.timed_out or result.runner_problem):
-        lines.append(f"no check ran (pytest exit code {result.exit_code}); "
-                     "run again with --verbose to see pytest's output.")
+        lines.append(_("no check ran (pytest exit code {code}); "
+                       "run again with --verbose to see pytest's output.").format(code=result.exit_code))
     return lines
 
 
@@ -124,27 +127,31 @@ def leak_notes(leaks: list[LeakedProcess]) -> list[str]:
 
 def describe_leak(leak: LeakedProcess) -> str:
     if leak.state == "Z":
-        return (f"process {leak.pid} ({shorten(leak.command)}) had exited but nobody waited for it: "
-                "a zombie. The process that forks a child must reap it with os.waitpid().")
-    how = ("it had called setsid() and left the check's session, so no signal to the check's "
-           "process group would have reached it" if leak.own_session else "nobody stopped and reaped it")
-    listening = f"; it was listening on {', '.join(leak.listening)}" if leak.listening else ""
-    return (f"process {leak.pid} ({shorten(leak.command)}) outlived the check, in state {leak.state}: "
-            f"{how}{listening}. It was killed.")
+        return _("process {pid} ({command}) had exited but nobody waited for it: a zombie. The process "
+                 "that forks a child must reap it with os.waitpid().").format(pid=leak.pid,
+                                                                               command=shorten(leak.command))
+    how = _("it had called setsid() and left the check's session, so no signal to the check's "
+            "process group would have reached it") if leak.own_session else _("nobody stopped and reaped it")
+    listening = _("; it was listening on {addresses}").format(addresses=", ".join(leak.listening)) \
+        if leak.listening else ""
+    return _("process {pid} ({command}) outlived the check, in state {state}: {how}{listening}. "
+             "It was killed.").format(pid=leak.pid, command=shorten(leak.command), state=leak.state, how=how,
+                                      listening=listening)
 
 
 def verdict(result: CheckResult, exercise: Exercise, file_name: str) -> str:
     if result.passed:
-        return f"[bold green]{escape(exercise.id)} passes every check.[/]"
+        return _("[bold green]{id} passes every check.[/]").format(id=escape(exercise.id))
     if result.untouched:
         failed = [check for check in result.checks if check.todo]
-        return (f"Not started yet: every check stops at the stub's NotImplementedError "
-                f"({escape(failed[0].message)}). Open {escape(file_name)} and work through its TODOs; "
-                f"`learn show {escape(exercise.lesson)}` explains the idea.")
+        return _("Not started yet: every check stops at the stub's NotImplementedError ({message}). "
+                 "Open {file} and work through its TODOs; `learn show {lesson}` explains the idea.").format(
+            message=escape(failed[0].message), file=escape(file_name), lesson=escape(exercise.lesson))
     if result.checks and all(check.passed for check in result.checks):
-        return ("[bold yellow]The checks pass, but the code left something behind (above); "
-                "that counts as a failure.[/]")
-    return f"Not yet. Stuck? `learn exercise hint {escape(exercise.id)}` (ask again for a more direct one)."
+        return _("[bold yellow]The checks pass, but the code left something behind (above); "
+                 "that counts as a failure.[/]")
+    return _("Not yet. Stuck? `learn exercise hint {id}` (ask again for a more direct one).").format(
+        id=escape(exercise.id))
 
 
 def indent(message: str, width: int) -> str:

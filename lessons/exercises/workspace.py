@@ -1,13 +1,17 @@
 """The learner's workspace: one file per exercise, and progress.json beside them.
 
     learn-exercises/
-        progress.json       what was checked, passed, hinted (small, readable JSON)
+        progress.json       what was checked, passed, hinted, and the workspace's language
         README.md           the commands, for when you forget them
         poll_echo.py ...    your code, copied from the stubs once and never overwritten
 
 Commands find the workspace the way git finds a repository: from the current directory
 upwards, looking for a progress.json that says it belongs to us (or in ./learn-exercises,
 or where --workspace says). Only the standard library here: `learn list` imports it.
+
+A workspace speaks the language it was created in (`learn exercise init --lang zh`, or
+the language rule): its stubs are copied in that language, and later commands on it
+(check, hint, list...) answer in it, unless LEARN_LANG (`learn --lang`) asks for another.
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from lessons.toolkit.common import UserError
+from lessons.toolkit.i18n import LANGUAGES, _, language_from_environment, use_language
 from lessons.exercises.catalog import EXERCISES, Exercise
 
 PROGRESS_FILE = "progress.json"
@@ -30,7 +35,11 @@ FORMAT = 1
 
 DONE, PENDING, NOT_STARTED = "done", "pending", "not started"
 
-README = """\
+
+
+def readme() -> str:
+    """The workspace's README.md, in the language spoken now."""
+    return _("""\
 # Your exercises
 
 Each .py file here is one exercise: open it, do its TODOs, then check it.
@@ -43,7 +52,7 @@ Each .py file here is one exercise: open it, do its TODOs, then check it.
     learn exercise solution NAME   the reference solution, once you have passed
 
 progress.json records what you did; `learn exercise list` reads it.
-"""
+""")
 
 
 @dataclass
@@ -59,6 +68,7 @@ class ExerciseProgress:
 class Workspace:
     root: Path
     progress: dict[str, ExerciseProgress] = field(default_factory=dict)
+    language: str = "en"  # of its stubs, hints and check messages; a workspace from before it had one is English
 
     # ----- finding and creating ---------------------------------------------------------
 
@@ -83,38 +93,53 @@ class Workspace:
             data = json.loads(path.read_text(encoding="utf-8"))
             entries = data.get("exercises", {})
             progress = {key: ExerciseProgress(**value) for key, value in entries.items()}
+            language = data.get("language", "en")
         except (json.JSONDecodeError, TypeError, AttributeError) as err:
             raise UserError(f"{path} is damaged ({err}); fix it, or delete it and run "
                             f"`learn exercise init {root}` to start the record afresh.") from None
-        return cls(root.resolve(), progress)
+        return cls(root.resolve(), progress, language if language in LANGUAGES else "en")
 
     @classmethod
-    def init(cls, root: Path) -> tuple[Workspace, list[str], list[str]]:
-        """Create the workspace or complete it; returns (files created, files kept as they were)."""
+    def init(cls, root: Path, language: str | None = None) -> tuple[Workspace, list[str], list[str]]:
+        """Create the workspace or complete it; returns (files created, files kept as they were).
+
+        `language` None keeps an existing workspace's language; a new one gets the language rule's.
+        """
         if root.exists() and not root.is_dir():
             raise UserError(f"{root} exists and is not a directory; choose another place.")
         try:
-            return cls._fill(root)
+            return cls._fill(root, language)
         except PermissionError as err:
             raise UserError(f"not allowed to write {err.filename or root}; "
                             "choose a folder of your own (learn exercise init DIR).") from None
 
     @classmethod
-    def _fill(cls, root: Path) -> tuple[Workspace, list[str], list[str]]:
+    def _fill(cls, root: Path, language: str | None) -> tuple[Workspace, list[str], list[str]]:
         root.mkdir(parents=True, exist_ok=True)
+        workspace = cls.load(root) if is_workspace(root) else cls(root.resolve(), language=language_from_environment())
+        workspace.language = language or workspace.language
+        workspace.speak()
         created, kept = [], []
         for exercise in EXERCISES:
             target = root / exercise.file_name
             if target.exists():
                 kept.append(exercise.file_name)
             else:
-                shutil.copyfile(exercise.stub, target)
+                shutil.copyfile(exercise.stub_in(workspace.language), target)
                 created.append(exercise.file_name)
         if not (root / "README.md").exists():
-            (root / "README.md").write_text(README, encoding="utf-8")
-        workspace = cls.load(root) if is_workspace(root) else cls(root.resolve())
+            (root / "README.md").write_text(readme(), encoding="utf-8")
         workspace.save()
         return workspace, created, kept
+
+    @property
+    def speaking(self) -> str:
+        """The language its commands answer in: LEARN_LANG if set, else the workspace's own."""
+        return chosen_language() or self.language
+
+    def speak(self) -> str:
+        """From now on, this process's messages are in the workspace's language."""
+        return use_language(self.speaking)
 
     # ----- the learner's files ----------------------------------------------------------
 
@@ -130,7 +155,7 @@ class Workspace:
 
     def is_untouched(self, exercise: Exercise) -> bool:
         path = self.file_of(exercise)
-        return path.is_file() and path.read_bytes() == exercise.stub.read_bytes()
+        return path.is_file() and path.read_bytes() in {stub.read_bytes() for stub in exercise.stubs()}
 
     def reset(self, exercise: Exercise) -> Path | None:
         """Put the stub back; the learner's version is kept in .backup/ (returned)."""
@@ -141,7 +166,7 @@ class Workspace:
             backup_dir.mkdir(exist_ok=True)
             backup = backup_dir / f"{path.stem}-{time.strftime('%Y%m%d-%H%M%S')}.py"
             shutil.copyfile(path, backup)
-        shutil.copyfile(exercise.stub, path)
+        shutil.copyfile(exercise.stub_in(self.language), path)
         record = self.of(exercise)
         record.passed_at, record.last_result = None, None  # the pass was of the code now in .backup/
         self.save()
@@ -179,7 +204,7 @@ class Workspace:
                             "belongs to another user (see --workspace).") from None
 
     def _write_progress(self) -> None:
-        data = {"workspace": MARKER, "format": FORMAT,
+        data = {"workspace": MARKER, "format": FORMAT, "language": self.language,
                 "exercises": {key: asdict(value) for key, value in sorted(self.progress.items())}}
         handle, temp = tempfile.mkstemp(dir=self.root, prefix=".progress-", suffix=".json")
         os.chmod(temp, 0o644)  # an ordinary readable file, like the exercise files beside it
@@ -187,6 +212,11 @@ class Workspace:
             json.dump(data, out, indent=2)
             out.write("\n")
         os.replace(temp, self.root / PROGRESS_FILE)
+
+
+def chosen_language() -> str | None:
+    """The language LEARN_LANG asks for (`learn --lang` sets it), or None: then the workspace's own."""
+    return language_from_environment() if os.environ.get("LEARN_LANG", "").strip() else None
 
 
 def is_workspace(path: Path) -> bool:
