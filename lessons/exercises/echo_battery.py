@@ -19,6 +19,7 @@ import pytest
 
 from lessons.exercises import peers
 from lessons.exercises.harness import LearnerThread, is_todo, listener_on_loopback, short
+from lessons.toolkit.i18n import _
 
 STOP_SECONDS = 5.0  # a server must return this soon after `stop` is set
 CROWD = 100
@@ -56,7 +57,9 @@ class EchoServer:
         return peers.read_exactly(sock, count, timeout, give_up=self.stopped)
 
     def fail_if_crashed(self, when: str = "") -> None:
-        """A crash is reported as what it is; the stub's NotImplementedError is raised as-is."""
+        """A crash is reported as what it is; the stub's NotImplementedError is raised as-is.
+
+        `when` (translated, e.g. " while stopping") says when it happened, after the crash."""
         error = self.thread.error
         if error is None:
             return
@@ -64,9 +67,9 @@ class EchoServer:
             raise error
         note = ""
         if isinstance(error, KeyError):
-            note = (" That is the notes' bug: the socket was looked up in the fd map after it had "
-                    "been deleted from it; take it out of the map only when you are done with it.")
-        pytest.fail(f"{self.thread.crash_text()}{when}.{note}", pytrace=False)
+            note = _(" That is the notes' bug: the socket was looked up in the fd map after it had "
+                     "been deleted from it; take it out of the map only when you are done with it.")
+        pytest.fail(_("{crash}{when}.").format(crash=self.thread.crash_text(), when=when) + note, pytrace=False)
 
     def shut_down(self) -> None:
         """Teardown: stop the server, close our clients; a crash nobody noticed yet fails here."""
@@ -130,22 +133,24 @@ def wait_until_waiting(thread: LearnerThread, timeout: float = 2.0) -> None:
 
 
 def expect_echo(server: EchoServer, sock: socket.socket, data: bytes, situation: str = "") -> None:
-    """Read len(data) bytes back; if they do not come, say what the client saw."""
+    """Read len(data) bytes back; if they do not come, say what the client saw (`situation`: translated)."""
     got = server.read(sock, len(data))
     if got == data:
         return
     when = f" {situation}" if situation else ""
     server.fail_if_crashed(when)
     if peers.closed_by_peer(sock, 0.2):
-        pytest.fail(f"your server closed the connection{when}: the client had sent {short(data)} "
-                    f"and got back {short(got)} before the connection ended.", pytrace=False)
+        pytest.fail(_("your server closed the connection{when}: the client had sent {sent} "
+                      "and got back {got} before the connection ended.").format(
+            when=when, sent=short(data), got=short(got)), pytrace=False)
     if got and data.startswith(got):
-        pytest.fail(f"the client sent {len(data)} bytes{when} and got only the first {len(got)} back "
-                    f"within {peers.DEADLINE:g} s: keep reading (and answering) until everything has "
-                    f"come through.", pytrace=False)
-    pytest.fail(f"the client sent {short(data)}{when} and got back {short(got)} within "
-                f"{peers.DEADLINE:g} s; an echo server answers with exactly the bytes it received.",
-                pytrace=False)
+        pytest.fail(_("the client sent {sent} bytes{when} and got only the first {got} back "
+                      "within {seconds} s: keep reading (and answering) until everything has "
+                      "come through.").format(sent=len(data), when=when, got=len(got),
+                                              seconds=f"{peers.DEADLINE:g}"), pytrace=False)
+    pytest.fail(_("the client sent {sent}{when} and got back {got} within {seconds} s; an echo server "
+                  "answers with exactly the bytes it received.").format(
+        sent=short(data), when=when, got=short(got), seconds=f"{peers.DEADLINE:g}"), pytrace=False)
 
 
 def test_echoes_what_one_client_sends(server: EchoServer) -> None:
@@ -164,12 +169,12 @@ def test_serves_a_second_client_while_the_first_is_silent(server: EchoServer) ->
     got = server.read(second, 13)
     server.fail_if_crashed()
     if got != b"anyone there?":
-        pytest.fail("the second client got no answer while the first one was connected and silent: "
-                    "your server is waiting on one client's recv(); ask the multiplexer which "
-                    "sockets are ready and read only those.", pytrace=False)
-    expect_echo(server, silent, b"half a mess", "while another client was connected")
+        pytest.fail(_("the second client got no answer while the first one was connected and silent: "
+                      "your server is waiting on one client's recv(); ask the multiplexer which "
+                      "sockets are ready and read only those."), pytrace=False)
+    expect_echo(server, silent, b"half a mess", _("while another client was connected"))
     second.sendall(b"!")
-    expect_echo(server, second, b"!", "while another client was connected")
+    expect_echo(server, second, b"!", _("while another client was connected"))
 
 
 def test_keeps_serving_after_a_client_leaves(server: EchoServer) -> None:
@@ -181,10 +186,10 @@ def test_keeps_serving_after_a_client_leaves(server: EchoServer) -> None:
     expect_echo(server, second, b"second")
     first.close()
     second.sendall(b"still here?")
-    expect_echo(server, second, b"still here?", "after the first client left")
+    expect_echo(server, second, b"still here?", _("after the first client left"))
     third = server.connect()
     third.sendall(b"new client")
-    expect_echo(server, third, b"new client", "to a client that connected after the first one left")
+    expect_echo(server, third, b"new client", _("to a client that connected after the first one left"))
 
 
 def test_survives_a_client_that_resets_mid_message(server: EchoServer) -> None:
@@ -195,7 +200,7 @@ def test_survives_a_client_that_resets_mid_message(server: EchoServer) -> None:
     peers.reset(rude)
     other.sendall(b"are you alive?")
     expect_echo(server, other, b"are you alive?",
-                "after another client reset its connection (recv() raises ConnectionResetError then)")
+                _("after another client reset its connection (recv() raises ConnectionResetError then)"))
 
 
 def test_answers_a_half_closed_client_then_closes(server: EchoServer) -> None:
@@ -205,15 +210,16 @@ def test_answers_a_half_closed_client_then_closes(server: EchoServer) -> None:
     peers.half_close(client)
     data, closed = peers.read_to_eof(client, give_up=server.stopped)
     if data != b"last words":
-        expect_echo(server, client, b"last words", "and then shut down its sending side")
+        expect_echo(server, client, b"last words", _("and then shut down its sending side"))
     if not closed:
-        server.fail_if_crashed(" after the client shut down its sending side")
-        pytest.fail("after the client's shutdown(SHUT_WR) your server answered but kept the "
-                    f"connection open for {peers.DEADLINE:g} s: recv() returning b'' means the client "
-                    "has finished sending; close that socket.", pytrace=False)
+        server.fail_if_crashed(" " + _("after the client shut down its sending side"))
+        pytest.fail(_("after the client's shutdown(SHUT_WR) your server answered but kept the "
+                      "connection open for {seconds} s: recv() returning b'' means the client "
+                      "has finished sending; close that socket.").format(seconds=f"{peers.DEADLINE:g}"),
+                    pytrace=False)
     other = server.connect()
     other.sendall(b"next")
-    expect_echo(server, other, b"next", "after a client half-closed its connection")
+    expect_echo(server, other, b"next", _("after a client half-closed its connection"))
 
 
 def test_bytes_sent_one_at_a_time_come_back_in_order(server: EchoServer) -> None:
@@ -221,7 +227,7 @@ def test_bytes_sent_one_at_a_time_come_back_in_order(server: EchoServer) -> None
     client = server.connect()
     message = b"split into single bytes, every one its own segment"
     peers.send_bytewise(client, message)
-    expect_echo(server, client, message, "one byte per send()")
+    expect_echo(server, client, message, _("one byte per send()"))
 
 
 def test_a_large_merged_send_comes_back_whole(server: EchoServer) -> None:
@@ -229,7 +235,7 @@ def test_a_large_merged_send_comes_back_whole(server: EchoServer) -> None:
     client = server.connect()
     messages = [f"message {n:05d}\n".encode() for n in range(4096)]  # 4096 * 16 bytes = 64 KiB
     sender = peers.in_background(lambda: peers.send_merged(client, messages))  # send and read at once
-    expect_echo(server, client, b"".join(messages), "in one send()")
+    expect_echo(server, client, b"".join(messages), _("in one send()"))
     sender.join(peers.DEADLINE)
 
 
@@ -249,10 +255,10 @@ def test_a_hundred_clients_at_once(server: EchoServer) -> None:
         elif server.stopped():
             break
     if answered < CROWD:
-        server.fail_if_crashed(f" while {CROWD} clients were connected")
-    assert answered == CROWD, (
-        f"only {answered} of {CROWD} clients that connected at once got their own bytes back: "
-        "accept every pending connection and keep them all registered.")
+        server.fail_if_crashed(" " + _("while {n} clients were connected").format(n=CROWD))
+    assert answered == CROWD, _(
+        "only {answered} of {n} clients that connected at once got their own bytes back: "
+        "accept every pending connection and keep them all registered.").format(answered=answered, n=CROWD)
 
 
 def test_returns_soon_after_stop_is_set(server: EchoServer) -> None:
@@ -263,12 +269,14 @@ def test_returns_soon_after_stop_is_set(server: EchoServer) -> None:
     wait_until_waiting(server.thread)  # set while it waits, not while it is about to look at stop anyway
     server.stop.set()
     if not server.thread.join(STOP_SECONDS):
-        pytest.fail(f"your server was still running {STOP_SECONDS:g} s after stop was set: wait with "
-                    "a timeout (poll() counts milliseconds, epoll and select seconds) and look at "
-                    "stop.is_set() every time the wait returns.", pytrace=False)
-    server.fail_if_crashed(" while stopping")
+        pytest.fail(_("your server was still running {seconds} s after stop was set: wait with "
+                      "a timeout (poll() counts milliseconds, epoll and select seconds) and look at "
+                      "stop.is_set() every time the wait returns.").format(seconds=f"{STOP_SECONDS:g}"),
+                    pytrace=False)
+    server.fail_if_crashed(" " + _("while stopping"))
     left_open = [sock for sock in server.accepted if sock.fileno() != -1]
     if peers.closed_by_peer(client, 1.0) is not True or left_open:  # it has returned: any close is made
-        pytest.fail(f"your server returned but left {len(left_open) or 1} of {len(server.accepted)} client "
-                    "connections open: close every client socket before returning (the garbage collector "
-                    "closing them some time later is not the same thing).", pytrace=False)
+        pytest.fail(_("your server returned but left {open} of {total} client connections open: close every "
+                      "client socket before returning (the garbage collector closing them some time later "
+                      "is not the same thing).").format(open=len(left_open) or 1, total=len(server.accepted)),
+                    pytrace=False)
