@@ -77,13 +77,14 @@ class Workspace:
         """The workspace at `explicit`, or the nearest one above `start`; else one sentence."""
         if explicit is not None:
             if not is_workspace(explicit):
-                raise UserError(f"{explicit} is not an exercise workspace (it has no {PROGRESS_FILE} of ours); "
-                                f"create one with `learn exercise init {explicit}`.")
+                raise UserError(_("{path} is not an exercise workspace (it has no {file} of ours); "
+                                  "create one with `learn exercise init {path}`.").format(path=explicit,
+                                                                                          file=PROGRESS_FILE))
             return cls.load(explicit)
         found = find_root(start or Path.cwd())
         if found is None:
-            raise UserError("no exercise workspace here or above; create one with `learn exercise init` "
-                            "(or point at it with --workspace DIR).")
+            raise UserError(_("no exercise workspace here or above; create one with `learn exercise init` "
+                              "(or point at it with --workspace DIR)."))
         return cls.load(found)
 
     @classmethod
@@ -95,8 +96,9 @@ class Workspace:
             progress = {key: ExerciseProgress(**value) for key, value in entries.items()}
             language = data.get("language", "en")
         except (json.JSONDecodeError, TypeError, AttributeError) as err:
-            raise UserError(f"{path} is damaged ({err}); fix it, or delete it and run "
-                            f"`learn exercise init {root}` to start the record afresh.") from None
+            raise UserError(_("{path} is damaged ({error}); fix it, or delete it and run "
+                              "`learn exercise init {root}` to start the record afresh.").format(
+                path=path, error=err, root=root)) from None
         return cls(root.resolve(), progress, language if language in LANGUAGES else "en")
 
     @classmethod
@@ -106,12 +108,12 @@ class Workspace:
         `language` None keeps an existing workspace's language; a new one gets the language rule's.
         """
         if root.exists() and not root.is_dir():
-            raise UserError(f"{root} exists and is not a directory; choose another place.")
+            raise UserError(_("{path} exists and is not a directory; choose another place.").format(path=root))
         try:
             return cls._fill(root, language)
         except PermissionError as err:
-            raise UserError(f"not allowed to write {err.filename or root}; "
-                            "choose a folder of your own (learn exercise init DIR).") from None
+            raise UserError(_("not allowed to write {path}; choose a folder of your own "
+                              "(learn exercise init DIR).").format(path=err.filename or root)) from None
 
     @classmethod
     def _fill(cls, root: Path, language: str | None) -> tuple[Workspace, list[str], list[str]]:
@@ -149,8 +151,8 @@ class Workspace:
     def existing_file(self, exercise: Exercise) -> Path:
         path = self.file_of(exercise)
         if not path.is_file():
-            raise UserError(f"{exercise.file_name} is missing from {self.root}; "
-                            f"`learn exercise reset {exercise.id}` puts the stub back.")
+            raise UserError(_("{file} is missing from {path}; `learn exercise reset {id}` puts the stub "
+                              "back.").format(file=exercise.file_name, path=self.root, id=exercise.id))
         return path
 
     def is_untouched(self, exercise: Exercise) -> bool:
@@ -200,8 +202,8 @@ class Workspace:
         try:
             self._write_progress()
         except PermissionError:
-            raise UserError(f"not allowed to write {self.root / PROGRESS_FILE}; the workspace "
-                            "belongs to another user (see --workspace).") from None
+            raise UserError(_("not allowed to write {path}; the workspace belongs to another user "
+                              "(see --workspace).").format(path=self.root / PROGRESS_FILE)) from None
 
     def _write_progress(self) -> None:
         data = {"workspace": MARKER, "format": FORMAT, "language": self.language,
