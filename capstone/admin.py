@@ -24,7 +24,7 @@ from lessons.toolkit.i18n import _
 ACTIONS = {"say": Kind.ADMIN_SAY, "kick": Kind.KICK, "list": Kind.LIST}
 REPLY_TIMEOUT = 10.0  # seconds; the server answers at once, this only guards against a hang
 MAX_REPLY = 16 << 20  # a MEMBERS reply can exceed the server's payload limit
-DONE = {"say": "announced to everyone in the room.", "kick": "removed {name} from the room."}
+DONE = {"say": _("announced to everyone in the room."), "kick": _("removed {name} from the room.")}
 
 
 def admin_socket_path(port: int | None = None, unix: str | None = None, socket_path: str | None = None) -> Path:
@@ -42,17 +42,18 @@ def connect_admin(path: Path) -> socket.socket:
         sock.connect(str(path))
     except FileNotFoundError:
         sock.close()
-        raise UserError(f"no chat server runs here: the admin socket {path} does not exist.") from None
+        raise UserError(_("no chat server runs here: the admin socket {path} does not exist.").format(path=path)) from None
     except ConnectionRefusedError:
         sock.close()
-        raise UserError(f"no chat server runs here: nothing answers on the admin socket {path}.") from None
+        raise UserError(_("no chat server runs here: nothing answers on the admin socket {path}.").format(path=path)) from None
     except PermissionError:
         sock.close()
         raise UserError(
-            f"you may not use the admin socket {path}; run this as the user who started the server.") from None
+            _("you may not use the admin socket {path}; run this as the user who started the "
+              "server.").format(path=path)) from None
     except OSError as err:
         sock.close()
-        raise UserError(f"cannot connect to the admin socket {path}: {err.strerror or err}.") from None
+        raise UserError(_("cannot connect to the admin socket {path}: {reason}.").format(path=path, reason=err.strerror or err)) from None
     return sock
 
 
@@ -63,11 +64,12 @@ def request(path: Path, kind: Kind, payload: bytes = b"") -> tuple[int, bytes]:
         sock.sendall(codec.encode(kind, payload))
         (reply_kind,), reply = recv_frame(sock, codec.HEADER, max_payload=MAX_REPLY)
     except FrameTooLarge as err:
-        raise RunFailure(f"the server sent a reply of {err.length} bytes, more than this client accepts.") from None
+        raise RunFailure(_("the server sent a reply of {length} bytes, more than this client "
+                           "accepts.").format(length=err.length)) from None
     except (EOFError, ConnectionResetError, BrokenPipeError):
         raise RunFailure(why_closed(path)) from None
     except socket.timeout:
-        raise RunFailure(f"the server did not answer within {REPLY_TIMEOUT:g} seconds.") from None
+        raise RunFailure(_("the server did not answer within {seconds:g} seconds.").format(seconds=REPLY_TIMEOUT)) from None
     finally:
         sock.close()
     return reply_kind, reply
@@ -90,22 +92,22 @@ def why_closed(path: Path) -> str:
 def run_admin(action: str, words: list[str], path: Path) -> list[str]:
     """Carry out one admin action; the lines to print. An ERROR reply is RunFailure (exit 1)."""
     if action not in ACTIONS:
-        raise UserError(f"unknown admin action {action!r}; use say, kick or list.")
+        raise UserError(_("unknown admin action {action!r}; use say, kick or list.").format(action=action))
     argument = " ".join(words)
     if action == "list" and words:
-        raise UserError("list takes no argument.")
+        raise UserError(_("list takes no argument."))
     if action != "list" and not argument:
         raise UserError(f"{action} needs {'the text to announce' if action == 'say' else 'the name of a member'}.")
     kind, reply = request(path, ACTIONS[action], argument.encode("utf-8", "surrogateescape"))
     if kind == Kind.ERROR:
         code, reason = codec.decode_error(reply)
-        raise RunFailure(f"the server refused: {printable(reason)} ({code_name(code)}).")
+        raise RunFailure(_("the server refused: {reason} ({code}).").format(reason=printable(reason), code=code_name(code)))
     if action == "list" and kind == Kind.MEMBERS:
         text = reply.decode(errors="replace")  # empty: nobody there (the command says so on stderr)
         return [printable(name) for name in text.split("\n")] if text else []
     if kind == Kind.OK and action != "list":
         return [DONE[action].format(name=printable(argument))]
-    raise RunFailure(f"the server answered with an unexpected {codec.kind_name(kind)} frame.")
+    raise RunFailure(_("the server answered with an unexpected {kind} frame.").format(kind=codec.kind_name(kind)))
 
 
 def code_name(code: int) -> str:

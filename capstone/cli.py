@@ -6,24 +6,25 @@ from enum import Enum
 from typing import Annotated, Optional
 
 import typer
+from lessons.toolkit.i18n import _, use_language
 
-app = typer.Typer(help="The capstone chat room: serve it, join it, administer it.", no_args_is_help=True)
+app = typer.Typer(help=_("The capstone chat room: serve it, join it, administer it."), no_args_is_help=True)
 
 
 @app.command()
 def serve(
-    host: Annotated[str, typer.Option(help="Address to listen on (0.0.0.0 exposes the chat to the network).")] = "127.0.0.1",
-    port: Annotated[int, typer.Option(help="TCP port; 0 picks a free one.")] = 8888,
-    unix: Annotated[Optional[str], typer.Option(help="Listen on this Unix socket file instead of TCP.")] = None,
-    engine: Annotated[str, typer.Option(help="epoll, poll, select, selectors, or fork (a process per client).")] = "epoll",
-    max_payload: Annotated[int, typer.Option(help="Largest frame payload a client may send, in bytes.")] = 4096,
-    join_timeout: Annotated[float, typer.Option(help="Seconds a new connection has to JOIN (0 = no limit).")] = 10.0,
-    rate_limit: Annotated[float, typer.Option(help="Messages per second per member (bucket of twice that); 0 = off.")] = 20.0,
-    max_queue: Annotated[int, typer.Option(help="Bytes queued for a slow reader before it is dropped.")] = 1 << 20,
+    host: Annotated[str, typer.Option(help=_("Address to listen on (0.0.0.0 exposes the chat to the network)."))] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help=_("TCP port; 0 picks a free one."))] = 8888,
+    unix: Annotated[Optional[str], typer.Option(help=_("Listen on this Unix socket file instead of TCP."))] = None,
+    engine: Annotated[str, typer.Option(help=_("epoll, poll, select, selectors, or fork (a process per client)."))] = "epoll",
+    max_payload: Annotated[int, typer.Option(help=_("Largest frame payload a client may send, in bytes."))] = 4096,
+    join_timeout: Annotated[float, typer.Option(help=_("Seconds a new connection has to JOIN (0 = no limit)."))] = 10.0,
+    rate_limit: Annotated[float, typer.Option(help=_("Messages per second per member (bucket of twice that); 0 = off."))] = 20.0,
+    max_queue: Annotated[int, typer.Option(help=_("Bytes queued for a slow reader before it is dropped."))] = 1 << 20,
     max_buffered: Annotated[int, typer.Option(
-        help="Bytes queued for all connections together; past it the slowest readers are dropped first.")] = 64 << 20,
-    admin_socket: Annotated[Optional[str], typer.Option(help="Path of the administrator's Unix socket.")] = None,
-    trace: Annotated[bool, typer.Option(help="Log every readiness event the multiplexer reports.")] = False,
+        help=_("Bytes queued for all connections together; past it the slowest readers are dropped first."))] = 64 << 20,
+    admin_socket: Annotated[Optional[str], typer.Option(help=_("Path of the administrator's Unix socket."))] = None,
+    trace: Annotated[bool, typer.Option(help=_("Log every readiness event the multiplexer reports."))] = False,
 ) -> None:
     """Run the chat server (Ctrl-C or SIGTERM stops it cleanly)."""
     from capstone.room import Limits
@@ -44,17 +45,18 @@ class Language(str, Enum):
 @app.command()
 def join(
     name: Annotated[Optional[str], typer.Option(
-        help="Your name; asked for when missing (required when stdin is not a terminal).")] = None,
+        help=_("Your name; asked for when missing (required when stdin is not a terminal)."))] = None,
     host: Annotated[Optional[str], typer.Option(
-        help="The chat server's host (default 127.0.0.1).", show_default=False)] = None,
+        help=_("The chat server's host (default 127.0.0.1)."), show_default=False)] = None,
     port: Annotated[Optional[int], typer.Option(
-        help="The chat server's TCP port (default 8888).", show_default=False)] = None,
+        help=_("The chat server's TCP port (default 8888)."), show_default=False)] = None,
     unix: Annotated[Optional[str], typer.Option(
-        help="Connect to a chat on this Unix socket file instead of TCP.")] = None,
-    lang: Annotated[Language, typer.Option(
-        help="Language of the notices: en, or zh (the lecture notes' wording).")] = Language.en,
+        help=_("Connect to a chat on this Unix socket file instead of TCP."))] = None,
+    lang: Annotated[Optional[Language], typer.Option(
+        help=_("Language of the notices: en, or zh (the lecture notes' wording); default: the "
+               "language of `learn` (see `learn --help`)."), show_default=False)] = None,
     wait: Annotated[float, typer.Option(
-        help="Pipe mode: stay this many seconds after stdin ends, to see the replies.", min=0)] = 0.0,
+        help=_("Pipe mode: stay this many seconds after stdin ends, to see the replies."), min=0)] = 0.0,
 ) -> None:
     """Join the chat: type messages; /help lists the commands; /quit, Ctrl-D or Ctrl-C leaves.
 
@@ -68,12 +70,14 @@ def join(
     from capstone.client import Target, run_client
     from lessons.toolkit.common import DEFAULT_HOST, DEFAULT_PORT, UserError, check_client_host
 
+    if lang is not None:  # the whole command in that language, its errors too
+        use_language(lang.value)
     if unix is not None and (host is not None or port is not None):
-        raise UserError("give either --unix PATH or --host/--port, not both.")
+        raise UserError(_("give either --unix PATH or --host/--port, not both."))
     if host is not None:
         check_client_host(host)
     target = Target(host or DEFAULT_HOST, DEFAULT_PORT if port is None else port, unix)
-    raise typer.Exit(run_client(target, name=name, lang=lang.value, linger=wait))
+    raise typer.Exit(run_client(target, name=name, lang=lang.value if lang else None, linger=wait))
 
 
 class AdminAction(str, Enum):
@@ -84,15 +88,15 @@ class AdminAction(str, Enum):
 
 @app.command()
 def admin(
-    action: Annotated[AdminAction, typer.Argument(help="say TEXT, kick NAME, or list.")],
+    action: Annotated[AdminAction, typer.Argument(help=_("say TEXT, kick NAME, or list."))],
     words: Annotated[Optional[list[str]], typer.Argument(
-        help="The text to announce, or the member's name.", show_default=False)] = None,
+        help=_("The text to announce, or the member's name."), show_default=False)] = None,
     port: Annotated[Optional[int], typer.Option(
-        help="Find the admin socket of the chat on this TCP port (default 8888).", show_default=False)] = None,
+        help=_("Find the admin socket of the chat on this TCP port (default 8888)."), show_default=False)] = None,
     unix: Annotated[Optional[str], typer.Option(
-        help="Find the admin socket of the chat on this Unix socket (PATH.admin).")] = None,
+        help=_("Find the admin socket of the chat on this Unix socket (PATH.admin)."))] = None,
     socket: Annotated[Optional[str], typer.Option(
-        "--socket", help="The admin socket itself (the path the server printed); wins over --unix and --port.")] = None,
+        "--socket", help=_("The admin socket itself (the path the server printed); wins over --unix and --port."))] = None,
 ) -> None:
     """Administer a running chat: announce to everyone, remove a member, list the members.
 
@@ -105,6 +109,6 @@ def admin(
     for line in lines:
         typer.echo(line)
     if action == AdminAction.list and not lines:  # a notice, not a member: stdout stays one name a line
-        from lessons.toolkit.i18n import _
+        from lessons.toolkit.i18n import _, use_language
 
         typer.echo(_("the room is empty."), err=True)

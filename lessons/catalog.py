@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from lessons.exercises import catalog as exercises
+from lessons.toolkit.i18n import N_
 
 LINUX = "linux"
 MACOS = "macos"
@@ -44,40 +45,40 @@ class Lesson:
 
 
 LESSONS: tuple[Lesson, ...] = (
-    Lesson("poll-server", "A poll() echo server", "I/O multiplexing",
-           "One thread serves many clients: register sockets, wait with poll(), "
-           "handle POLLIN/POLLHUP/POLLERR.", "poll_server"),
-    Lesson("epoll-server", "An epoll echo server", "I/O multiplexing",
-           "The same server on epoll, level- and edge-triggered (--edge): why ET must "
-           "drain until EAGAIN.", "epoll_server", platforms=(LINUX,)),
-    Lesson("select-server", "A select() echo server", "I/O multiplexing",
-           "The oldest multiplexer: three fd lists, and the FD_SETSIZE=1024 wall.",
+    Lesson("poll-server", N_("A poll() echo server"), N_("I/O multiplexing"),
+           N_("One thread serves many clients: register sockets, wait with poll(), handle "
+              "POLLIN/POLLHUP/POLLERR."), "poll_server"),
+    Lesson("epoll-server", N_("An epoll echo server"), N_("I/O multiplexing"),
+           N_("The same server on epoll, level- and edge-triggered (--edge): why ET must drain "
+              "until EAGAIN."), "epoll_server", platforms=(LINUX,)),
+    Lesson("select-server", N_("A select() echo server"), N_("I/O multiplexing"),
+           N_("The oldest multiplexer: three fd lists, and the FD_SETSIZE=1024 wall."),
            "select_server", platforms=(LINUX, MACOS, WINDOWS)),
-    Lesson("selectors-server", "A portable selectors server", "I/O multiplexing",
-           "The standard library picks epoll, kqueue or poll for you.",
+    Lesson("selectors-server", N_("A portable selectors server"), N_("I/O multiplexing"),
+           N_("The standard library picks epoll, kqueue or poll for you."),
            "selectors_server", platforms=(LINUX, MACOS, WINDOWS)),
-    Lesson("tcp-client", "A line-based TCP client", "I/O multiplexing",
-           "Talk to any of the servers by hand, or script it (--send TEXT --count N).",
+    Lesson("tcp-client", N_("A line-based TCP client"), N_("I/O multiplexing"),
+           N_("Talk to any of the servers by hand, or script it (--send TEXT --count N)."),
            "tcp_client", platforms=(LINUX, MACOS, WINDOWS)),
-    Lesson("struct-send", "Sending binary records with struct", "Binary data",
-           "Pack the notes' i5sf record and send it, merged or split, to struct-recv.",
+    Lesson("struct-send", N_("Sending binary records with struct"), N_("Binary data"),
+           N_("Pack the notes' i5sf record and send it, merged or split, to struct-recv."),
            "struct_send", platforms=(LINUX, MACOS, WINDOWS)),
-    Lesson("struct-recv", "Receiving binary records with struct", "Binary data",
-           "Alignment padding, NUL padding, float rounding, and why one recv() is "
-           "not one record.", "struct_recv", platforms=(LINUX, MACOS, WINDOWS)),
-    Lesson("unix-send", "Sending over a Unix domain socket", "Local sockets",
-           "Connect to a socket file instead of an IP address and port.", "unix_send"),
-    Lesson("unix-recv", "Receiving on a Unix domain socket", "Local sockets",
-           "Bind a socket file safely: private directory, mode 0600, stale files, "
-           "peer credentials.", "unix_recv"),
-    Lesson("process-states", "Process states and priorities", "Processes",
-           "Watch children in R, S, T and Z from /proc, a process tree, and nice at work.",
+    Lesson("struct-recv", N_("Receiving binary records with struct"), N_("Binary data"),
+           N_("Alignment padding, NUL padding, float rounding, and why one recv() is not one "
+              "record."), "struct_recv", platforms=(LINUX, MACOS, WINDOWS)),
+    Lesson("unix-send", N_("Sending over a Unix domain socket"), N_("Local sockets"),
+           N_("Connect to a socket file instead of an IP address and port."), "unix_send"),
+    Lesson("unix-recv", N_("Receiving on a Unix domain socket"), N_("Local sockets"),
+           N_("Bind a socket file safely: private directory, mode 0600, stale files, peer "
+              "credentials."), "unix_recv"),
+    Lesson("process-states", N_("Process states and priorities"), N_("Processes"),
+           N_("Watch children in R, S, T and Z from /proc, a process tree, and nice at work."),
            "process_states", platforms=(LINUX,)),
-    Lesson("multitasking", "Processes, threads and cores", "Processes",
-           "Threads against processes under the GIL, concurrent against parallel, the PCB "
-           "in /proc, and what a process owns.", "multitasking", platforms=(LINUX,)),
-    Lesson("fork-demo", "os.fork() step by step", "Processes",
-           "Return values, copied memory, shared files, zombies, and duplicated output.",
+    Lesson("multitasking", N_("Processes, threads and cores"), N_("Processes"),
+           N_("Threads against processes under the GIL, concurrent against parallel, the PCB in "
+              "/proc, and what a process owns."), "multitasking", platforms=(LINUX,)),
+    Lesson("fork-demo", N_("os.fork() step by step"), N_("Processes"),
+           N_("Return values, copied memory, shared files, zombies, and duplicated output."),
            "fork", platforms=POSIX),
 )
 

@@ -8,14 +8,16 @@ from __future__ import annotations
 
 import re
 import sys
+from enum import Enum
 from typing import Annotated, Any, Optional
 
 import typer
 
 from lessons import __version__, catalog
-from lessons.toolkit import exits
+from lessons.toolkit import exits, i18n
 from lessons.toolkit.common import RunFailure, UserError, unknown_name
 from lessons.toolkit.i18n import _
+from lessons.typer_words import speak_typer_words, translate_completion_help, usage_problem
 
 try:  # recent typer vendors its own click
     from typer._click.exceptions import ClickException, UsageError
@@ -40,6 +42,10 @@ def show_flags_as_flags() -> None:
 
 
 show_flags_as_flags()
+# The language comes first: the help texts below are translated when Python defines them,
+# before Click has parsed `--lang`, so the root option is looked for in argv by hand.
+i18n.use_language(i18n.language_from_argv(sys.argv[1:]))
+speak_typer_words()
 
 
 class LearnGroup(typer.core.TyperGroup):
@@ -89,6 +95,9 @@ class LearnGroup(typer.core.TyperGroup):
             raise
         return result if isinstance(result, int) and not isinstance(result, bool) else exits.DONE
 
+    def get_params(self, ctx: Any) -> list[Any]:
+        return translate_completion_help(super().get_params(ctx))
+
     def invoke(self, ctx: Any) -> Any:
         try:
             return super().invoke(ctx)
@@ -121,8 +130,7 @@ def command_words(args: list[str]) -> list[str]:
 
 def usage_sentence(err: Any) -> str:
     """Click's usage message as one sentence that says where the options are listed."""
-    message = err.format_message().strip().rstrip(".").replace("(Possible options", "(possible options")
-    message = re.sub(r"\.?\s*Did you mean (.+?)\?$", r" (did you mean \1?)", message)
+    message = re.sub(r"\.?\s*Did you mean (.+?)\?$", r" (did you mean \1?)", usage_problem(err))
     ctx = getattr(err, "ctx", None)
     if ctx is None:
         return message
@@ -159,19 +167,22 @@ def lesson_command(lesson: catalog.Lesson) -> Any:
 
     module = importlib.import_module(f"lessons.{lesson.module}")
     single = typer.Typer(add_completion=False, rich_markup_mode="rich")
-    single.command(name=lesson.id, help=f"{lesson.title}: {lesson.summary}")(module.main)
+    single.command(name=lesson.id, help=_("{title}: {summary}").format(
+        title=_(lesson.title), summary=_(lesson.summary)))(module.main)
     return typer.main.get_command(single)
 
 
 app = typer.Typer(
     cls=LearnGroup,
-    help="Learn Linux network and process programming by running it.",
+    help=_("Learn Linux network and process programming by running it.\n\n"
+           "Language: --lang zh or --lang en; without it LEARN_LANG, then the locale "
+           "(LANGUAGE, LC_ALL, LC_MESSAGES, LANG: zh* means Chinese), else English."),
     no_args_is_help=True,
     rich_markup_mode="rich",
 )
 run_app = typer.Typer(
     cls=LessonGroup,
-    help="Run a lesson: `learn run LESSON --help` shows its options.",
+    help=_("Run a lesson: `learn run LESSON --help` shows its options."),
     no_args_is_help=True,
 )
 app.add_typer(run_app, name="run")
@@ -190,6 +201,11 @@ def _register_groups() -> None:
         app.add_typer(group.load(), name=group.name)
 
 
+class Language(str, Enum):
+    en = "en"
+    zh = "zh"
+
+
 def version_callback(value: bool) -> None:
     if value:
         print(f"learn {__version__}")
@@ -200,15 +216,21 @@ def version_callback(value: bool) -> None:
 def root(
     version: Annotated[
         Optional[bool],
-        typer.Option("--version", callback=version_callback, is_eager=True, help="Print the version and exit."),
+        typer.Option("--version", callback=version_callback, is_eager=True, help=_("Print the version and exit.")),
+    ] = None,
+    lang: Annotated[
+        Optional[Language],
+        typer.Option("--lang", case_sensitive=False, show_default=False,
+                     help=_("Language of every command: zh (中文) or en (English).")),
     ] = None,
 ) -> None:
-    """Learn Linux network and process programming by running it."""
+    if lang is not None:  # argv was scanned for it already; this is for app(...) called with args
+        i18n.use_language(lang.value)
+        speak_typer_words()
 
 
-@app.command("list")
+@app.command("list", help=_("List the lessons, what each teaches, and where it runs."))
 def list_lessons() -> None:
-    """List the lessons, what each teaches, and where it runs."""
     from rich.console import Console
     from rich.table import Table
 
@@ -217,37 +239,36 @@ def list_lessons() -> None:
 
     here = platform_name()
     progress = exercise_statuses()  # None unless an exercise workspace is found from here
-    table = Table(title="Lessons", title_justify="left")
+    table = Table(title=_("Lessons"), title_justify="left")
     table.add_column("id", style="bold cyan", no_wrap=True)
-    table.add_column("topic", style="dim")
-    table.add_column("what it teaches")
-    table.add_column("runs on")
+    # fold: Chinese has no spaces, so a long run of it breaks between characters, never cut with "…"
+    table.add_column(_("topic"), style="dim", overflow="fold")
+    table.add_column(_("what it teaches"), overflow="fold")
+    table.add_column(_("runs on"), overflow="fold")
     if progress is not None:
-        table.add_column("exercise")
+        table.add_column(_("exercise"))
     for lesson in catalog.LESSONS:
         platforms = ", ".join(lesson.platforms)
         if here not in lesson.platforms:
-            platforms += f" [red](not {here})[/]"
-        row = [lesson.id, lesson.topic, f"[bold]{lesson.title}[/]\n{lesson.summary}", platforms]
+            platforms += " [red]" + _("(not {platform})").format(platform=here) + "[/]"
+        row = [lesson.id, _(lesson.topic), f"[bold]{_(lesson.title)}[/]\n{_(lesson.summary)}", platforms]
         if progress is not None:
-            row.append(f"{lesson.exercise}: {progress.get(lesson.exercise, '?')}" if lesson.exercise else "")
+            row.append(f"{lesson.exercise}: {_(progress.get(lesson.exercise, '?'))}" if lesson.exercise else "")
         table.add_row(*row)
     console = Console()
     console.print(table)
-    console.print("Next: [bold]learn show poll-server[/], then [bold]learn run poll-server --demo[/].")
+    console.print(_("Next: [bold]learn show poll-server[/], then [bold]learn run poll-server --demo[/]."))
 
 
-@app.command("show")
+@app.command("show", help=_(
+    "Show a lesson's page (rendered Markdown) or, with --source, its code.\n\n"
+    "On a terminal it goes through your pager ($PAGER, else less), long lines wrapped; "
+    "piped, it comes out whole: `learn show poll-server --source > copy.py` is the file, "
+    "after one `# path` comment line."))
 def show(
-    lesson_id: Annotated[str, typer.Argument(metavar="LESSON", help="A lesson id, or capstone/protocol/exercises/benchmarks.")],
-    source: Annotated[bool, typer.Option("--source", help="Show the lesson's code instead of its page.")] = False,
+    lesson_id: Annotated[str, typer.Argument(metavar="LESSON", help=_("A lesson id, or capstone/protocol/exercises/benchmarks."))],
+    source: Annotated[bool, typer.Option("--source", help=_("Show the lesson's code instead of its page."))] = False,
 ) -> None:
-    """Show a lesson's page (rendered Markdown) or, with --source, its code.
-
-    On a terminal it goes through your pager ($PAGER, else less), long lines wrapped;
-    piped, it comes out whole: `learn show poll-server --source > copy.py` is the file,
-    after one `# path` comment line.
-    """
     lesson = catalog.find(lesson_id)
     if lesson is None and lesson_id not in catalog.EXTRA_PAGES:
         choices = tuple(item.id for item in catalog.LESSONS) + catalog.EXTRA_PAGES

@@ -49,18 +49,18 @@ class DemoClient:
     def __init__(self, name: str, address: tuple, say: Say) -> None:
         self.name = name
         self.say = say
-        say("client", f"{name} connects")
+        say("client", _("{name} connects").format(name=name))
         self.sock = socket.create_connection(address, timeout=STEP_TIMEOUT)
 
     def ask(self, text: str) -> None:
         """Send `text` and wait until its whole answer is back."""
         message = text.encode()
-        self.say("client", f"{self.name} sends '{preview(message)}'")
+        self.say("client", _("{name} sends '{text}'").format(name=self.name, text=preview(message)))
         self.sock.sendall(message)
         answer = read_answer(self.sock, message, STEP_TIMEOUT)
         if not answer.complete:
-            raise RuntimeError(f"{self.name} got no complete answer within {STEP_TIMEOUT} s")
-        self.say("client", f"{self.name} got '{preview(answer.data)}'")
+            raise RuntimeError(_("{name} got no complete answer within {seconds} s").format(name=self.name, seconds=STEP_TIMEOUT))
+        self.say("client", _("{name} got '{text}'").format(name=self.name, text=preview(answer.data)))
 
     def reset(self) -> None:
         """Leave rudely: SO_LINGER on with a 0 s timeout makes close() send RST, not FIN."""
@@ -85,9 +85,9 @@ class DemoRun:
         except Exception as err:  # a broken demo must still stop the server, then explain
             if not stop.is_set():
                 self.failure = err
-            stop.stop("the demo failed")
+            stop.stop(_("the demo failed"))
         else:
-            stop.stop("the demo is over")
+            stop.stop(_("the demo is over"))
 
     def start(self) -> DemoRun:
         self.thread.start()
@@ -98,7 +98,7 @@ class DemoRun:
 
     def raise_failure(self) -> None:
         if self.failure is not None:
-            raise RunFailure(f"the demo went wrong: {self.failure}.")
+            raise RunFailure(_("the demo went wrong: {failure}.").format(failure=self.failure))
 
 
 def start(address: tuple, log: EchoLog, stop: StopFlag) -> DemoRun:
@@ -148,50 +148,50 @@ class Story:
         """Wait until the server has noticed something, so the log reads in causal order."""
         if wait_until(lambda: condition() or self.stop.is_set(), STEP_TIMEOUT) and not self.stop.is_set():
             return True
-        self.say("demo", f"the server has not noticed {what} after {STEP_TIMEOUT} s.")
+        self.say("demo", _("the server has not noticed {what} after {seconds} s.").format(what=what, seconds=STEP_TIMEOUT))
         return False
 
     def connect(self, name: str) -> DemoClient:
         accepted = self.stats.accepted
         client = DemoClient(name, self.address, self.say)
-        self.server_sees(lambda: self.stats.accepted > accepted, f"{name} connecting")
+        self.server_sees(lambda: self.stats.accepted > accepted, _("{name} connecting").format(name=name))
         return client
 
     def tell(self) -> None:
         say = self.say
         self.log.serving.wait(STEP_TIMEOUT)  # so the server's first lines come before the first client
-        say("demo", f"One server, one thread, several clients: {self.log.call}() tells the server "
-                    f"which socket has something to read, so nobody waits for anybody.")
+        say("demo", _("One server, one thread, several clients: {call}() tells the server which "
+                      "socket has something to read, so nobody waits for anybody.").format(call=self.log.call))
         alice = self.connect("alice")
         alice.ask("hello")
-        say("demo", "bob connects while alice is still connected; the same thread serves both.")
+        say("demo", _("bob connects while alice is still connected; the same thread serves both."))
         bob = self.connect("bob")
-        bob.ask("你好, I am bob")
-        alice.ask("alice is still here")
+        bob.ask(_("你好, I am bob"))
+        alice.ask(_("alice is still here"))
 
         if not self.long_message(alice):
-            say("demo", "a server that falls behind like this would spoil the rest of the story "
-                        "(it can miss a client's EOF the same way), so the demo stops here.")
+            say("demo", _("a server that falls behind like this would spoil the rest of the story "
+                          "(it can miss a client's EOF the same way), so the demo stops here."))
             alice.close()
             bob.close()
             return
 
-        say("demo", "carol will leave rudely, with a reset (RST) instead of a polite close (FIN).")
+        say("demo", _("carol will leave rudely, with a reset (RST) instead of a polite close (FIN)."))
         carol = self.connect("carol")
-        carol.ask("bye soon")
-        say("client", "carol resets: SO_LINGER {on, 0 s}, then close() sends RST")
+        carol.ask(_("bye soon"))
+        say("client", _("carol resets: SO_LINGER {on, 0 s}, then close() sends RST"))
         closed = self.stats.closed
         carol.reset()
-        if self.server_sees(lambda: self.stats.closed > closed, "carol's reset"):
-            say("demo", "only carol was dropped; one client's error never stops the server.")
+        if self.server_sees(lambda: self.stats.closed > closed, _("carol's reset")):
+            say("demo", _("only carol was dropped; one client's error never stops the server."))
 
         self.half_close(bob)
 
-        say("client", "alice closes politely: close() sends FIN, the server's recv() returns b''")
+        say("client", _("alice closes politely: close() sends FIN, the server's recv() returns b''"))
         closed = self.stats.closed
         alice.close()
-        self.server_sees(lambda: self.stats.closed > closed, "alice leaving")
-        say("demo", "everyone has left: the demo stops the server.")
+        self.server_sees(lambda: self.stats.closed > closed, _("alice leaving"))
+        say("demo", _("everyone has left: the demo stops the server."))
 
     def tell_notes_bug(self) -> None:
         say = self.say
@@ -200,7 +200,7 @@ class Story:
         alice = self.connect("alice")
         alice.ask("hello")
         bob = self.connect("bob")
-        bob.ask("hi, I am bob")
+        bob.ask(_("hi, I am bob"))
         say("client", _("alice closes politely: close() sends FIN, the server's recv() returns b''"))
         alice.close()
         if not wait_until(self.stop.is_set, STEP_TIMEOUT):
@@ -224,7 +224,8 @@ class Story:
     def long_message(self, alice: DemoClient) -> bool:
         """A message longer than one recv(): True if all of it came back, False if it got stuck."""
         say, size = self.say, len(LONG_MESSAGE)
-        say("client", f"alice sends one message of {size} bytes, more than one recv({RECV_SIZE}) takes")
+        say("client", _("alice sends one message of {size} bytes, more than one recv({recv_size}) "
+                        "takes").format(size=size, recv_size=RECV_SIZE))
         target = self.stats.bytes_in + size
         alice.sock.sendall(LONG_MESSAGE)
         if self.server_keeps_reading(target):
@@ -234,16 +235,19 @@ class Story:
             say("demo", pieces_text(pieces))
             return True
         answer = read_answer(alice.sock, LONG_MESSAGE, ARRIVED)
-        say("client", f"alice got only {len(echoed(answer.data))} of {size} bytes back, and nothing more")
-        say("demo", "stuck: the rest waits in the kernel's buffer, but edge-triggered epoll reports a "
-                    "socket once per arrival of data, and this server read it only once (--no-drain).")
+        say("client", _("alice got only {got} of {size} bytes back, and nothing more").format(
+            got=len(echoed(answer.data)), size=size))
+        say("demo", _("stuck: the rest waits in the kernel's buffer, but edge-triggered epoll "
+                      "reports a socket once per arrival of data, and this server read it only "
+                      "once (--no-drain)."))
         answered = self.stats.bytes_out
         alice.sock.sendall(b"!")
         wait_until(lambda: self.stats.bytes_out > answered, STEP_TIMEOUT)
         nudged = read_answer(alice.sock, b"!", ARRIVED)
-        say("client", f"alice sends '!' to nudge it and gets '{preview(nudged.data)}'")
-        say("demo", "the new byte made a new edge, but the server answered with OLD bytes: it is now "
-                    "always behind. Reading until EAGAIN on every event (the default) avoids this.")
+        say("client", _("alice sends '!' to nudge it and gets '{preview}'").format(preview=preview(nudged.data)))
+        say("demo", _("the new byte made a new edge, but the server answered with OLD bytes: it is "
+                      "now always behind. Reading until EAGAIN on every event (the default) avoids "
+                      "this."))
         return False
 
     def server_keeps_reading(self, target: int) -> bool:
@@ -259,14 +263,14 @@ class Story:
 
     def half_close(self, bob: DemoClient) -> None:
         """shutdown(SHUT_WR) says "I will send no more" but leaves bob able to read."""
-        self.say("client", "bob sends 'last words', then half-closes: shutdown(SHUT_WR) sends FIN "
-                           "but bob can still read")
+        self.say("client", _("bob sends 'last words', then half-closes: shutdown(SHUT_WR) sends "
+                             "FIN but bob can still read"))
         closed = self.stats.closed
         bob.sock.sendall(b"last words")
         bob.sock.shutdown(socket.SHUT_WR)
         answer = read_answer(bob.sock, b"last words", STEP_TIMEOUT)
-        self.say("client", f"bob still got his answer: '{preview(answer.data)}'")
-        if self.server_sees(lambda: self.stats.closed > closed, "bob's half-close"):
+        self.say("client", _("bob still got his answer: '{preview}'").format(preview=preview(answer.data)))
+        if self.server_sees(lambda: self.stats.closed > closed, _("bob's half-close")):
             end = bob.sock.recv(1)
-            self.say("client", f"then bob's recv() returns {end!r}: the server closed its side too")
+            self.say("client", _("then bob's recv() returns {data!r}: the server closed its side too").format(data=end))
         bob.close()

@@ -22,7 +22,7 @@ from typing import Annotated, Callable, Protocol, TextIO
 
 import typer
 
-from lessons.toolkit.common import DEFAULT_PORT, address_text, open_listener, printable_bytes
+from lessons.toolkit.common import DEFAULT_PORT, address_text, open_listener, os_error_text, printable_bytes
 from lessons.toolkit.i18n import _, ngettext
 from lessons.toolkit.logsink import LogSink, RepeatCounter
 from lessons.toolkit.narrate import Narrator
@@ -34,13 +34,13 @@ PREVIEW_CHARS = 60  # longer text is shortened in the log
 ACCEPT_PAUSE = 0.5  # seconds the listener is not watched after accept() ran out of descriptors
 OUT_OF_DESCRIPTORS = (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM)
 
-HostOption = Annotated[str, typer.Option(help="Address to listen on; 0.0.0.0 means every interface.")]
-PortOption = Annotated[int, typer.Option(min=0, max=65535, help="Port to listen on; 0 picks a free one.")]
+HostOption = Annotated[str, typer.Option(help=_("Address to listen on; 0.0.0.0 means every interface."))]
+PortOption = Annotated[int, typer.Option(min=0, max=65535, help=_("Port to listen on; 0 picks a free one."))]
 DemoOption = Annotated[
-    bool, typer.Option("--demo", help="Run the server with three scripted clients, narrated, then exit.")
+    bool, typer.Option("--demo", help=_("Run the server with three scripted clients, narrated, then exit."))
 ]
 TraceOption = Annotated[
-    bool, typer.Option("--trace", help="Also print every readiness event as the kernel reported it.")
+    bool, typer.Option("--trace", help=_("Also print every readiness event as the kernel reported it."))
 ]
 
 
@@ -117,15 +117,15 @@ class EchoLog:
 
     def registered(self, fd: int, mask: str) -> None:
         """--trace: `register fd 5 POLLIN`; the same for modify (a new mask) and unregister."""
-        self.detail("trace", f"register fd {fd} {mask}{self._fd_note(fd)}")
+        self.detail("trace", _("register fd {fd} {mask}{fd_note}").format(fd=fd, mask=mask, fd_note=self._fd_note(fd)))
         if fd == self.listener_fd:
             self.serving.set()
 
     def modified(self, fd: int, mask: str) -> None:
-        self.detail("trace", f"modify fd {fd} {mask}{self._fd_note(fd)}")
+        self.detail("trace", _("modify fd {fd} {mask}{fd_note}").format(fd=fd, mask=mask, fd_note=self._fd_note(fd)))
 
     def unregistered(self, fd: int) -> None:
-        self.detail("trace", f"unregister fd {fd}{self._fd_note(fd)}")
+        self.detail("trace", _("unregister fd {fd}{fd_note}").format(fd=fd, fd_note=self._fd_note(fd)))
 
     def returned(self, events: list, describe: Callable[[int], str]) -> None:
         """--trace: the whole list one call returned, `poll() -> [(5, POLLIN), (7, POLLIN|POLLHUP)]`."""
@@ -159,15 +159,15 @@ class EchoLog:
     def accepted(self, fd: int, address: object) -> None:
         self.stats.accepted += 1
         self.peers[fd] = address_text(address)
-        self.narrate("accept", f"{self.who(fd)} connected")
+        self.narrate("accept", _("{who} connected").format(who=self.who(fd)))
 
     def received(self, fd: int, data: bytes) -> None:
         self.stats.bytes_in += len(data)
-        self.narrate("recv", f"{self.who(fd)} sent {len(data)} bytes: '{preview(data)}'")
+        self.narrate("recv", _("{who} sent {size} bytes: '{data}'").format(who=self.who(fd), size=len(data), data=preview(data)))
 
     def sending(self, fd: int, size: int) -> None:
         """Printed before send(), so the line comes before the client's reaction to it."""
-        self.detail("send", f"fd {fd}: {size} bytes")
+        self.detail("send", _("fd {fd}: {size} bytes").format(fd=fd, size=size))
 
     def sent(self, size: int) -> None:
         self.stats.bytes_out += size
@@ -179,17 +179,18 @@ class EchoLog:
 
     def refused(self, fd: int, why: str) -> None:
         self.stats.refused += 1
-        self.narrate("error", f"{self.who(fd)} refused: {why}")
+        self.narrate("error", _("{who} refused: {why}").format(who=self.who(fd), why=why))
         self.peers.pop(fd, None)
 
     def summary(self, why: str) -> None:
         s = self.stats
         served = s.accepted - s.refused
         clients = ngettext("{count} client", "{count} clients", served).format(count=served)
-        refused = f", refused {s.refused}" if s.refused else ""
-        still = f", {len(self.peers)} still connected at the end" if self.peers else ""
-        self.narrate("summary", f"stopped ({why}): served {clients}, {s.bytes_in} bytes in, "
-                                f"{s.bytes_out} bytes out{refused}{still}.")
+        refused = _(", refused {count}").format(count=s.refused) if s.refused else ""
+        still = _(", {count} still connected at the end").format(count=len(self.peers)) if self.peers else ""
+        self.narrate("summary", _("stopped ({why}): served {clients}, {bytes_in} bytes in, "
+                                  "{bytes_out} bytes out{refused}{still}.").format(
+            why=why, clients=clients, bytes_in=s.bytes_in, bytes_out=s.bytes_out, refused=refused, still=still))
 
 
 def accept_client(server: socket.socket, log: EchoLog) -> socket.socket | None:
@@ -201,9 +202,9 @@ def accept_client(server: socket.socket, log: EchoLog) -> socket.socket | None:
     except OSError as err:  # the client gave up already, or we are out of descriptors
         if err.errno in OUT_OF_DESCRIPTORS:
             log.accept_failed(_("{error}; waiting clients stay queued until a client leaves").format(
-                error=err.strerror or err))
+                error=os_error_text(err)))
             raise OutOfDescriptors() from None
-        log.accept_failed(_("{error}; the server carries on").format(error=err.strerror or err))
+        log.accept_failed(_("{error}; the server carries on").format(error=os_error_text(err)))
         return None
     conn.setblocking(False)  # a wrong readiness hint must cost an EAGAIN, never a frozen server
     log.accepted(conn.fileno(), address)
@@ -267,7 +268,7 @@ class Outbox:
         except BlockingIOError:
             sent = 0
         except OSError as err:
-            raise ClientGone(f"connection lost while answering: {err.strerror or err}") from None
+            raise ClientGone(_("connection lost while answering: {reason}").format(reason=os_error_text(err))) from None
         self.log.sent(sent)
         if sent < len(data):
             if fd not in self.waiting:
@@ -298,12 +299,12 @@ def echo_once(conn: socket.socket, log: EchoLog, outbox: Outbox) -> bool:
     try:
         data = conn.recv(RECV_SIZE)
     except BlockingIOError:
-        log.detail("recv", f"fd {fd}: nothing more to read (EAGAIN)")
+        log.detail("recv", _("fd {fd}: nothing more to read (EAGAIN)").format(fd=fd))
         return False
     except OSError as err:  # ConnectionResetError above all
-        raise ClientGone(f"connection lost: {err.strerror or err}") from None
+        raise ClientGone(_("connection lost: {reason}").format(reason=os_error_text(err))) from None
     if not data:
-        raise ClientGone("it closed its side (recv returned b'')")
+        raise ClientGone(_("it closed its side (recv returned b'')"))
     log.received(fd, data)
     answer = REPLY_PREFIX + data
     log.sending(fd, len(answer))
@@ -339,7 +340,7 @@ def stop_on_signals(stop: StopFlag) -> Callable[[], None]:
     return lambda: [signal.signal(signum, handler) for signum, handler in previous.items()]
 
 
-OUTPUT_CLOSED = "its output was closed"
+OUTPUT_CLOSED = _("its output was closed")
 
 
 def log_output(stop: StopFlag) -> TextIO | LogSink:

@@ -118,7 +118,7 @@ def serve(server: socket.socket, log: EchoLog, stop: StopFlag, edge: bool = Fals
                     except ClientGone as gone:
                         drop(fd, gone.reason)
                 elif event & HANG_UP:
-                    drop(fd, f"the kernel reported {describe_epoll(event)}")
+                    drop(fd, _("the kernel reported {events}").format(events=describe_epoll(event)))
     finally:
         for sock in fdmap.values():
             sock.close()
@@ -128,9 +128,9 @@ def serve(server: socket.socket, log: EchoLog, stop: StopFlag, edge: bool = Fals
 def main(
     host: HostOption = DEFAULT_HOST,
     port: PortOption = DEFAULT_PORT,
-    edge: Annotated[bool, typer.Option("--edge", help="Edge-triggered (EPOLLET): read until EAGAIN.")] = False,
+    edge: Annotated[bool, typer.Option("--edge", help=_("Edge-triggered (EPOLLET): read until EAGAIN."))] = False,
     drain: Annotated[
-        bool, typer.Option("--drain/--no-drain", help="With --edge: --no-drain reads once per event, to see it stall.")
+        bool, typer.Option("--drain/--no-drain", help=_("With --edge: --no-drain reads once per event, to see it stall."))
     ] = True,
     demo: DemoOption = False,
     trace: TraceOption = False,
@@ -138,10 +138,10 @@ def main(
     """Serve clients with epoll, level- or edge-triggered."""
     if not hasattr(select, "epoll"):
         raise UserError(
-            "epoll exists only on Linux; here run `learn run poll-server` or `learn run selectors-server` instead."
+            _("epoll exists only on Linux; here run `learn run poll-server` or `learn run selectors-server` instead.")
         )
     if not drain and not edge:
-        raise UserError("--no-drain only matters in edge-triggered mode: add --edge.")
+        raise UserError(_("--no-drain only matters in edge-triggered mode: add --edge."))
 
     def serve_in_mode(server: socket.socket, log: EchoLog, stop: StopFlag) -> None:
         serve(server, log, stop, edge=edge, drain=drain)

@@ -30,7 +30,7 @@ from lessons.toolkit import procfs
 from lessons.toolkit.children import (NOBODY, Children, check_nothing_left, closing_calmly, drop_privileges,
                               flush_quietly, hold_signals, release_signals)
 from lessons.toolkit.common import RunFailure, UserError, wait_for
-from lessons.toolkit.i18n import _
+from lessons.toolkit.i18n import N_, _, ngettext
 from lessons.toolkit.narrate import Narrator
 
 
@@ -38,14 +38,15 @@ from lessons.toolkit.narrate import Narrator
 
 
 def show_return_values(say: Narrator) -> None:
-    say.rule("1. fork() returns twice: the child's pid in the parent, 0 in the child")
-    say("parent", f"I am pid {os.getpid()} and I call os.fork() once")
+    say.rule(_("1. fork() returns twice: the child's pid in the parent, 0 in the child"))
+    say("parent", _("I am pid {pid} and I call os.fork() once").format(pid=os.getpid()))
     sys.stdout.flush()  # see part 7: unflushed output would be copied into the child
     held = hold_signals()  # see hold_signals: a Ctrl-C must not leave this child unreaped
     pid = os.fork()
     if pid == 0:  # only the child gets here, starting on the line after fork()
         try:
-            say("child", f"fork() returned 0 in the child; I am pid {os.getpid()}, my parent is {os.getppid()}")
+            say("child", _("fork() returned 0 in the child; I am pid {pid}, my parent is {ppid}").format(
+                pid=os.getpid(), ppid=os.getppid()))
         finally:
             flush_quietly()
             os._exit(0)
@@ -53,9 +54,9 @@ def show_return_values(say: Narrator) -> None:
         release_signals(held)
     finally:
         os.waitpid(pid, 0)  # wait for the child first, so the two lines come in this order
-    say("parent", f"fork() returned {pid} in the parent: the child's pid")
-    say("explain", "The 'I call os.fork() once' line was printed once: the child did not run it again, "
-                   "it started on the line after fork().")
+    say("parent", _("fork() returned {pid} in the parent: the child's pid").format(pid=pid))
+    say("explain", _("The 'I call os.fork() once' line was printed once: the child did not run it "
+                     "again, it started on the line after fork()."))
 
 
 # --- 2. no fixed order ----------------------------------------------------------------
@@ -93,7 +94,7 @@ def race_once() -> tuple[str, int, int]:
 
 
 def times(count: int) -> str:
-    return f"{count} time" if count == 1 else f"{count} times"
+    return ngettext("{count} time", "{count} times", count).format(count=count)
 
 
 def median(values: list[int]) -> int:
@@ -101,11 +102,11 @@ def median(values: list[int]) -> int:
 
 
 def show_order(say: Narrator, repeat: int) -> None:
-    say.rule(f"2. Who runs first after fork()? {repeat} races")
+    say.rule(_("2. Who runs first after fork()? {repeat} races").format(repeat=repeat))
     results = [race_once() for _ in range(repeat)]
     parent_first = sum(1 for first, _, _ in results if first == "parent")
-    say("result", f"parent wrote first {times(parent_first)}, child wrote first {times(repeat - parent_first)} "
-                  f"(out of {repeat})")
+    say("result", _("parent wrote first {parent_times}, child wrote first {child_times} (out of {repeat})").format(
+        parent_times=times(parent_first), child_times=times(repeat - parent_first), repeat=repeat))
     say("result", _("median time os.fork() took in the parent, until it returned: {micro} µs").format(
         micro=median([in_fork for _, _, in_fork in results]) // 1000))
     say("result", _("median time from the parent's write to the child's: {micro} µs").format(
@@ -115,25 +116,28 @@ def show_order(say: Narrator, repeat: int) -> None:
                      "the child (re-initialising its runtime and threading state, running "
                      "os.register_at_fork hooks) and copy-on-write page faults: every page the child "
                      "writes to is copied on that first write. A C child runs within tens of microseconds."))
-    say("explain", "The scheduler decides, and the answer changes with the kernel, the number of CPUs and "
-                   "the load. Code that needs an order must make it (a pipe, waitpid, a lock).")
+    say("explain", _("The scheduler decides, and the answer changes with the kernel, the number of "
+                     "CPUs and the load. Code that needs an order must make it (a pipe, waitpid, a "
+                     "lock)."))
 
 
 # --- 3. copied memory -----------------------------------------------------------------
 
 
 def show_copied_memory(say: Narrator, children: Children) -> None:
-    say.rule("3. Memory is copied: the child changes its copy, not ours")
+    say.rule(_("3. Memory is copied: the child changes its copy, not ours"))
     numbers = [1, 2, 3]
 
     def change_it() -> str:
         numbers.append(4)
-        return f"{numbers} at address {id(numbers):#x}"
+        return _("{numbers} at address {address:#x}").format(numbers=numbers, address=id(numbers))
 
-    say("child", f"after numbers.append(4) the child's list is {children.ask(change_it)}")
-    say("parent", f"the parent's list is unchanged: {numbers} at address {id(numbers):#x}")
-    say("explain", "Same address, different contents: each process has its own address space. Linux "
-                   "copies a page only when one side writes to it (copy-on-write), so fork() is cheap.")
+    say("child", _("after numbers.append(4) the child's list is {numbers}").format(numbers=children.ask(change_it)))
+    say("parent", _("the parent's list is unchanged: {numbers} at address {address:#x}").format(
+        numbers=numbers, address=id(numbers)))
+    say("explain", _("Same address, different contents: each process has its own address space. "
+                     "Linux copies a page only when one side writes to it (copy-on-write), so "
+                     "fork() is cheap."))
 
 
 # --- 4. shared open files -------------------------------------------------------------
@@ -185,24 +189,28 @@ def runs_of(lines: list[str]) -> str:
         else:
             runs.append([who, 1])
     shown = " ".join(f"{who}×{count}" for who, count in runs[:8])
-    return shown + (f" ... ({len(runs)} stretches)" if len(runs) > 8 else "")
+    more = ngettext(" ... ({count} stretch)", " ... ({count} stretches)", len(runs)).format(count=len(runs))
+    return shown + (more if len(runs) > 8 else "")
 
 
 def show_shared_file(say: Narrator, children: Children, count: int) -> None:
-    say.rule("4. Open files are shared: one descriptor, one file offset")
+    say.rule(_("4. Open files are shared: one descriptor, one file offset"))
     with tempfile.TemporaryDirectory(prefix="learn-fork-") as folder:
         path = Path(folder) / "both.txt"
         shared = race_into_file(children, path, count, shared=True)
-        say("result", f"inherited descriptor: {len(shared)} lines in the file ({count} from each), none lost")
-        say("result", f"who wrote where: {runs_of(shared)}")
+        say("result", _("inherited descriptor: {total} lines in the file ({count} from each), none "
+                        "lost").format(total=len(shared), count=count))
+        say("result", _("who wrote where: {runs}").format(runs=runs_of(shared)))
         separate = race_into_file(children, path, count, shared=False)
         parent_lines = sum(1 for line in separate if line.startswith("parent"))
-        say("result", f"file opened again in the child: only {len(separate)} of {2 * count} lines survive "
-                      f"({parent_lines} parent, {len(separate) - parent_lines} child)")
-    say("explain", "fork() copies the descriptor table, not the open files: both descriptors point at one "
-                   "open file with one offset, so each write lands after the other's. A second open() "
-                   "has its own offset at 0, and the two overwrite each other. The terminal is shared "
-                   "the same way, which is why both can print to it.")
+        say("result", _("file opened again in the child: only {survived} of {written} lines survive "
+                        "({parent_lines} parent, {child_lines} child)").format(
+            survived=len(separate), written=2 * count, parent_lines=parent_lines, child_lines=len(separate) - parent_lines))
+    say("explain", _("fork() copies the descriptor table, not the open files: both descriptors "
+                     "point at one open file with one offset, so each write lands after the "
+                     "other's. A second open() has its own offset at 0, and the two overwrite each "
+                     "other. The terminal is shared the same way, which is why both can print to "
+                     "it."))
 
 
 # --- 5. zombies and waitpid -----------------------------------------------------------
@@ -217,26 +225,30 @@ def state_letter(pid: int) -> str | None:
 
 
 def show_zombie(say: Narrator, children: Children) -> None:
-    say.rule("5. An exited child is a zombie until the parent waits for it")
+    say.rule(_("5. An exited child is a zombie until the parent waits for it"))
     pid = children.fork(lambda: 7)
     try:
         wait_for(lambda: state_letter(pid) == "Z", timeout=15)
     except TimeoutError:
-        raise RunFailure(f"child {pid} did not become a zombie within 15 s; is the machine overloaded?") from None
-    say("zombie", f"child {pid} has exited with status 7, we have not waited yet: state Z "
-                  f"({procfs.describe_state('Z')})")
+        raise RunFailure(_("child {pid} did not become a zombie within 15 s; is the machine "
+                           "overloaded?").format(pid=pid)) from None
+    say("zombie", _("child {pid} has exited with status 7, we have not waited yet: state Z "
+                    "({state})").format(pid=pid, state=procfs.describe_state('Z')))
     code = children.wait(pid)
-    say("reap", f"os.waitpid({pid}, 0) returned; os.waitstatus_to_exitcode(status) = {code}")
+    say("reap", _("os.waitpid({pid}, 0) returned; os.waitstatus_to_exitcode(status) = {code}").format(pid=pid, code=code))
     gone = state_letter(pid) is None
-    say("reap", f"after waitpid the zombie is {'gone' if gone else 'STILL THERE'}: no process {pid} any more")
+    if gone:
+        say("reap", _("after waitpid the zombie is gone: no process {pid} any more").format(pid=pid))
+    else:
+        say("reap", _("after waitpid the zombie is STILL THERE: process {pid} still exists").format(pid=pid))
     sleeper = children.fork(lambda: signal.pause() or 0)
     os.kill(sleeper, signal.SIGTERM)
     code = children.wait(sleeper)
-    say("reap", f"a child killed with SIGTERM reads back as {code}: minus the signal number "
-                f"({signal.Signals(-code).name if code < 0 else 'not a signal'})")
-    say("explain", "The kernel keeps an exited child's pid and status until the parent collects them "
-                   "with wait. If the parent dies first, the orphan is adopted by init (or a subreaper), "
-                   "which reaps it.")
+    say("reap", _("a child killed with SIGTERM reads back as {code}: minus the signal number "
+                  "({signal})").format(code=code, signal=signal.Signals(-code).name if code < 0 else _('not a signal')))
+    say("explain", _("The kernel keeps an exited child's pid and status until the parent collects "
+                     "them with wait. If the parent dies first, the orphan is adopted by init (or "
+                     "a subreaper), which reaps it."))
 
 
 # --- 6. a failing fork ----------------------------------------------------------------
@@ -252,21 +264,23 @@ def fork_under_process_limit() -> str:
         pid = os.fork()
     except OSError as err:
         name = errno.errorcode.get(err.errno or 0, "?")
-        return f"uid {os.getuid()}, RLIMIT_NPROC=1: os.fork() raised {type(err).__name__} [{name}] {err.strerror}"
+        return _("uid {uid}, RLIMIT_NPROC=1: os.fork() raised {error} [{name}]").format(
+            uid=os.getuid(), error=type(err).__name__, name=name)
     if pid == 0:
         os._exit(0)
     os.waitpid(pid, 0)
-    return f"uid {os.getuid()}, RLIMIT_NPROC=1: os.fork() succeeded (this process is privileged)"
+    return _("uid {uid}, RLIMIT_NPROC=1: os.fork() succeeded (this process is privileged)").format(uid=os.getuid())
 
 
 def show_failure(say: Narrator, children: Children) -> None:
-    say.rule("6. When fork() fails: C returns -1, Python raises OSError")
-    say("explain", "The notes say fork returns a negative number on failure. That is the C function: it "
-                   "returns -1 and sets errno (EAGAIN: too many processes; ENOMEM). Python checks for you "
-                   "and raises OSError, so a Python program never sees a negative pid.")
+    say.rule(_("6. When fork() fails: C returns -1, Python raises OSError"))
+    say("explain", _("The notes say fork returns a negative number on failure. That is the C "
+                     "function: it returns -1 and sets errno (EAGAIN: too many processes; ENOMEM). "
+                     "Python checks for you and raises OSError, so a Python program never sees a "
+                     "negative pid."))
     if os.geteuid() == 0:
-        say("explain", "We run as root, and root ignores RLIMIT_NPROC, so the child first drops to uid "
-                       f"{NOBODY} (nobody).")
+        say("explain", _("We run as root, and root ignores RLIMIT_NPROC, so the child first drops "
+                         "to uid {uid} (nobody).").format(uid=NOBODY))
     say("result", children.ask(fork_under_process_limit))
 
 
@@ -284,10 +298,10 @@ else:
 
 DUPLICATION_CASES = (
     # (what the child Python does, flush line, how the child ends, stdout is a terminal)
-    ("no flush, child exits normally (the notes' shape)", "", "pass", False),
-    ("the same, but stdout is a terminal (a pty)", "", "pass", True),
-    ("fix 1: sys.stdout.flush() before fork", "sys.stdout.flush()\n", "pass", False),
-    ("fix 2: the child ends with os._exit(0)", "", "os._exit(0)", False),
+    (N_("no flush, child exits normally (the notes' shape)"), "", "pass", False),
+    (N_("the same, but stdout is a terminal (a pty)"), "", "pass", True),
+    (N_("fix 1: sys.stdout.flush() before fork"), "sys.stdout.flush()\n", "pass", False),
+    (N_("fix 2: the child ends with os._exit(0)"), "", "os._exit(0)", False),
 )
 
 
@@ -333,15 +347,16 @@ def read_until_closed(fd: int, timeout: float) -> str:
 
 
 def show_duplicated_output(say: Narrator) -> None:
-    say.rule("7. Output printed before fork() can come out twice")
+    say.rule(_("7. Output printed before fork() can come out twice"))
     for label, flush, child_ends, terminal in DUPLICATION_CASES:
         output = run_python(BEFORE_FORK.format(flush=flush, child_ends=child_ends), terminal)
         copies = output.count("printed once, before fork")
-        say("result", f"{label}: the line appeared {times(copies)}")
-    say("explain", "print() to a pipe or file is block-buffered: the line waits in the process's memory, "
-                   "fork() copies that memory, and both processes flush it at exit. A terminal is "
-                   "line-buffered, so the line was already written. Flush before fork(), or end the child "
-                   "with os._exit() (which skips flushing: flush the child's own output first).")
+        say("result", _("{case}: the line appeared {times}").format(case=_(label), times=times(copies)))
+    say("explain", _("print() to a pipe or file is block-buffered: the line waits in the process's "
+                     "memory, fork() copies that memory, and both processes flush it at exit. A "
+                     "terminal is line-buffered, so the line was already written. Flush before "
+                     "fork(), or end the child with os._exit() (which skips flushing: flush the "
+                     "child's own output first)."))
 
 
 # --- 8. threads and fork --------------------------------------------------------------
@@ -412,14 +427,14 @@ def lock_held_at_fork(wait: float = 0.3) -> tuple[bool, bool, int]:
 
 
 def show_thread_warning(say: Narrator) -> None:
-    say.rule("8. Forking a process that has threads")
+    say.rule(_("8. Forking a process that has threads"))
     version = ".".join(map(str, sys.version_info[:3]))
     warning = fork_with_a_thread()
     if warning:
-        say("result", f"Python {version} warned: {warning}")
+        say("result", _("Python {version} warned: {warning}").format(version=version, warning=warning))
     else:
-        say("result", f"Python {version} printed no warning when forking with a thread running "
-                      f"(the DeprecationWarning arrived in Python 3.12)")
+        say("result", _("Python {version} printed no warning when forking with a thread running "
+                        "(the DeprecationWarning arrived in Python 3.12)").format(version=version))
     wait = 0.3
     got_ours, got_logging, threads = lock_held_at_fork(wait)
     say("child", _("threading.active_count() is {count} in the child: only the thread that called fork() "
@@ -438,12 +453,12 @@ def show_thread_warning(say: Narrator) -> None:
 
 
 def main(
-    repeat: Annotated[int, typer.Option(min=1, max=1000, help="How many forks race to write first.")] = 200,
-    lines: Annotated[int, typer.Option(min=1, max=10_000, help="Lines each process writes in part 4.")] = 100,
+    repeat: Annotated[int, typer.Option(min=1, max=1000, help=_("How many forks race to write first."))] = 200,
+    lines: Annotated[int, typer.Option(min=1, max=10_000, help=_("Lines each process writes in part 4."))] = 100,
 ) -> None:
     """os.fork() step by step: return values, order, memory, files, zombies, failure, buffers, threads."""
     if not hasattr(os, "fork"):
-        raise UserError("os.fork() does not exist on Windows; run this lesson on Linux or macOS (or WSL).")
+        raise UserError(_("os.fork() does not exist on Windows; run this lesson on Linux or macOS (or WSL)."))
     say = Narrator()
     with closing_calmly(say):
         with Children() as children:

@@ -388,11 +388,11 @@ def show_resources(say: Narrator, children: Children) -> dict[str, dict[str, boo
 
 def main(
     part: Annotated[list[int] | None, typer.Option(
-        "--part", min=1, max=4, metavar="N", help="Run only part N (1-4); repeat it for several.")] = None,
+        "--part", min=1, max=4, metavar="N", help=_("Run only part N (1-4); repeat it for several."))] = None,
     steps: Annotated[int, typer.Option(min=10_000, max=100_000_000,
-                                       help="How far the CPU-bound job of part 1 counts down.")] = 10_000_000,
+                                       help=_("How far the CPU-bound job of part 1 counts down."))] = 10_000_000,
     window: Annotated[float, typer.Option(min=0.1, max=30.0,
-                                          help="Seconds each measurement of parts 2 and 3 lasts.")] = 0.5,
+                                          help=_("Seconds each measurement of parts 2 and 3 lasts."))] = 0.5,
 ) -> None:
     """Processes against threads, concurrent against parallel, the PCB, what a process owns."""
     check_linux()

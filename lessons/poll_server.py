@@ -104,7 +104,7 @@ def serve(server: socket.socket, log: EchoLog, stop: StopFlag) -> None:
                     except ClientGone as gone:
                         drop(fd, gone.reason)
                 elif event & HANG_UP:  # hung up or failed with nothing left to read
-                    drop(fd, f"the kernel reported {describe_poll(event)}")
+                    drop(fd, _("the kernel reported {events}").format(events=describe_poll(event)))
     finally:
         for sock in fdmap.values():
             sock.close()
@@ -134,7 +134,7 @@ def serve_as_in_the_notes(server: socket.socket, log: EchoLog, stop: StopFlag) -
                         fdmap[fd].sendall(REPLY_PREFIX + data)
                         log.sent(len(REPLY_PREFIX + data))
                     else:
-                        log.closed(fd, "it closed its side (recv returned b'')")
+                        log.closed(fd, _("it closed its side (recv returned b'')"))
                         del fdmap[fd]
                         poller.unregister(fdmap[fd])  # the notes' bug: the entry was deleted one line up
     except KeyError as err:
@@ -162,7 +162,7 @@ def main(
     demo: DemoOption = False,
     trace: TraceOption = False,
     notes_bug: Annotated[
-        bool, typer.Option("--notes-bug", help="Run the notes' own loop, KeyError included, then see the fix.")
+        bool, typer.Option("--notes-bug", help=_("Run the notes' own loop, KeyError included, then see the fix."))
     ] = False,
 ) -> None:
     """Serve clients with poll(): print what arrives and answer "收到了: " plus those bytes."""

@@ -33,11 +33,11 @@ from lessons.toolkit import procfs
 from lessons.toolkit.children import (NOBODY, Children, check_nothing_left, closing_calmly, die_with_parent, drop_privileges,
                               libc)
 from lessons.toolkit.common import RunFailure, UserError, wait_for
-from lessons.toolkit.i18n import _, ngettext
+from lessons.toolkit.i18n import N_, _, ngettext
 from lessons.toolkit.narrate import Narrator
 
-SHORT_NAMES = {"R": "running", "S": "sleeping", "D": "disk sleep", "T": "stopped",
-               "t": "traced", "Z": "zombie", "I": "idle"}
+SHORT_NAMES = {"R": N_("running"), "S": N_("sleeping"), "D": N_("disk sleep"), "T": N_("stopped"),
+               "t": N_("traced"), "Z": N_("zombie"), "I": N_("idle")}
 
 
 # --- the children ---------------------------------------------------------------------
@@ -61,7 +61,7 @@ def start_child(children: Children, name: str, body: Callable[[], int | None]) -
     try:
         wait_for(functools.partial(has_name, pid, name), timeout=15)
     except TimeoutError:
-        raise RunFailure(f"child {pid} did not start within 15 s; is the machine overloaded?") from None
+        raise RunFailure(_("child {pid} did not start within 15 s; is the machine overloaded?").format(pid=pid)) from None
     return pid
 
 
@@ -91,12 +91,12 @@ def start_four(children: Children, say: Narrator) -> dict[str, int]:
         "learn-stopped": start_child(children, "learn-stopped", sleep_forever),
         "learn-zombie": start_child(children, "learn-zombie", exit_at_once),
     }
-    reach(say, family["learn-busy"], "R", "a busy loop")
+    reach(say, family["learn-busy"], "R", _("a busy loop"))
     reach(say, family["learn-sleeper"], "S", "time.sleep()")
-    reach(say, family["learn-stopped"], "S", "time.sleep(), before the signal")
+    reach(say, family["learn-stopped"], "S", _("time.sleep(), before the signal"))
     os.kill(family["learn-stopped"], signal.SIGSTOP)
-    reach(say, family["learn-stopped"], "T", "after kill(pid, SIGSTOP)")
-    reach(say, family["learn-zombie"], "Z", "returned at once; we have not called waitpid")
+    reach(say, family["learn-stopped"], "T", _("after kill(pid, SIGSTOP)"))
+    reach(say, family["learn-zombie"], "Z", _("returned at once; we have not called waitpid"))
     return family
 
 
@@ -105,8 +105,9 @@ def reach(say: Narrator, pid: int, letter: str, why: str) -> None:
     try:
         info = procfs.wait_for_state(pid, letter, timeout=15)
     except TimeoutError:
-        raise RunFailure(f"child {pid} did not reach state {letter} within 15 s "
-                         f"(it is {procfs.state(pid)}); did something else signal it?") from None
+        raise RunFailure(_("child {pid} did not reach state {letter} within 15 s (it is {state}); "
+                           "did something else signal it?").format(
+            pid=pid, letter=letter, state=procfs.state(pid))) from None
     say("state", f"{info.name} (pid {pid}) is {letter}: {procfs.describe_state(letter)}  [{why}]")
 
 
@@ -116,16 +117,16 @@ def reach(say: Narrator, pid: int, letter: str, why: str) -> None:
 def process_table(pids: list[int]) -> Any:
     from rich.table import Table
 
-    table = Table(title="read from /proc/<pid>/stat", title_justify="left")
-    for column in ("pid", "ppid", "state", "nice", "cpu s", "name"):  # no_wrap: never split a word
-        table.add_column(column, justify="right" if column in ("pid", "ppid", "nice", "cpu s") else "left",
-                         no_wrap=True)
+    table = Table(title=_("read from /proc/<pid>/stat"), title_justify="left")
+    for column, justify in (("pid", "right"), ("ppid", "right"), (_("state"), "left"), ("nice", "right"),
+                            (_("cpu s"), "right"), (_("name"), "left")):
+        table.add_column(column, justify=justify, no_wrap=True)  # no_wrap: never split a word
     for pid in pids:
         info = procfs.read_stat(pid)
         if info is None:
-            table.add_row(str(pid), "", "[dim]gone: reaped[/]", "", "", "")
+            table.add_row(str(pid), "", "[dim]" + _("gone: reaped") + "[/]", "", "", "")
             continue
-        state = f"[bold]{info.state}[/] {SHORT_NAMES.get(info.state, '?')}"
+        state = f"[bold]{info.state}[/] {_(SHORT_NAMES[info.state]) if info.state in SHORT_NAMES else '?'}"
         table.add_row(str(pid), str(info.ppid), state, str(info.nice), f"{info.cpu_seconds:.2f}", info.name)
     return table
 
@@ -176,8 +177,8 @@ def watch(say: Narrator, family: dict[str, int], seconds: float) -> None:
         time.sleep(seconds)  # let the busy child burn some CPU, then take one snapshot
         say.console.print(snapshot(pids))
     used = {pid: cpu_used(before[pid], pid) for pid in (busy, sleeper)}
-    say("result", f"in {seconds:.1f} s the busy child used {used[busy]:.2f} s of CPU, "
-                  f"the sleeper {used[sleeper]:.2f} s")
+    say("result", _("in {seconds:.1f} s the busy child used {used:.2f} s of CPU, the sleeper "
+                    "{sleeper_used:.2f} s").format(seconds=seconds, used=used[busy], sleeper_used=used[sleeper]))
 
 
 def cpu_used(before: procfs.ProcStat | None, pid: int) -> float:
@@ -193,16 +194,17 @@ def cpu_used(before: procfs.ProcStat | None, pid: int) -> float:
 def reap_four(say: Narrator, children: Children, family: dict[str, int]) -> None:
     stopped = family["learn-stopped"]
     os.kill(stopped, signal.SIGCONT)
-    reach(say, stopped, "S", "after kill(pid, SIGCONT): back to its sleep")
+    reach(say, stopped, "S", _("after kill(pid, SIGCONT): back to its sleep"))
     for name in ("learn-busy", "learn-sleeper", "learn-stopped"):
         os.kill(family[name], signal.SIGKILL)
-        reach(say, family[name], "Z", "after SIGKILL, until we wait for it")
+        reach(say, family[name], "Z", _("after SIGKILL, until we wait for it"))
     say.console.print(process_table(list(family.values())))
     for name, pid in family.items():
         code = children.wait(pid)
-        how = f"killed by {signal.Signals(-code).name}" if code < 0 else f"exit status {code}"
+        how = (_("killed by {name}").format(name=signal.Signals(-code).name) if code < 0
+               else _("exit status {code}").format(code=code))
         say("reap", f"waitpid({pid}) -> {how}; /proc/{pid} {'is gone' if procfs.state(pid) is None else 'STILL EXISTS'}")
-    say("result", "no zombie left: waitpid collected each exit status and the kernel freed the entries")
+    say("result", _("no zombie left: waitpid collected each exit status and the kernel freed the entries"))
 
 
 # --- nice at work ---------------------------------------------------------------------
@@ -234,9 +236,11 @@ def race(say: Narrator, children: Children, seconds: float, kinder: int) -> None
         try:
             wait_for(functools.partial(racer_ready, pid, level, cpu), timeout=15)
         except (TimeoutError, ProcessLookupError):
-            raise RunFailure(f"racer {pid} was not at nice {level} on CPU {cpu} within 15 s.") from None
-    say("race", f"two busy loops pinned to CPU {cpu} at nice {levels[0]} and {levels[1]}; "
-                f"measuring utime+stime for {seconds:.1f} s")
+            raise RunFailure(_("racer {pid} was not at nice {level} on CPU {cpu} within 15 s.").format(
+                pid=pid, level=level, cpu=cpu)) from None
+    say("race", _("two busy loops pinned to CPU {cpu} at nice {first} and {second}; measuring "
+                  "utime+stime for {seconds:.1f} s").format(
+        cpu=cpu, first=levels[0], second=levels[1], seconds=seconds))
     started = time.monotonic()
     before = [procfs.read_stat(pid) for pid in pids]
     time.sleep(seconds)  # the measurement window
@@ -256,16 +260,19 @@ def racer_ready(pid: int, level: int, cpu: int) -> bool:
 def report_race(say: Narrator, levels: list[int], used: list[float], seconds: float) -> None:
     total = sum(used)
     if total <= 0:
-        raise RunFailure("the two busy children got no CPU time at all; is this machine overloaded?")
+        raise RunFailure(_("the two busy children got no CPU time at all; is this machine overloaded?"))
     weights = [weight(level) for level in levels]
     for level, cpu_seconds, level_weight in zip(levels, used, weights):
-        say("result", f"nice {level:>2}: {cpu_seconds:.2f} s of CPU = {100 * cpu_seconds / total:.1f}% "
-                      f"(weight {level_weight:.0f}, expected {100 * level_weight / sum(weights):.1f}%)")
-    say("result", f"together they had {total:.2f} s of the {seconds:.1f} s window on that CPU "
-                  f"(other processes on this machine may take the rest)")
-    say("explain", "The scheduler gives runnable processes CPU time in proportion to their weights. "
-                   "Each nice step is about 1.25x less weight (roughly 10% less CPU next to a nice 0 "
-                   "competitor). Nice changes shares, not speed: alone on a CPU, nice 19 runs flat out.")
+        say("result", _("nice {level:>2}: {cpu_seconds:.2f} s of CPU = {share:.1f}% (weight "
+                        "{weight:.0f}, expected {expected:.1f}%)").format(
+            level=level, cpu_seconds=cpu_seconds, share=100 * cpu_seconds / total, weight=level_weight,
+            expected=100 * level_weight / sum(weights)))
+    say("result", _("together they had {total:.2f} s of the {seconds:.1f} s window on that CPU "
+                    "(other processes on this machine may take the rest)").format(total=total, seconds=seconds))
+    say("explain", _("The scheduler gives runnable processes CPU time in proportion to their "
+                     "weights. Each nice step is about 1.25x less weight (roughly 10% less CPU "
+                     "next to a nice 0 competitor). Nice changes shares, not speed: alone on a "
+                     "CPU, nice 19 runs flat out."))
 
 
 # --- what needs privileges ------------------------------------------------------------
@@ -276,8 +283,8 @@ def try_lowering_nice() -> str:
     try:
         os.setpriority(os.PRIO_PROCESS, 0, -5)
     except PermissionError as err:
-        return f"os.setpriority(..., -5) raised PermissionError: {err.strerror}"
-    return f"os.setpriority(..., -5) worked: nice is now {os.getpriority(os.PRIO_PROCESS, 0)}"
+        return _("os.setpriority(..., -5) raised PermissionError: {strerror}").format(strerror=err.strerror)
+    return _("os.setpriority(..., -5) worked: nice is now {priority}").format(priority=os.getpriority(os.PRIO_PROCESS, 0))
 
 
 def as_ordinary_user() -> str:
@@ -288,9 +295,9 @@ def as_ordinary_user() -> str:
     os.setpriority(os.PRIO_PROCESS, 0, higher)  # going up is always allowed...
     try:
         os.setpriority(os.PRIO_PROCESS, 0, start)  # ...coming back down is not
-        back = f"and back to {start} worked"
+        back = _("and back to {start} worked").format(start=start)
     except PermissionError:
-        back = f"but back to {start} raised PermissionError"
+        back = _("but back to {start} raised PermissionError").format(start=start)
     return f"uid {os.getuid()}: nice {higher} worked, {back}; {try_lowering_nice()}"
 
 
@@ -300,8 +307,9 @@ def nice_limit_text() -> str:
 
     soft, _ = resource.getrlimit(resource.RLIMIT_NICE)
     if soft == resource.RLIM_INFINITY:
-        return "unlimited here"
-    return f"{soft} here, so no lowering at all" if soft <= 1 else f"{soft} here: down to nice {20 - soft}"
+        return _("unlimited here")
+    return _("{soft} here, so no lowering at all").format(soft=soft) if soft <= 1 else _("{soft} here: down to nice {lowest}").format(
+        soft=soft, lowest=20 - soft)
 
 
 def run_under_nice(options: list[str]) -> str:
@@ -366,22 +374,23 @@ def show_nice_command(say: Narrator, children: Children) -> None:
 def show_privileges(say: Narrator, children: Children) -> None:
     show_nice_command(say, children)
     if os.geteuid() == 0:
-        say("perm", "we run as root: a child that stays root tries nice -5 ...")
+        say("perm", _("we run as root: a child that stays root tries nice -5 ..."))
         say("result", children.ask(try_lowering_nice))
-        say("perm", f"... and a child that gave up root (setuid {NOBODY}, nobody) tries the same:")
+        say("perm", _("... and a child that gave up root (setuid {uid}, nobody) tries the same:").format(uid=NOBODY))
     else:
-        say("perm", f"we run as uid {os.geteuid()}, an ordinary user; a child tries:")
+        say("perm", _("we run as uid {euid}, an ordinary user; a child tries:").format(euid=os.geteuid()))
     say("result", children.ask(as_ordinary_user))
-    say("explain", "Raising nice is always allowed; lowering it, even back where it was, needs "
-                   f"CAP_SYS_NICE (root) or a large enough RLIMIT_NICE ({nice_limit_text()}).")
+    say("explain", _("Raising nice is always allowed; lowering it, even back where it was, needs "
+                     "CAP_SYS_NICE (root) or a large enough RLIMIT_NICE ({limit}).").format(limit=nice_limit_text()))
 
 
 def explain_disk_sleep(say: Narrator) -> None:
     in_d = [pid for pid in procfs.all_pids() if procfs.state(pid) == "D"]
-    say("explain", "D, uninterruptible sleep: the process waits inside the kernel for something that "
-                   "must finish (a disk or NFS read, some driver calls). Signals wait until it returns, "
-                   "even SIGKILL (except in the few 'killable' waits); it counts in the load average. "
-                   "It is not produced here: making one on purpose needs a slow device or a hung NFS server.")
+    say("explain", _("D, uninterruptible sleep: the process waits inside the kernel for something "
+                     "that must finish (a disk or NFS read, some driver calls). Signals wait until "
+                     "it returns, even SIGKILL (except in the few 'killable' waits); it counts in "
+                     "the load average. It is not produced here: making one on purpose needs a "
+                     "slow device or a hung NFS server."))
     say("result", ngettext("right now {count} process on this machine is in D",
                            "right now {count} processes on this machine are in D", len(in_d)).format(count=len(in_d)))
 
@@ -537,24 +546,25 @@ def show_five_states(say: Narrator) -> None:
 
 def check_linux() -> None:
     if not procfs.PROC.is_dir() or not hasattr(os, "sched_setaffinity"):
-        raise UserError("process-states reads /proc, which only Linux has; on macOS try "
-                        "`ps -o pid,ppid,stat,nice,comm` instead.")
+        raise UserError(_("process-states reads /proc, which only Linux has; on macOS try `ps -o "
+                          "pid,ppid,stat,nice,comm` instead."))
 
 
 def main(
-    seconds: Annotated[float, typer.Option(min=0.2, max=60.0, help="How long the two niced children race.")] = 3.0,
-    nice_value: Annotated[int, typer.Option("--nice", min=1, max=19, help="The nice value of the kinder racer.")] = 10,
+    seconds: Annotated[float, typer.Option(min=0.2, max=60.0, help=_("How long the two niced children race."))] = 3.0,
+    nice_value: Annotated[int, typer.Option("--nice", min=1, max=19, help=_("The nice value of the kinder racer."))] = 10,
     watch_seconds: Annotated[float, typer.Option("--watch", min=0.0, max=600.0,
-                                                 help="How long the four children are watched.")] = 2.5,
-    quick: Annotated[bool, typer.Option("--quick", help="A short run: 1 s race, a short look.")] = False,
+                                                 help=_("How long the four children are watched."))] = 2.5,
+    quick: Annotated[bool, typer.Option("--quick", help=_("A short run: 1 s race, a short look."))] = False,
 ) -> None:
     """Children in R, S, T and Z read from /proc, a process tree, and nice at work."""
     check_linux()
     if quick:
         watch_seconds, seconds = min(watch_seconds, 0.3), min(seconds, 1.0)
     say = Narrator()
-    say("explain", "ps aux shows one letter per process in its STAT column; four children are put "
-                   "into four of them on purpose, and everything below is read from /proc/<pid>/stat.")
+    say("explain", _("ps aux shows one letter per process in its STAT column; four children are "
+                     "put into four of them on purpose, and everything below is read from "
+                     "/proc/<pid>/stat."))
     with closing_calmly(say):
         with Children() as children:
             run_parts(say, children, watch_seconds, seconds, nice_value)
@@ -562,16 +572,16 @@ def main(
 
 
 def run_parts(say: Narrator, children: Children, watch_seconds: float, seconds: float, nice_value: int) -> None:
-    say.rule("1. Four children, four states")
+    say.rule(_("1. Four children, four states"))
     family = start_four(children, say)
     watch(say, family, watch_seconds)
-    say.rule("2. Continue, kill, reap: the zombies go away")
+    say.rule(_("2. Continue, kill, reap: the zombies go away"))
     reap_four(say, children, family)
-    say.rule("3. nice: sharing one CPU")
+    say.rule(_("3. nice: sharing one CPU"))
     race(say, children, seconds, nice_value)
-    say.rule("4. What needs privileges")
+    say.rule(_("4. What needs privileges"))
     show_privileges(say, children)
-    say.rule("5. The state you will not see here: D")
+    say.rule(_("5. The state you will not see here: D"))
     explain_disk_sleep(say)
     say.rule(_("6. The STAT column's suffixes: < N l s +"))
     show_stat_suffixes(say, children)

@@ -37,6 +37,7 @@ from lessons.echo_driver import (
 )
 from lessons.toolkit.events import describe_epoll, describe_poll
 from lessons.toolkit.narrate import Narrator
+from lessons.toolkit.i18n import _
 
 FD_SETSIZE = 1024  # the size of select()'s bit set in the C library; Windows counts sockets instead
 HAS_FD_NUMBER_LIMIT = not sys.platform.startswith("win")
@@ -84,8 +85,9 @@ def serve(server: socket.socket, log: EchoLog, stop: StopFlag) -> None:
                         accepting.pause()
                         continue
                     if conn is not None and too_high_for_select(conn):
-                        log.refused(conn.fileno(), f"fd {conn.fileno()} is beyond select()'s limit of "
-                                                   f"{FD_SETSIZE}; poll-server and epoll-server have none.")
+                        log.refused(conn.fileno(), _("fd {fileno} is beyond select()'s limit of "
+                                                     "{limit}; poll-server and epoll-server "
+                                                     "have none.").format(fileno=conn.fileno(), limit=FD_SETSIZE))
                         conn.close()
                     elif conn is not None:
                         sockets[conn.fileno()] = conn
@@ -113,13 +115,13 @@ def make_room_for(descriptors: int) -> None:
     try:
         import resource
     except ImportError:
-        raise UserError("the descriptor-limit demo needs Linux or macOS.") from None
+        raise UserError(_("the descriptor-limit demo needs Linux or macOS.")) from None
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     if soft != resource.RLIM_INFINITY and soft < descriptors:
         if hard != resource.RLIM_INFINITY and hard < descriptors:
             raise UserError(
-                f"this demo needs {descriptors} open files but the hard limit is {hard}; "
-                f"raise it (as root: ulimit -Hn {descriptors}) and try again."
+                _("this demo needs {descriptors} open files but the hard limit is {hard}; raise it "
+                  "(as root: ulimit -Hn {descriptors}) and try again.").format(descriptors=descriptors, hard=hard)
             )
         resource.setrlimit(resource.RLIMIT_NOFILE, (descriptors, hard))
 
@@ -127,8 +129,8 @@ def make_room_for(descriptors: int) -> None:
 def show_fd_limit(say: Narrator) -> None:
     """Open sockets until one is numbered FD_SETSIZE or more, then ask select, poll and epoll about it."""
     if not HAS_FD_NUMBER_LIMIT:
-        raise UserError("on Windows select() limits the number of sockets, not their numbers; "
-                        "this demo is for Linux and macOS.")
+        raise UserError(_("on Windows select() limits the number of sockets, not their numbers; "
+                          "this demo is for Linux and macOS."))
     make_room_for(FD_SETSIZE + 64)
     opened: list[socket.socket] = []
     try:
@@ -136,25 +138,27 @@ def show_fd_limit(say: Narrator) -> None:
             opened.extend(socket.socketpair())  # like a server with many clients
         writer, high = opened[-2], opened[-1]
         writer.send(b"x")  # so `high` has something to read
-        say("demo", f"opened {len(opened)} sockets; the newest is fd {high.fileno()}, "
-                    f"and it has a byte waiting to be read")
+        say("demo", _("opened {count} sockets; the newest is fd {fileno}, and it has a byte waiting "
+                      "to be read").format(count=len(opened), fileno=high.fileno()))
         ask_select(high, say)
         ask_poll(high, say)
         ask_epoll(high, say)
     finally:
         for sock in opened:
             sock.close()
-    say("demo", f"select() works with descriptor numbers below {FD_SETSIZE} only; a server that may "
-                f"hold more clients uses poll, epoll, or selectors (which picks epoll on Linux).")
+    say("demo", _("select() works with descriptor numbers below {limit} only; a server that "
+                  "may hold more clients uses poll, epoll, or selectors (which picks epoll on "
+                  "Linux).").format(limit=FD_SETSIZE))
 
 
 def ask_select(sock: socket.socket, say: Narrator) -> None:
     try:
         readable, _, _ = select.select([sock], [], [], 0)
     except ValueError as err:
-        say("error", f"select([fd {sock.fileno()}]) raised ValueError: {err}")
+        say("error", _("select([fd {fileno}]) raised ValueError: {err}").format(fileno=sock.fileno(), err=err))
     else:
-        say("select", f"select([fd {sock.fileno()}]) -> {len(readable)} readable: no limit on this system")
+        say("select", _("select([fd {fileno}]) -> {count} readable: no limit on this system").format(
+            fileno=sock.fileno(), count=len(readable)))
 
 
 def ask_poll(sock: socket.socket, say: Narrator) -> None:
@@ -179,7 +183,7 @@ def main(
     demo: DemoOption = False,
     trace: TraceOption = False,
     fd_limit_demo: Annotated[
-        bool, typer.Option("--fd-limit-demo", help="Show select() failing at descriptor 1024 where poll goes on.")
+        bool, typer.Option("--fd-limit-demo", help=_("Show select() failing at descriptor 1024 where poll goes on."))
     ] = False,
 ) -> None:
     """Serve clients with select(), or show its descriptor limit."""

@@ -69,8 +69,8 @@ def receive_naive(reader: NarratedReader) -> None:
         try:
             record = decode(data)
         except struct.error as err:
-            reader.outcome.error = (f"one recv() returned {len(data)} bytes but a record is "
-                                    f"{WIRE_RECORD.size}: struct.error: {err}")
+            reader.outcome.error = (_("one recv() returned {got} bytes but a record is {size}: "
+                                      "struct.error: {err}").format(got=len(data), size=WIRE_RECORD.size, err=err))
             discard_rest(reader.sock)
             return
         reader.got(record)
@@ -89,7 +89,7 @@ def receive_fixed(reader: NarratedReader) -> None:
             data = recv_exact(reader, WIRE_RECORD.size)  # type: ignore[arg-type]  # any object with recv()
         except IncompleteRead as cut:
             if cut.received:  # 0 bytes is a clean end between records
-                reader.outcome.error = f"the sender closed in the middle of a record: {cut}"
+                reader.outcome.error = _("the sender closed in the middle of a record: {cut}").format(cut=cut)
             return
         reader.got(decode(data))
 
@@ -103,17 +103,17 @@ def receive_length_prefixed(reader: NarratedReader) -> None:
             for frame in decoder:
                 reader.got(decode(frame.payload))
         except (FrameTooLarge, struct.error) as err:
-            reader.outcome.error = f"not a record frame: {err}"
+            reader.outcome.error = _("not a record frame: {err}").format(err=err)
             return
     if decoder.pending:
-        reader.outcome.error = f"the sender closed with {decoder.pending} bytes of an unfinished frame"
+        reader.outcome.error = _("the sender closed with {pending} bytes of an unfinished frame").format(pending=decoder.pending)
 
 
 Receive = Callable[[NarratedReader], None]
 RECEIVER_HELP = {
-    "naive": "the notes' code, one recv(1024) taken as one record",
-    "fixed": f"recv_exact({WIRE_RECORD.size}) per record",
-    "length": "a FrameDecoder cuts length-prefixed frames out of the stream",
+    "naive": _("the notes' code, one recv(1024) taken as one record"),
+    "fixed": _("recv_exact({size}) per record").format(size=WIRE_RECORD.size),
+    "length": _("a FrameDecoder cuts length-prefixed frames out of the stream"),
 }
 RECEIVERS: dict[str, Receive] = {
     "naive": receive_naive,
@@ -126,22 +126,23 @@ def serve_one(listener: socket.socket, receiver: str, narrate: Narrate) -> Outco
     """Accept one sender and read it to the end; its mistakes end its connection, not the server."""
     conn, address = listener.accept()
     outcome = Outcome(peer=address_text(address))
-    narrate("accept", f"connection from {outcome.peer}, {receiver} receiver")
+    narrate("accept", _("connection from {peer}, {receiver} receiver").format(peer=outcome.peer, receiver=receiver))
     with conn:
         conn.settimeout(IDLE_TIMEOUT)
         try:
             RECEIVERS[receiver](NarratedReader(conn, outcome, narrate))
         except TimeoutError:
-            outcome.error = f"the sender went quiet for {IDLE_TIMEOUT:.0f} s without finishing"
+            outcome.error = _("the sender went quiet for {seconds:.0f} s without finishing").format(seconds=IDLE_TIMEOUT)
         except ConnectionError as err:
-            outcome.error = f"the connection failed: {err.strerror or err}"
+            outcome.error = _("the connection failed: {reason}").format(reason=err.strerror or err)
     report(outcome, receiver, narrate)
     return outcome
 
 
 def report(outcome: Outcome, receiver: str, narrate: Narrate) -> None:
     if outcome.error:
-        narrate("error", f"{receiver} receiver gave up on {outcome.peer}: {outcome.error}")
+        narrate("error", _("{receiver} receiver gave up on {peer}: {error}").format(
+            receiver=receiver, peer=outcome.peer, error=outcome.error))
         return
     sizes = "+".join(map(str, outcome.recv_sizes)) or "0"
     count = len(outcome.records)
@@ -152,18 +153,19 @@ def report(outcome: Outcome, receiver: str, narrate: Narrate) -> None:
 
 def receiver_name(naive: bool, framing: Framing) -> str:
     if naive and framing is Framing.length:
-        raise UserError("--naive reads bare records as the notes do; it cannot be combined with --framing length.")
+        raise UserError(_("--naive reads bare records as the notes do; it cannot be combined with --framing length."))
     return "naive" if naive else framing.value
 
 
 def main(
-    host: Annotated[str, typer.Option(help="Address to listen on.")] = DEFAULT_HOST,
-    port: Annotated[int, typer.Option(min=0, max=65535, help="Port to listen on (0 picks a free one).")] = DEFAULT_PORT,
-    naive: Annotated[bool, typer.Option("--naive", help="Use the notes' receiver: one recv(1024) = one record.")] = False,
-    framing: Annotated[Framing, typer.Option(help="fixed: read 13 bytes per record; length: records "
-                                                  "behind a 4-byte length (match the sender).")] = Framing.fixed,
-    once: Annotated[bool, typer.Option("--once", help="Exit after the first sender.")] = False,
-    demo: Annotated[bool, typer.Option("--demo", help="Run sender and receivers together, narrated, and exit.")] = False,
+    host: Annotated[str, typer.Option(help=_("Address to listen on."))] = DEFAULT_HOST,
+    port: Annotated[int, typer.Option(min=0, max=65535, help=_("Port to listen on (0 picks a free one)."))] = DEFAULT_PORT,
+    naive: Annotated[bool, typer.Option("--naive", help=_("Use the notes' receiver: one recv(1024) = one record."))] = False,
+    framing: Annotated[Framing, typer.Option(help=_("fixed: read 13 bytes per record; length: "
+                                                    "records behind a 4-byte length (match the "
+                                                    "sender)."))] = Framing.fixed,
+    once: Annotated[bool, typer.Option("--once", help=_("Exit after the first sender."))] = False,
+    demo: Annotated[bool, typer.Option("--demo", help=_("Run sender and receivers together, narrated, and exit."))] = False,
 ) -> None:
     """Receive the notes' i5sf records, the notes' way (--naive) or correctly."""
     narrate = Narrator()
@@ -200,13 +202,13 @@ class Scenario:
 
 
 SCENARIOS = (
-    Scenario(Mode.plain, "naive", 1, "the notes' program: one record, one send(), one recv()"),
-    Scenario(Mode.merged, "naive", 2, "two records in one send(): one recv() returns both"),
-    Scenario(Mode.split, "naive", 2, "a record in 5-byte pieces: one recv() returns a piece"),
-    Scenario(Mode.plain, "fixed", 1, "the fix: recv_exact(13) per record"),
-    Scenario(Mode.merged, "fixed", 2, "recv_exact takes 13 bytes and leaves the rest for the next record"),
-    Scenario(Mode.split, "fixed", 2, "recv_exact loops until the 13 bytes are there"),
-    Scenario(Mode.split, "length", 2, "the general fix: a 4-byte length before each record, and a FrameDecoder"),
+    Scenario(Mode.plain, "naive", 1, _("the notes' program: one record, one send(), one recv()")),
+    Scenario(Mode.merged, "naive", 2, _("two records in one send(): one recv() returns both")),
+    Scenario(Mode.split, "naive", 2, _("a record in 5-byte pieces: one recv() returns a piece")),
+    Scenario(Mode.plain, "fixed", 1, _("the fix: recv_exact(13) per record")),
+    Scenario(Mode.merged, "fixed", 2, _("recv_exact takes 13 bytes and leaves the rest for the next record")),
+    Scenario(Mode.split, "fixed", 2, _("recv_exact loops until the 13 bytes are there")),
+    Scenario(Mode.split, "length", 2, _("the general fix: a 4-byte length before each record, and a FrameDecoder")),
 )
 
 
@@ -214,16 +216,18 @@ def explain_record(narrate: Narrate) -> None:
     """The three surprises of `i5sf`, computed here and now rather than quoted."""
     first = SAMPLES[0]
     padding = NOTES_RECORD.size - WIRE_RECORD.size
-    narrate("demo", f"struct.Struct('i5sf').size == {NOTES_RECORD.size}, struct.Struct('!i5sf').size == "
-                    f"{WIRE_RECORD.size}: native alignment adds {padding} padding bytes before the float")
+    narrate("demo", _("struct.Struct('i5sf').size == {size}, struct.Struct('!i5sf').size == "
+                      "{wire_size}: native alignment adds {padding} padding bytes before the float").format(
+        size=NOTES_RECORD.size, wire_size=WIRE_RECORD.size, padding=padding))
     narrate("demo", f"  'i5sf'  {hex_bytes(NOTES_RECORD.pack(*first))}")
     narrate("demo", f"  '!i5sf' {hex_bytes(WIRE_RECORD.pack(*first))}")
     for sent in SAMPLES:
         back = decode(encode(sent))
-        narrate("demo", f"sent name={sent.name!r} height={sent.height!r}  ->  came back "
-                        f"name={back.name!r} height={back.height!r}")
-    narrate("demo", "5s pads short names with NUL bytes and silently cuts long ones; "
-                    "a 32-bit float keeps 1.75 exactly but not 3.14 or 1.8")
+        narrate("demo", _("sent name={name!r} height={height!r}  ->  came back name={back_name!r} "
+                          "height={back_height!r}").format(
+            name=sent.name, height=sent.height, back_name=back.name, back_height=back.height))
+    narrate("demo", _("5s pads short names with NUL bytes and silently cuts long ones; a 32-bit "
+                      "float keeps 1.75 exactly but not 3.14 or 1.8"))
 
 
 def run_scenario(listener: socket.socket, scenario: Scenario, narrate: Narrate) -> tuple[Outcome, list[Record]]:
@@ -238,7 +242,7 @@ def run_scenario(listener: socket.socket, scenario: Scenario, narrate: Narrate) 
         send_records(sock, records, scenario.mode, scenario.framing, narrate)
     thread.join(timeout=IDLE_TIMEOUT)
     if not results:
-        raise RunFailure("the demo's receiver did not finish; see the messages above.")
+        raise RunFailure(_("the demo's receiver did not finish; see the messages above."))
     return results[0], records
 
 
@@ -249,7 +253,7 @@ def delivered(outcome: Outcome, records: list[Record]) -> bool:
 
 def run_demo(narrate: Narrate) -> None:
     rule = getattr(narrate, "rule", lambda title: narrate("demo", title))
-    rule("The notes' record: struct i5sf")
+    rule(_("The notes' record: struct i5sf"))
     explain_record(narrate)
     verdicts = []
     with open_listener(DEFAULT_HOST, 0) as listener:
@@ -260,11 +264,11 @@ def run_demo(narrate: Narrate) -> None:
             verdicts.append((scenario, delivered(outcome, records)))
     rule("Summary")
     for scenario, ok in verdicts:
-        result = "all records arrived" if ok else "FAILED"
+        result = _("all records arrived") if ok else _("FAILED")
         if not ok and scenario.receiver == "naive":
-            result += " (the notes' bug)"
+            result += _(" (the notes' bug)")
         narrate("summary", f"{scenario.mode.value:>6} sender, {scenario.receiver:>6} receiver: {result}")
     broken_fixes = [s for s, ok in verdicts if not ok and s.receiver != "naive"]
     if broken_fixes:
-        raise RunFailure("a corrected receiver lost records, which should never happen; please report it.")
-    narrate("summary", "one recv() is not one record: read exactly a record's size, or frame each message")
+        raise RunFailure(_("a corrected receiver lost records, which should never happen; please report it."))
+    narrate("summary", _("one recv() is not one record: read exactly a record's size, or frame each message"))

@@ -93,7 +93,7 @@ def send_records(sock: socket.socket, records: list[Record], mode: Mode, framing
         try:
             sock.sendall(chunk)
         except (BrokenPipeError, ConnectionResetError):
-            raise RunFailure(f"the receiver closed the connection after {sent} bytes.") from None
+            raise RunFailure(_("the receiver closed the connection after {sent} bytes.").format(sent=sent)) from None
         sent += len(chunk)
     return sent
 
@@ -103,31 +103,34 @@ def record_count(mode: Mode, count: Optional[int]) -> int:
     if count is None:
         return 1 if mode is Mode.plain else 2
     if not 1 <= count <= MAX_COUNT:
-        raise UserError(f"--count must be between 1 and {MAX_COUNT}.")
+        raise UserError(_("--count must be between 1 and {most}.").format(most=MAX_COUNT))
     return count
 
 
 def main(
-    host: Annotated[str, typer.Option(help="The receiver's address.")] = DEFAULT_HOST,
-    port: Annotated[int, typer.Option(min=1, max=65535, help="The receiver's port.")] = DEFAULT_PORT,
-    mode: Annotated[Mode, typer.Option(help="plain: a send per record; merged: all in one send; "
-                                            "split: small pieces with pauses.")] = Mode.plain,
-    count: Annotated[Optional[int], typer.Option(help="Records to send (default 1 for plain, 2 otherwise).")] = None,
-    framing: Annotated[Framing, typer.Option(help="fixed: bare 13-byte records; length: each behind "
-                                                  "a 4-byte length (use the same on the receiver).")] = Framing.fixed,
-    pause: Annotated[float, typer.Option(help="Seconds between pieces in split mode.")] = DEFAULT_PAUSE,
-    demo: Annotated[bool, typer.Option("--demo", help="Run sender and receivers together, narrated "
-                                                      "(same as `learn run struct-recv --demo`).")] = False,
+    host: Annotated[str, typer.Option(help=_("The receiver's address."))] = DEFAULT_HOST,
+    port: Annotated[int, typer.Option(min=1, max=65535, help=_("The receiver's port."))] = DEFAULT_PORT,
+    mode: Annotated[Mode, typer.Option(help=_("plain: a send per record; merged: all in one send; "
+                                              "split: small pieces with pauses."))] = Mode.plain,
+    count: Annotated[Optional[int], typer.Option(help=_("Records to send (default 1 for plain, 2 otherwise)."))] = None,
+    framing: Annotated[Framing, typer.Option(help=_("fixed: bare 13-byte records; length: each "
+                                                    "behind a 4-byte length (use the same on the "
+                                                    "receiver)."))] = Framing.fixed,
+    pause: Annotated[float, typer.Option(help=_("Seconds between pieces in split mode."))] = DEFAULT_PAUSE,
+    demo: Annotated[bool, typer.Option("--demo", help=_("Run sender and receivers together, "
+                                                        "narrated (same as `learn run struct-recv "
+                                                        "--demo`)."))] = False,
 ) -> None:
     """Pack the notes' i5sf records and send them to struct-recv."""
     if demo:  # the demo is the receiver's: it runs this sender against each of its receivers
         run_instead("run", "struct-recv", "--demo")
     if not 0 <= pause <= 5:
-        raise UserError("--pause must be between 0 and 5 seconds.")
+        raise UserError(_("--pause must be between 0 and 5 seconds."))
     records = sample_records(record_count(mode, count))
     narrate = Narrator()
     with connect(host, port) as sock:
-        narrate("send", f"connected to {address_text((host, port))}, mode {mode.value}, framing {framing.value}")
+        narrate("send", _("connected to {address}, mode {mode}, framing {framing}").format(
+            address=address_text((host, port)), mode=mode.value, framing=framing.value))
         sent = send_records(sock, records, mode, framing, narrate, pause)
     narrate("summary", sent_summary(len(records), sent))
 

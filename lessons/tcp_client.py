@@ -20,6 +20,7 @@ from lessons.toolkit.common import (DEFAULT_HOST, DEFAULT_PORT, RunFailure, User
 from lessons.echo_driver import preview, read_answer
 from lessons.toolkit.exits import interrupt_when_output_closes, start_fresh_line
 from lessons.toolkit.i18n import ngettext
+from lessons.toolkit.i18n import _
 
 def connect(host: str, port: int, timeout: float) -> socket.socket:
     """Connect, or explain in one sentence why not."""
@@ -28,14 +29,14 @@ def connect(host: str, port: int, timeout: float) -> socket.socket:
     try:
         return socket.create_connection((host, port), timeout=timeout)
     except ConnectionRefusedError:
-        raise UserError(f"nothing is listening on {where}; start a server first, "
-                        f"e.g. `learn run poll-server`.") from None
+        raise UserError(_("nothing is listening on {where}; start a server first, e.g. `learn run "
+                          "poll-server`.").format(where=where)) from None
     except socket.gaierror as err:
-        raise UserError(f"cannot resolve host {host!r}: {err.strerror}.") from None
+        raise UserError(_("cannot resolve host {host!r}: {reason}.").format(host=host, reason=err.strerror)) from None
     except TimeoutError:
-        raise UserError(f"{where} did not answer within {timeout} s.") from None
+        raise UserError(_("{where} did not answer within {timeout} s.").format(where=where, timeout=timeout)) from None
     except OSError as err:
-        raise UserError(f"cannot connect to {where}: {err.strerror or err}.") from None
+        raise UserError(_("cannot connect to {where}: {reason}.").format(where=where, reason=err.strerror or err)) from None
 
 
 def send_and_wait(conn: socket.socket, message: bytes, timeout: float) -> bytes:
@@ -43,13 +44,13 @@ def send_and_wait(conn: socket.socket, message: bytes, timeout: float) -> bytes:
     try:
         conn.sendall(message)
     except OSError:
-        raise RunFailure("the server closed the connection.") from None
+        raise RunFailure(_("the server closed the connection.")) from None
     answer = read_answer(conn, message, timeout)
     if answer.closed:
-        raise RunFailure("the server closed the connection before answering.")
+        raise RunFailure(_("the server closed the connection before answering."))
     if not answer.complete:
         got = f"only {len(answer.data)} bytes ('{preview(answer.data)}')" if answer.data else "nothing"
-        raise RunFailure(f"no complete answer within {timeout} s, {got} came back.")
+        raise RunFailure(_("no complete answer within {timeout} s, {got} came back.").format(timeout=timeout, got=got))
     return answer.data
 
 
@@ -66,8 +67,8 @@ def scripted(conn: socket.socket, text: str, count: int, timeout: float) -> None
 
 
 def interactive(conn: socket.socket, timeout: float) -> None:
-    print(f"connected to {address_text(conn.getpeername())}; type a line and press Enter, "
-          f"Ctrl-D to quit.", file=sys.stderr, flush=True)
+    print(_("connected to {address}; type a line and press Enter, Ctrl-D to quit.").format(
+        address=address_text(conn.getpeername())), file=sys.stderr, flush=True)
     interrupt_when_output_closes()  # `| head -1`: stop now, not at the next line typed
     try:
         for line in sys.stdin:
@@ -78,17 +79,17 @@ def interactive(conn: socket.socket, timeout: float) -> None:
 
 
 def main(
-    host: Annotated[str, typer.Option(help="The server's address.")] = DEFAULT_HOST,
-    port: Annotated[int, typer.Option(min=1, max=65535, help="The server's port.")] = DEFAULT_PORT,
-    send: Annotated[Optional[str], typer.Option(help="Send TEXT instead of reading lines from stdin.")] = None,
-    count: Annotated[int, typer.Option(min=1, help="With --send: how many times to send it.")] = 1,
-    timeout: Annotated[float, typer.Option(min=0.1, help="Seconds to wait for a connection or an answer.")] = 5.0,
+    host: Annotated[str, typer.Option(help=_("The server's address."))] = DEFAULT_HOST,
+    port: Annotated[int, typer.Option(min=1, max=65535, help=_("The server's port."))] = DEFAULT_PORT,
+    send: Annotated[Optional[str], typer.Option(help=_("Send TEXT instead of reading lines from stdin."))] = None,
+    count: Annotated[int, typer.Option(min=1, help=_("With --send: how many times to send it."))] = 1,
+    timeout: Annotated[float, typer.Option(min=0.1, help=_("Seconds to wait for a connection or an answer."))] = 5.0,
 ) -> None:
     """Talk to an echo server: lines from stdin, or --send TEXT --count N."""
     if count != 1 and send is None:
-        raise UserError("--count needs --send TEXT.")
+        raise UserError(_("--count needs --send TEXT."))
     if send == "":
-        raise UserError("--send needs some text: an empty message gets no answer.")
+        raise UserError(_("--send needs some text: an empty message gets no answer."))
     with connect(host, port, timeout) as conn:
         if send is None:
             interactive(conn, timeout)

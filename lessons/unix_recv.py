@@ -34,6 +34,7 @@ from lessons.toolkit.narrate import Narrator
 from lessons.unix_send import Endpoint, Narrate, connect_unix, resolve_endpoint, send_message
 from lessons.toolkit.unixsock import (SocketFile, bind_abstract, bind_unix, clear_stale, peer_credentials, private_dir,
                               remove_socket_file)
+from lessons.toolkit.i18n import _
 
 SOCKET_MODE = 0o600
 MAX_MESSAGE = 64 * 1024
@@ -67,16 +68,19 @@ def listen(endpoint: Endpoint, narrate: Narrate) -> tuple[socket.socket, SocketF
     """Bind and listen; returns the socket and the file it created, to remove at exit (None if abstract)."""
     if endpoint.abstract is not None:
         listener = bind_abstract(endpoint.abstract)
-        narrate("listen", "abstract namespace: no file on disk, nothing to clean up")
+        narrate("listen", _("abstract namespace: no file on disk, nothing to clean up"))
         announce(endpoint)
         return listener, None
     path = Path(endpoint.path)  # type: ignore[arg-type]  # not abstract, so a path
     if clear_stale(path):
-        narrate("close", f"removed a stale socket file at {path}: connect() was refused, so its server is gone")
+        narrate("close", _("removed a stale socket file at {path}: connect() was refused, so its "
+                           "server is gone").format(path=path))
     listener = bind_unix(path, mode=SOCKET_MODE)
     socket_file = SocketFile.created_at(path)  # its device and inode: what "ours" means at exit
     file_mode, folder_mode = stat.S_IMODE(os.stat(path).st_mode), stat.S_IMODE(os.stat(path.parent).st_mode)
-    narrate("listen", f"socket file mode {file_mode:04o}, directory {path.parent} mode {folder_mode:04o}")
+    narrate("listen", _("socket file mode {file_mode:04o}, directory {parent} mode "
+                        "{folder_mode:04o}").format(
+        file_mode=file_mode, parent=path.parent, folder_mode=folder_mode))
     if folder_mode & 0o022:
         narrate("listen", shared_directory_note(path.parent, folder_mode))
     announce(endpoint)
@@ -85,9 +89,10 @@ def listen(endpoint: Endpoint, narrate: Narrate) -> tuple[socket.socket, SocketF
 
 def shared_directory_note(folder: Path, folder_mode: int) -> str:
     """Why a socket file in a directory others can write to is weaker, even with mode 0600."""
-    deletable = "" if folder_mode & stat.S_ISVTX else " and delete your file (the directory is not sticky)"
-    return (f"note: others can write to {folder}: they cannot connect (mode 0600), but they can take "
-            f"the name before you start{deletable}; the default private directory prevents that")
+    deletable = "" if folder_mode & stat.S_ISVTX else _(" and delete your file (the directory is not sticky)")
+    return (_("note: others can write to {folder}: they cannot connect (mode 0600), but they can "
+              "take the name before you start{deletable}; the default private directory prevents "
+              "that").format(folder=folder, deletable=deletable))
 
 
 def announce(endpoint: Endpoint) -> None:
@@ -118,7 +123,7 @@ def close_listener(listener: socket.socket, endpoint: Endpoint, socket_file: Soc
     if socket_file.remove():  # ours only, never a newer server's
         narrate("close", f"removed {endpoint.path}")
     elif os.path.lexists(socket_file.path):
-        narrate("close", f"left {endpoint.path} alone: it is no longer our file (a newer server's?)")
+        narrate("close", _("left {path} alone: it is no longer our file (a newer server's?)").format(path=endpoint.path))
 
 
 # ---------------------------------------------------------------- serving
@@ -133,7 +138,7 @@ def peer_of(conn: socket.socket) -> Peer | None:
 
 def describe(peer: Peer | None) -> str:
     if peer is None:
-        return "a local process (no SO_PEERCRED on this system; macOS has LOCAL_PEERCRED)"
+        return _("a local process (no SO_PEERCRED on this system; macOS has LOCAL_PEERCRED)")
     return (f"pid {peer.pid} ({process_name(peer.pid)}) uid {peer.uid} ({user_name(peer.uid)}) gid {peer.gid}"
             f"  [SO_PEERCRED]")
 
@@ -152,7 +157,7 @@ def user_name(uid: int) -> str:
     try:
         return pwd.getpwuid(uid).pw_name
     except KeyError:
-        return "no name"
+        return _("no name")
 
 
 def read_message(conn: socket.socket) -> tuple[bytes, str | None]:
@@ -161,7 +166,7 @@ def read_message(conn: socket.socket) -> tuple[bytes, str | None]:
     while chunk := conn.recv(4096):
         size += len(chunk)
         if size > MAX_MESSAGE:
-            return b"".join(chunks), f"the message is longer than {MAX_MESSAGE} bytes"
+            return b"".join(chunks), _("the message is longer than {most} bytes").format(most=MAX_MESSAGE)
         chunks.append(chunk)
     return b"".join(chunks), None
 
@@ -171,23 +176,23 @@ def serve_one(listener: socket.socket, narrate: Narrate) -> Delivery:
     conn, _ = listener.accept()
     with conn:
         delivery = Delivery(peer_of(conn))
-        narrate("accept", f"connection from {describe(delivery.peer)}")
+        narrate("accept", _("connection from {peer}").format(peer=describe(delivery.peer)))
         conn.settimeout(IDLE_TIMEOUT)
         try:
             delivery.message, delivery.error = read_message(conn)
             if delivery.error is None and not delivery.message:
-                narrate("close", "closed without a message (a liveness probe, such as a second receiver makes)")
+                narrate("close", _("closed without a message (a liveness probe, such as a second receiver makes)"))
             elif delivery.error is None:
                 narrate("recv", f"{len(delivery.message)} bytes: {printable_bytes(delivery.message)}")
                 reply = f"{REPLY} ({len(delivery.message)} bytes)"
                 conn.sendall(reply.encode())
                 narrate("send", f"reply: {reply}")
         except TimeoutError:
-            delivery.error = f"the sender went quiet for {IDLE_TIMEOUT:.0f} s without finishing"
+            delivery.error = _("the sender went quiet for {seconds:.0f} s without finishing").format(seconds=IDLE_TIMEOUT)
         except ConnectionError as err:
-            delivery.error = f"the connection failed: {err.strerror or err}"
+            delivery.error = _("the connection failed: {reason}").format(reason=err.strerror or err)
     if delivery.error:
-        narrate("error", f"dropped the sender: {delivery.error}")
+        narrate("error", _("dropped the sender: {error}").format(error=delivery.error))
     return delivery
 
 
@@ -199,11 +204,11 @@ def stop_on_sigterm() -> None:
 
 
 def main(
-    path: Annotated[Optional[Path], typer.Option(help="Socket file to create "
-                                                      "(default: <tmp>/learn-<uid>/unix-lesson.sock).")] = None,
-    abstract: Annotated[Optional[str], typer.Option(help="Listen on this name in Linux's abstract namespace (no file).")] = None,
-    once: Annotated[bool, typer.Option("--once", help="Exit after the first sender.")] = False,
-    demo: Annotated[bool, typer.Option("--demo", help="Run receiver and sender together, narrated, and exit.")] = False,
+    path: Annotated[Optional[Path], typer.Option(help=_("Socket file to create (default: "
+                                                        "<tmp>/learn-<uid>/unix-lesson.sock)."))] = None,
+    abstract: Annotated[Optional[str], typer.Option(help=_("Listen on this name in Linux's abstract namespace (no file)."))] = None,
+    once: Annotated[bool, typer.Option("--once", help=_("Exit after the first sender."))] = False,
+    demo: Annotated[bool, typer.Option("--demo", help=_("Run receiver and sender together, narrated, and exit."))] = False,
 ) -> None:
     """Receive messages on a Unix domain socket and show who sent them."""
     narrate = Narrator()
@@ -224,9 +229,9 @@ def main(
                 return
     except KeyboardInterrupt:
         start_fresh_line()  # after the terminal's echoed ^C
-        narrate("close", "stopped by SIGINT (Ctrl-C)")
+        narrate("close", _("stopped by SIGINT (Ctrl-C)"))
     except Stopped as stop:
-        narrate("close", f"stopped by {stop}")
+        narrate("close", _("stopped by {stop}").format(stop=stop))
     finally:
         if listener is not None:
             close_listener(listener, endpoint, socket_file, narrate)
@@ -244,20 +249,22 @@ def make_stale_file(path: Path) -> None:
 
 def show_stale_file(path: Path, narrate: Narrate) -> None:
     make_stale_file(path)
-    narrate("demo", f"a server bound {path.name} and died without unlinking it: the file is still there "
-                    f"(socket file: {stat.S_ISSOCK(os.lstat(path).st_mode)})")
+    narrate("demo", _("a server bound {name} and died without unlinking it: the file is still "
+                      "there (socket file: {is_socket})").format(
+        name=path.name, is_socket=stat.S_ISSOCK(os.lstat(path).st_mode)))
     probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     try:
         probe.connect(str(path))
     except ConnectionRefusedError as err:
-        narrate("demo", f"connect() to it: ConnectionRefusedError ({err.strerror}): nobody listens, it is stale")
+        narrate("demo", _("connect() to it: ConnectionRefusedError ({reason}): nobody listens, "
+                          "it is stale").format(reason=err.strerror))
     finally:
         probe.close()
     retry = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     try:
         retry.bind(str(path))
     except OSError as err:
-        narrate("demo", f"the notes' receiver would now bind() it and fail: {err.strerror}")
+        narrate("demo", _("the notes' receiver would now bind() it and fail: {reason}").format(reason=err.strerror))
     finally:
         retry.close()
 
@@ -274,7 +281,7 @@ def sender_process(path: Path, narrate: Narrate, listener: socket.socket) -> Non
     """Run `learn run unix-send` as a real second process and check what SO_PEERCRED says about it."""
     thread, results = run_in_thread(lambda: serve_one(listener, narrate))
     command = [sys.executable, "-m", "lessons", "run", "unix-send", "--path", str(path),
-               "--message", "hello from another process"]
+               "--message", _("hello from another process")]
     sender = subprocess.Popen(command)
     try:
         code = sender.wait(timeout=60)
@@ -284,14 +291,16 @@ def sender_process(path: Path, narrate: Narrate, listener: socket.socket) -> Non
             sender.wait()
     thread.join(timeout=IDLE_TIMEOUT)
     if code != 0 or not results or results[0].error:
-        raise RunFailure("the demo's sender process did not deliver its message; see the messages above.")
+        raise RunFailure(_("the demo's sender process did not deliver its message; see the messages above."))
     peer = results[0].peer
     if peer is not None:
         same = peer.pid == sender.pid and peer.uid == os.getuid()
-        narrate("demo", f"SO_PEERCRED said pid {peer.pid} uid {peer.uid}; the sender we started is pid "
-                        f"{sender.pid} running as uid {os.getuid()}: {'they match' if same else 'MISMATCH'}")
+        narrate("demo", _("SO_PEERCRED said pid {pid} uid {uid}; the sender we started is pid "
+                          "{sender_pid} running as uid {sender_uid}: {verdict}").format(
+            pid=peer.pid, uid=peer.uid, sender_pid=sender.pid, sender_uid=os.getuid(),
+            verdict=_("they match") if same else _("MISMATCH")))
         if not same:
-            raise RunFailure("SO_PEERCRED did not report the sender process; please report it.")
+            raise RunFailure(_("SO_PEERCRED did not report the sender process; please report it."))
 
 
 def refuse_live_file(path: Path, narrate: Narrate, listener: socket.socket) -> None:
@@ -300,17 +309,17 @@ def refuse_live_file(path: Path, narrate: Narrate, listener: socket.socket) -> N
     try:
         bind_unix(path).close()
     except UserError as err:
-        narrate("demo", f"a second receiver on the same path is refused: {err}")
+        narrate("demo", _("a second receiver on the same path is refused: {err}").format(err=err))
         return
     finally:
         thread.join(timeout=IDLE_TIMEOUT)
-    raise RunFailure("a second receiver took over a live socket file; please report it.")
+    raise RunFailure(_("a second receiver took over a live socket file; please report it."))
 
 
 def other_user_refused(path: Path, narrate: Narrate) -> None:
     """As root, fork a child that becomes `nobody` and try to connect: the modes must stop it."""
     if os.geteuid() != 0:
-        narrate("demo", "(run the demo as root to watch another user being refused; the tests do it)")
+        narrate("demo", _("(run the demo as root to watch another user being refused; the tests do it)"))
         return
     pid = os.fork()
     if pid == 0:  # the child: drop privileges for good, then try
@@ -327,10 +336,11 @@ def other_user_refused(path: Path, narrate: Narrate) -> None:
             os._exit(code)
     _, status = os.waitpid(pid, 0)
     refused = os.waitstatus_to_exitcode(status) == 0
-    narrate("demo", f"uid {NOBODY} (nobody) tries to connect: "
-                    f"{'PermissionError, the directory (0700) and file (0600) keep it out' if refused else 'NOT refused'}")
+    narrate("demo", _("uid {uid} (nobody) tries to connect: {outcome}").format(
+        uid=NOBODY, outcome=_("PermissionError, the directory (0700) and file (0600) keep it out") if refused
+        else _("NOT refused")))
     if not refused:
-        raise RunFailure("another user could connect to the private socket; please report it.")
+        raise RunFailure(_("another user could connect to the private socket; please report it."))
 
 
 def abstract_namespace(narrate: Narrate) -> None:
@@ -345,31 +355,32 @@ def abstract_namespace(narrate: Narrate) -> None:
         thread.join(timeout=IDLE_TIMEOUT)
         listed = [line.split()[-1] for line in Path("/proc/net/unix").read_text().splitlines()
                   if line.endswith(str(endpoint))]
-        narrate("demo", f"/proc/net/unix lists it as {listed[0] if listed else '(not found)'}; "
-                        f"no file exists anywhere for it")
+        narrate("demo", _("/proc/net/unix lists it as {entry}; no file exists "
+                          "anywhere for it").format(entry=listed[0] if listed else _("(not found)")))
     try:
         connect_unix(endpoint).close()
     except UserError:
-        narrate("demo", f"after close() the name {endpoint} is gone at once: nothing was left to clean up")
+        narrate("demo", _("after close() the name {endpoint} is gone at once: nothing was left to "
+                          "clean up").format(endpoint=endpoint))
 
 
 def run_demo(narrate: Narrate) -> None:
     rule = getattr(narrate, "rule", lambda title: narrate("demo", title))
     path = private_dir() / f"unix-demo-{os.getpid()}.sock"
     try:
-        rule("A stale socket file, as the notes' receiver leaves it")
+        rule(_("A stale socket file, as the notes' receiver leaves it"))
         show_stale_file(path, narrate)
-        rule("Listening safely")
+        rule(_("Listening safely"))
         receive_in_the_demo(Endpoint(path=path), narrate, rule)
     finally:
         remove_socket_file(path)  # even if the demo itself breaks, it leaves nothing behind
-    narrate("demo", f"{path.name} exists after exit: {path.exists()}")
+    narrate("demo", _("{name} exists after exit: {exists}").format(name=path.name, exists=path.exists()))
     if sys.platform.startswith("linux"):
-        rule("The abstract namespace (Linux only)")
+        rule(_("The abstract namespace (Linux only)"))
         abstract_namespace(narrate)
     rule("Summary")
-    narrate("summary", "private directory, mode 0600, stale files replaced, live ones refused, "
-                       "the file removed on exit, and the kernel names every peer")
+    narrate("summary", _("private directory, mode 0600, stale files replaced, live ones refused, "
+                         "the file removed on exit, and the kernel names every peer"))
 
 
 def receive_in_the_demo(endpoint: Endpoint, narrate: Narrate, rule: Callable[[str], None]) -> None:
@@ -377,11 +388,11 @@ def receive_in_the_demo(endpoint: Endpoint, narrate: Narrate, rule: Callable[[st
     listener, socket_file = listen(endpoint, narrate)
     listener.settimeout(IDLE_TIMEOUT)  # a demo receiver thread gives up if nobody comes
     try:
-        rule("A live socket file is not stolen")
+        rule(_("A live socket file is not stolen"))
         refuse_live_file(path, narrate, listener)
-        rule("A sender in another process; the kernel says who it is")
+        rule(_("A sender in another process; the kernel says who it is"))
         sender_process(path, narrate, listener)
-        rule("Another user")
+        rule(_("Another user"))
         other_user_refused(path, narrate)
     finally:
         close_listener(listener, endpoint, socket_file, narrate)

@@ -20,6 +20,7 @@ import typer
 from lessons.toolkit.common import RunFailure, UserError, platform_name, printable_bytes, run_instead
 from lessons.toolkit.narrate import Narrator
 from lessons.toolkit.unixsock import check_path_length, private_dir
+from lessons.toolkit.i18n import _
 
 DEFAULT_FILE_NAME = "unix-lesson.sock"
 DEFAULT_MESSAGE = "你好, hello over a Unix domain socket"
@@ -50,12 +51,12 @@ class Endpoint:
 def resolve_endpoint(path: Optional[Path], abstract: Optional[str]) -> Endpoint:
     """The options as an Endpoint; the default is a file in the user's private directory."""
     if path is not None and abstract is not None:
-        raise UserError("give either --path or --abstract, not both.")
+        raise UserError(_("give either --path or --abstract, not both."))
     if abstract is not None:
         if platform_name() != "linux":
-            raise UserError("the abstract namespace exists only on Linux; use --path instead.")
+            raise UserError(_("the abstract namespace exists only on Linux; use --path instead."))
         if not abstract:
-            raise UserError("--abstract needs a non-empty name.")
+            raise UserError(_("--abstract needs a non-empty name."))
         return Endpoint(abstract=abstract)
     chosen = path.absolute() if path is not None else private_dir() / DEFAULT_FILE_NAME  # absolute: clear in messages
     check_path_length(chosen)
@@ -70,18 +71,20 @@ def connect_unix(endpoint: Endpoint) -> socket.socket:
         sock.connect(endpoint.address)
     except FileNotFoundError:
         sock.close()
-        raise UserError(f"there is no socket file at {endpoint}; start `learn run unix-recv` first.") from None
+        raise UserError(_("there is no socket file at {endpoint}; start `learn run unix-recv` "
+                          "first.").format(endpoint=endpoint)) from None
     except ConnectionRefusedError:
         sock.close()
-        raise UserError(f"nothing accepts connections on {endpoint} (a stale file, or no receiver); "
-                        f"start `learn run unix-recv` first.") from None
+        raise UserError(_("nothing accepts connections on {endpoint} (a stale file, or no "
+                          "receiver); start `learn run unix-recv` first.").format(endpoint=endpoint)) from None
     except PermissionError:
         sock.close()
-        raise UserError(f"not allowed to connect to {endpoint}: the socket file or its directory "
-                        f"is closed to your user.") from None
+        raise UserError(_("not allowed to connect to {endpoint}: the socket file or its directory "
+                          "is closed to your user.").format(endpoint=endpoint)) from None
     except (TimeoutError, BlockingIOError):
         sock.close()
-        raise UserError(f"{endpoint} is busy and did not accept the connection within {TIMEOUT:.0f} s.") from None
+        raise UserError(_("{endpoint} is busy and did not accept the connection within "
+                          "{seconds:.0f} s.").format(endpoint=endpoint, seconds=TIMEOUT)) from None
     return sock
 
 
@@ -93,9 +96,9 @@ def send_message(sock: socket.socket, message: bytes, narrate: Narrate) -> bytes
         sock.shutdown(socket.SHUT_WR)
         reply = read_reply(sock)
     except (BrokenPipeError, ConnectionResetError):
-        raise RunFailure("the receiver closed the connection before answering.") from None
+        raise RunFailure(_("the receiver closed the connection before answering.")) from None
     except TimeoutError:
-        raise RunFailure(f"the receiver did not answer within {TIMEOUT:.0f} s.") from None
+        raise RunFailure(_("the receiver did not answer within {seconds:.0f} s.").format(seconds=TIMEOUT)) from None
     narrate("recv", f"reply: {printable_bytes(reply)}")
     return reply
 
@@ -110,12 +113,13 @@ def read_reply(sock: socket.socket) -> bytes:
 
 
 def main(
-    path: Annotated[Optional[Path], typer.Option(help="The receiver's socket file "
-                                                      "(default: <tmp>/learn-<uid>/unix-lesson.sock).")] = None,
-    abstract: Annotated[Optional[str], typer.Option(help="Connect to this name in Linux's abstract namespace instead.")] = None,
-    message: Annotated[str, typer.Option(help="The text to send.")] = DEFAULT_MESSAGE,
-    demo: Annotated[bool, typer.Option("--demo", help="Run receiver and sender together, narrated "
-                                                      "(same as `learn run unix-recv --demo`).")] = False,
+    path: Annotated[Optional[Path], typer.Option(help=_("The receiver's socket file (default: "
+                                                        "<tmp>/learn-<uid>/unix-lesson.sock)."))] = None,
+    abstract: Annotated[Optional[str], typer.Option(help=_("Connect to this name in Linux's abstract namespace instead."))] = None,
+    message: Annotated[str, typer.Option(help=_("The text to send."))] = DEFAULT_MESSAGE,
+    demo: Annotated[bool, typer.Option("--demo", help=_("Run receiver and sender together, "
+                                                        "narrated (same as `learn run unix-recv "
+                                                        "--demo`)."))] = False,
 ) -> None:
     """Send a message to unix-recv over a Unix domain socket."""
     if demo:  # the demo is the receiver's: it runs this sender in a second process
@@ -123,5 +127,6 @@ def main(
     narrate = Narrator()
     endpoint = resolve_endpoint(path, abstract)
     with connect_unix(endpoint) as sock:
-        narrate("send", f"connected to {endpoint} as pid {os.getpid()} uid {os.getuid()} gid {os.getgid()}")
+        narrate("send", _("connected to {endpoint} as pid {pid} uid {uid} gid {gid}").format(
+            endpoint=endpoint, pid=os.getpid(), uid=os.getuid(), gid=os.getgid()))
         send_message(sock, os.fsencode(message), narrate)  # fsencode: argv bytes round-trip

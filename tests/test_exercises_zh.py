@@ -15,7 +15,6 @@ import ast
 import json
 import os
 import re
-import sys
 from pathlib import Path
 from typing import Iterator
 
@@ -116,27 +115,33 @@ def test_every_message_of_the_part_is_translated_with_the_same_fields() -> None:
             assert HAN.search(string) or not ENGLISH_RUN.search(ids[0]), f"not Chinese: {string!r}"
 
 
-def check_titles(exercise: Exercise) -> list[str]:
-    """What plugin.title_of translates: the first line of each check's docstring, and if_hangs advice."""
+def check_markers(exercise: Exercise) -> list[tuple[str, str, str | None]]:
+    """(check, marker, its text) for the title and if_hangs markers of every check of `exercise`."""
     source = exercise.check.read_text(encoding="utf-8")
     if "echo_battery import *" in source:
         source += (Path(catalog.__file__).parent / "echo_battery.py").read_text(encoding="utf-8")
     found = []
     for node in ast.walk(ast.parse(source)):
         if isinstance(node, ast.FunctionDef) and node.name.startswith("test_"):
-            found.append((ast.get_docstring(node) or node.name).splitlines()[0].rstrip("."))
-            found += [ast.literal_eval(decorator.args[0]) for decorator in node.decorator_list
-                      if isinstance(decorator, ast.Call) and getattr(decorator.func, "attr", "") == "if_hangs"]
+            markers = {decorator.func.attr: decorator.args[0] for decorator in node.decorator_list
+                       if isinstance(decorator, ast.Call) and isinstance(decorator.func, ast.Attribute)}
+            for name in ("title", "if_hangs"):
+                if name in markers or name == "title":
+                    marker = markers.get(name)
+                    is_marked = isinstance(marker, ast.Call) and getattr(marker.func, "id", "") == "N_"
+                    found.append((node.name, name, ast.literal_eval(marker.args[0]) if is_marked else None))
     return found
 
 
 @pytest.mark.parametrize("exercise", EXERCISES, ids=lambda exercise: exercise.id)
-def test_every_check_title_and_exercise_title_is_in_the_part(exercise: Exercise) -> None:
-    """Titles are translated at run time (not _() literals): extraction cannot find them, this test does."""
+def test_every_check_has_a_title_the_part_translates(exercise: Exercise) -> None:
+    """Titles and if_hangs advice are N_() marked, so that extraction finds them, and translated."""
     with open(PART, "rb") as source:
         part = read_po(source)
-    for title in [exercise.title, *check_titles(exercise)]:
-        assert part.get(title) is not None and part.get(title).string, f"{exercise.id}: no zh for {title!r}"
+    for check, marker, text in check_markers(exercise):
+        assert text is not None, f"{exercise.id}: {check} needs @pytest.mark.{marker}(N_(\"...\"))"
+        assert part.get(text) is not None and part.get(text).string, f"{exercise.id}: no zh for {text!r}"
+    assert part.get(exercise.title) is not None, f"no zh for the title of {exercise.id}"
 
 
 # ----- a throwaway compiled catalog, in this process and in the checks' processes ---------
@@ -151,6 +156,7 @@ def zh_locale(tmp_path_factory: pytest.TempPathFactory) -> Path:
             with open(source_path, "rb") as source:
                 for message in read_po(source):
                     if message.id and message.string:
+                        merged.delete(message.id)  # the parts win, as the catalog tool's merge decides
                         merged[message.id] = message
     root = tmp_path_factory.mktemp("locale")
     (root / "zh" / "LC_MESSAGES").mkdir(parents=True)

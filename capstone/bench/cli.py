@@ -10,8 +10,9 @@ from __future__ import annotations
 from typing import Annotated, Optional
 
 import typer
+from lessons.toolkit.i18n import _
 
-app = typer.Typer(help="Measure the multiplexers and the chat server; rerun them on your machine.",
+app = typer.Typer(help=_("Measure the multiplexers and the chat server; rerun them on your machine."),
                   no_args_is_help=True)
 
 MAX_FORK_MEMBERS = 1000  # 5,000 relay processes would need several GiB
@@ -20,9 +21,9 @@ MULTIPLEXER_COLOURS = {"select": "red", "poll": "yellow", "epoll": "green", "sel
 
 @app.command()
 def multiplexers(
-    max_fds: Annotated[int, typer.Option(help="The largest number of watched descriptors.", min=10)] = 10_000,
-    repeat: Annotated[int, typer.Option(help="Timed wait calls per multiplexer and N (the median is shown).", min=5)] = 1000,
-    json: Annotated[bool, typer.Option("--json", help="Print one JSON document instead of the table.")] = False,
+    max_fds: Annotated[int, typer.Option(help=_("The largest number of watched descriptors."), min=10)] = 10_000,
+    repeat: Annotated[int, typer.Option(help=_("Timed wait calls per multiplexer and N (the median is shown)."), min=5)] = 1000,
+    json: Annotated[bool, typer.Option("--json", help=_("Print one JSON document instead of the table."))] = False,
 ) -> None:
     """Cost of one wait call with N watched descriptors, one of them ready: select, poll, epoll, selectors."""
     from capstone.bench.multiplexers import run
@@ -32,7 +33,7 @@ def multiplexers(
     else:
         from rich.console import Console
 
-        with Console(stderr=True).status("timing wait calls...") as status:
+        with Console(stderr=True).status(_("timing wait calls...")) as status:
             report = run(max_fds, repeat, on_progress=lambda text: status.update(f"timing {text}..."))
     if json:
         print_json({**report.as_json(), "machine": _machine()})
@@ -42,20 +43,20 @@ def multiplexers(
 
 @app.command()
 def chat(
-    clients: Annotated[int, typer.Option(help="Members who join.", min=2)] = 100,
-    senders: Annotated[int, typer.Option(help="How many of them send.", min=1)] = 20,
-    messages: Annotated[int, typer.Option(help="Messages each sender sends.", min=1)] = 200,
-    size: Annotated[int, typer.Option(help="Bytes of text per message (at least 34: the stamp).")] = 64,
-    engine: Annotated[str, typer.Option(help="Our engine to measure when --against is not given.")] = "epoll",
+    clients: Annotated[int, typer.Option(help=_("Members who join."), min=2)] = 100,
+    senders: Annotated[int, typer.Option(help=_("How many of them send."), min=1)] = 20,
+    messages: Annotated[int, typer.Option(help=_("Messages each sender sends."), min=1)] = 200,
+    size: Annotated[int, typer.Option(help=_("Bytes of text per message (at least 34: the stamp)."))] = 64,
+    engine: Annotated[str, typer.Option(help=_("Our engine to measure when --against is not given."))] = "epoll",
     against: Annotated[Optional[str], typer.Option(
-        help="Comma-separated servers, or all: asyncio,uvloop,epoll,poll,select,selectors,fork.")] = None,
+        help=_("Comma-separated servers, or all: asyncio,uvloop,epoll,poll,select,selectors,fork."))] = None,
     rate: Annotated[float, typer.Option(
-        help="Messages per second per sender; 0 = as fast as the server takes them.", min=0)] = 0.0,
-    repeat: Annotated[int, typer.Option(help="Runs per server, each on a fresh server; the median is shown.", min=1)] = 3,
-    workers: Annotated[int, typer.Option(help="Load-generator processes.", min=1)] = 2,
+        help=_("Messages per second per sender; 0 = as fast as the server takes them."), min=0)] = 0.0,
+    repeat: Annotated[int, typer.Option(help=_("Runs per server, each on a fresh server; the median is shown."), min=1)] = 3,
+    workers: Annotated[int, typer.Option(help=_("Load-generator processes."), min=1)] = 2,
     timeout: Annotated[float, typer.Option(
-        help="Seconds to join, and seconds to deliver; what has not arrived by then counts as lost.", min=1)] = 120.0,
-    json: Annotated[bool, typer.Option("--json", help="Print one JSON document instead of the table.")] = False,
+        help=_("Seconds to join, and seconds to deliver; what has not arrived by then counts as lost."), min=1)] = 120.0,
+    json: Annotated[bool, typer.Option("--json", help=_("Print one JSON document instead of the table."))] = False,
 ) -> None:
     """Load the chat server: members join, senders send, every member counts, times and orders what arrives."""
     from capstone.bench.load import compare
@@ -73,7 +74,7 @@ def chat(
     else:
         comparison = compare_with_progress(targets, load, repeat)
     if not comparison.results:
-        raise UserError("nothing was measured: " + "; ".join(comparison.skipped.values()) + ".")
+        raise UserError(_("nothing was measured: ") + "; ".join(comparison.skipped.values()) + ".")
     if json:
         print_json(chat_json(comparison))
         return
@@ -82,12 +83,12 @@ def chat(
 
 @app.command()
 def scale(
-    members: Annotated[int, typer.Option(help="Members who join and stay idle.", min=2)] = 5000,
-    repeat: Annotated[int, typer.Option(help="Broadcasts timed, one after another.", min=1)] = 20,
-    engine: Annotated[str, typer.Option(help="The server: one of our engines, or asyncio/uvloop.")] = "epoll",
-    workers: Annotated[int, typer.Option(help="Load-generator processes.", min=1)] = 2,
-    timeout: Annotated[float, typer.Option(help="Seconds joining or one broadcast may take.", min=1)] = 120.0,
-    json: Annotated[bool, typer.Option("--json", help="Print one JSON document instead of the table.")] = False,
+    members: Annotated[int, typer.Option(help=_("Members who join and stay idle."), min=2)] = 5000,
+    repeat: Annotated[int, typer.Option(help=_("Broadcasts timed, one after another."), min=1)] = 20,
+    engine: Annotated[str, typer.Option(help=_("The server: one of our engines, or asyncio/uvloop."))] = "epoll",
+    workers: Annotated[int, typer.Option(help=_("Load-generator processes."), min=1)] = 2,
+    timeout: Annotated[float, typer.Option(help=_("Seconds joining or one broadcast may take."), min=1)] = 120.0,
+    json: Annotated[bool, typer.Option("--json", help=_("Print one JSON document instead of the table."))] = False,
 ) -> None:
     """Many idle members, one message at a time: how long until the last one has it, and memory per member."""
     from capstone.bench.scale import run_scale
@@ -96,39 +97,39 @@ def scale(
 
     targets = parse_targets(engine)
     if len(targets) != 1:
-        raise UserError("scale measures one server at a time; give one --engine.")
+        raise UserError(_("scale measures one server at a time; give one --engine."))
     if targets[0] == "fork" and members > MAX_FORK_MEMBERS:
-        raise UserError(f"the fork engine runs a process per member (about 1.5 MiB each); "
-                        f"use at most {MAX_FORK_MEMBERS} --members with it.")
+        raise UserError(_("the fork engine runs a process per member (about 1.5 MiB each); use at "
+                          "most {most} --members with it.").format(most=MAX_FORK_MEMBERS))
     if json:
         report = run_scale(targets[0], members, repeat, workers, timeout)
         print_json({**report.as_json(), "machine": _machine()})
         return
     from rich.console import Console
 
-    with Console(stderr=True).status(f"joining {members} members to {targets[0]}..."):
+    with Console(stderr=True).status(_("joining {members} members to {targets}...").format(members=members, targets=targets[0])):
         report = run_scale(targets[0], members, repeat, workers, timeout)
     show_scale(report)
 
 
 @app.command()
 def hostile(
-    stuck: Annotated[int, typer.Option(help="Members who join and never read (32-emoji names).", min=0)] = 1000,
-    who: Annotated[int, typer.Option(help="WHO frames one member sends at once, never reading.", min=0)] = 13_000,
-    talkers: Annotated[int, typer.Option(help="Members who each SAY 4 KB 20 times a second.", min=0)] = 1,
-    duration: Annotated[float, typer.Option(help="Seconds the hostile clients are at work.", min=0.5)] = 20.0,
-    engine: Annotated[str, typer.Option(help="Our engine: epoll, poll, select, selectors or fork.")] = "epoll",
+    stuck: Annotated[int, typer.Option(help=_("Members who join and never read (32-emoji names)."), min=0)] = 1000,
+    who: Annotated[int, typer.Option(help=_("WHO frames one member sends at once, never reading."), min=0)] = 13_000,
+    talkers: Annotated[int, typer.Option(help=_("Members who each SAY 4 KB 20 times a second."), min=0)] = 1,
+    duration: Annotated[float, typer.Option(help=_("Seconds the hostile clients are at work."), min=0.5)] = 20.0,
+    engine: Annotated[str, typer.Option(help=_("Our engine: epoll, poll, select, selectors or fork."))] = "epoll",
     ping_interval: Annotated[float, typer.Option(
-        help="Milliseconds between the healthy member's PINGs.", min=1)] = 20.0,
+        help=_("Milliseconds between the healthy member's PINGs."), min=1)] = 20.0,
     max_queue: Annotated[Optional[int], typer.Option(
-        help="Passed to the server when given (bytes queued for one reader).", show_default=False)] = None,
+        help=_("Passed to the server when given (bytes queued for one reader)."), show_default=False)] = None,
     max_buffered: Annotated[Optional[int], typer.Option(
-        help="Passed to the server when given (bytes queued for all readers).", show_default=False)] = None,
+        help=_("Passed to the server when given (bytes queued for all readers)."), show_default=False)] = None,
     server_memory: Annotated[int, typer.Option(
-        help="The server's address-space limit in MiB (RLIMIT_AS), so a bloating server fails "
-             "instead of the machine; 0 = none.", min=0)] = 2048,
-    timeout: Annotated[float, typer.Option(help="Seconds everyone may take to join.", min=1)] = 60.0,
-    json: Annotated[bool, typer.Option("--json", help="Print one JSON document instead of the table.")] = False,
+        help=_("The server's address-space limit in MiB (RLIMIT_AS), so a bloating server fails "
+               "instead of the machine; 0 = none."), min=0)] = 2048,
+    timeout: Annotated[float, typer.Option(help=_("Seconds everyone may take to join."), min=1)] = 60.0,
+    json: Annotated[bool, typer.Option("--json", help=_("Print one JSON document instead of the table."))] = False,
 ) -> None:
     """Stuck readers, a WHO flood and talkers against one server: a healthy member's PING, peak memory, who survived."""
     from capstone.bench.hostile import HostileLoad, run_hostile
@@ -180,7 +181,7 @@ def show_multiplexers(report) -> None:  # noqa: ANN001 - multiplexers.Report
     from capstone.bench.multiplexers import MULTIPLEXERS
 
     console = Console()
-    table = Table(title=f"us per wait call, 1 fd ready (median of {report.repeat})", title_justify="left")
+    table = Table(title=_("us per wait call, 1 fd ready (median of {repeat})").format(repeat=report.repeat), title_justify="left")
     table.add_column("N watched", justify="right")
     for name in MULTIPLEXERS:
         table.add_column(name, justify="right", style=MULTIPLEXER_COLOURS[name])
@@ -191,8 +192,9 @@ def show_multiplexers(report) -> None:  # noqa: ANN001 - multiplexers.Report
     console.print(log_bars(report))
     for note in report.notes:
         console.print(f"[dim]note:[/] {note}")
-    console.print("[dim]select and poll hand the kernel the whole list on every call, so they grow with N; "
-                  "epoll keeps the list in the kernel and returns only what is ready, so it stays flat.[/]")
+    console.print(_("[dim]select and poll hand the kernel the whole list on every call, so they "
+                    "grow with N; epoll keeps the list in the kernel and returns only what is "
+                    "ready, so it stays flat.[/]"))
 
 
 def log_bars(report) -> object:  # noqa: ANN001
@@ -204,13 +206,13 @@ def log_bars(report) -> object:  # noqa: ANN001
     from capstone.bench.multiplexers import MULTIPLEXERS
 
     width, low, high = 50, math.log10(0.1), math.log10(10_000)
-    text = Text("wait-call cost, log scale: 0.1 us ... 10 ms\n", style="bold")
+    text = Text(_("wait-call cost, log scale: 0.1 us ... 10 ms\n"), style="bold")
     for row in report.rows:
         for name in MULTIPLEXERS:
             micros = row.micros[name]
             label = f"{row.n:>7,} {name:<9} "
             if micros is None:
-                text.append(label + "(cannot watch fds >= 1024)\n", style="dim")
+                text.append(label + _("(cannot watch fds >= 1024)\n"), style="dim")
                 continue
             fraction = (math.log10(max(micros, 0.1)) - low) / (high - low)
             text.append(label)
@@ -270,12 +272,13 @@ def show_chat(comparison) -> None:  # noqa: ANN001
 
     load = comparison.load
     console = wide_console()
-    title = (f"{load.clients} members, {load.senders} senders x {load.messages} messages of {load.size} bytes "
-             f"= {load.expected_deliveries:,} deliveries")
+    title = (_("{clients} members, {senders} senders x {messages} messages of {size} bytes = "
+               "{deliveries:,} deliveries").format(clients=load.clients, senders=load.senders, messages=load.messages, size=load.size, deliveries=load.expected_deliveries))
     table = Table(title=title, title_justify="left")
-    for column in ("server", "deliveries/s", f"x {comparison.baseline}", "us/delivery",
-                   "p50 ms", "p99 ms", "max ms", "lost", "order", "MiB", "gen busy"):
-        table.add_column(column, justify="left" if column == "server" else "right", no_wrap=True)
+    columns = (_("server"), _("deliveries/s"), f"x {comparison.baseline}", _("us/delivery"),
+               "p50 ms", "p99 ms", _("max ms"), _("lost"), _("order"), "MiB", _("gen busy"))
+    for number, column in enumerate(columns):
+        table.add_column(column, justify="left" if number == 0 else "right", no_wrap=True)
     for m in comparison.results:
         ratio = comparison.ratio(m)
         memory = f"{m.server_pss_kib / 1024:.1f}" + ("*" if m.server_processes > 1 else "")
@@ -287,17 +290,17 @@ def show_chat(comparison) -> None:  # noqa: ANN001
         )
     console.print(table)
     for target, why in comparison.skipped.items():
-        console.print(f"[yellow]skipped {target}:[/] {escape(why)}")
+        console.print("[yellow]" + _("skipped {target}:").format(target=target) + f"[/] {escape(why)}")
     for m in comparison.results:
         for error in m.errors[:3]:
             console.print(f"[red]{m.target}:[/] {escape(error)}")
     console.print(
-        "[dim]x epoll: deliveries/s relative to our default engine. us/delivery: the server's CPU "
-        "time per delivery, children included (fair even when the generator is the limit). "
-        "MiB: PSS of the server (* and its child processes) with every member connected. "
-        "gen busy: the load generator's CPU over its wall time per worker; near 100% the "
-        "generator, not the server, set the rate (they share this machine's cores). "
-        "Latency with --rate 0 is mostly queueing: use --rate to measure it unloaded.[/]"
+        _("[dim]x epoll: deliveries/s relative to our default engine. us/delivery: the server's "
+          "CPU time per delivery, children included (fair even when the generator is the limit). "
+          "MiB: PSS of the server (* and its child processes) with every member connected. gen "
+          "busy: the load generator's CPU over its wall time per worker; near 100% the generator, "
+          "not the server, set the rate (they share this machine's cores). Latency with --rate 0 "
+          "is mostly queueing: use --rate to measure it unloaded.[/]")
     )
 
 
@@ -318,20 +321,20 @@ def show_scale(report) -> None:  # noqa: ANN001 - scale.ScaleReport
     from rich.table import Table
 
     console = Console()
-    table = Table(title=f"{report.members:,} idle members on {report.target}: one broadcast at a time",
+    table = Table(title=_("{members:,} idle members on {target}: one broadcast at a time").format(members=report.members, target=report.target),
                   title_justify="left")
     table.add_column("measure")
     table.add_column("value", justify="right")
-    table.add_row("time to join everyone", f"{report.join_seconds:.2f} s")
+    table.add_row(_("time to join everyone"), f"{report.join_seconds:.2f} s")
     for key in ("p50", "p99", "max"):
-        table.add_row(f"broadcast reaches all members, {key} of {report.repeat}", f"{report.broadcast_ms[key]:.1f} ms")
-    table.add_row("server CPU for one broadcast (median)", f"{report.server_cpu_ms_per_broadcast:.1f} ms")
-    table.add_row("receivers' CPU for one broadcast (median, all workers)", f"{report.receivers_cpu_ms_per_broadcast:.1f} ms")
+        table.add_row(_("broadcast reaches all members, {percent} of {repeat}").format(percent=key, repeat=report.repeat), f"{report.broadcast_ms[key]:.1f} ms")
+    table.add_row(_("server CPU for one broadcast (median)"), f"{report.server_cpu_ms_per_broadcast:.1f} ms")
+    table.add_row(_("receivers' CPU for one broadcast (median, all workers)"), f"{report.receivers_cpu_ms_per_broadcast:.1f} ms")
     if report.send_floor_ms is not None:
-        table.add_row(f"floor: a bare loop of {report.members:,} send() calls", f"{report.send_floor_ms:.1f} ms")
-    table.add_row("server memory before joining (RSS)", f"{report.rss_before_kib / 1024:.1f} MiB")
-    table.add_row("server memory with everyone joined (RSS)", f"{report.rss_after_kib / 1024:.1f} MiB")
-    table.add_row("server memory per member", f"{report.kib_per_member:.2f} KiB")
+        table.add_row(_("floor: a bare loop of {members:,} send() calls").format(members=report.members), f"{report.send_floor_ms:.1f} ms")
+    table.add_row(_("server memory before joining (RSS)"), f"{report.rss_before_kib / 1024:.1f} MiB")
+    table.add_row(_("server memory with everyone joined (RSS)"), f"{report.rss_after_kib / 1024:.1f} MiB")
+    table.add_row(_("server memory per member"), f"{report.kib_per_member:.2f} KiB")
     console.print(table)
     for note in report.notes:
         console.print(f"[dim]note:[/] {note}")

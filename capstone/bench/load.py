@@ -34,6 +34,7 @@ from capstone.bench.stats import latency_summary, total_order_violations
 from capstone.bench.wire import JOIN_WINDOW, RECV_SIZE, connect_and_join, whole_frames
 from capstone.codec import Kind, encode
 from lessons.toolkit.common import RunFailure
+from lessons.toolkit.i18n import _
 
 SEND_CHUNK = 64 * 1024  # a sender queues at most this much before the socket takes it
 PROGRESS_EVERY_NS = 100_000_000  # a progress report to the parent every 0.1 s
@@ -190,7 +191,7 @@ class Worker:
             data = b""
             self.note(f"m{member.index}: {err.strerror}")
         if not data:
-            self.drop(member, "the server closed the connection")
+            self.drop(member, _("the server closed the connection"))
             return int(not was_welcomed)
         self.parse(member, data)
         return int(member.welcomed and not was_welcomed)
@@ -211,7 +212,7 @@ class Worker:
                 member.welcomed = True
             elif kind == ERROR:
                 code = inbox[start] if end > start else 0
-                self.note(f"m{member.index} got ERROR {code}: {bytes(inbox[start + 1:end]).decode(errors='replace')}")
+                self.note(_("m{index} got ERROR {code}: {reason}").format(index=member.index, code=code, reason=bytes(inbox[start + 1:end]).decode(errors='replace')))
         del inbox[:end]
         if member.received > before:
             self.result.received += member.received - before
@@ -260,7 +261,7 @@ class Worker:
         except (BlockingIOError, InterruptedError):
             sent = 0
         except OSError as err:
-            self.drop(member, err.strerror or "send failed")
+            self.drop(member, err.strerror or _("send failed"))
             return
         del member.outbox[:sent]
         more_now = load.rate == 0 and member.next_seq < load.messages
@@ -339,7 +340,8 @@ def run_load(address: tuple[str, int], load: Load, server_pid: int, target: str 
         try:
             workers.collect("joined", time.monotonic() + load.timeout)
         except TimeoutError:
-            raise RunFailure(f"the {load.clients} members did not all join {target} within {load.timeout:g} s.") from None
+            raise RunFailure(_("the {clients} members did not all join {target} within {timeout:g} "
+                               "s.").format(clients=load.clients, target=target, timeout=load.timeout)) from None
         cpu_before = server_cpu(server_pid)
         workers.tell("go")
         try:
@@ -350,7 +352,7 @@ def run_load(address: tuple[str, int], load: Load, server_pid: int, target: str 
         server_cpu_used = server_cpu(server_pid) - cpu_before
         memory = memory_of(server_pid)  # while every member is still connected
     except (RuntimeError, TimeoutError) as err:  # a worker failed, or did not even report
-        raise RunFailure(f"the load against {target} failed: {err}.") from None
+        raise RunFailure(_("the load against {target} failed: {err}.").format(target=target, err=err)) from None
     finally:
         workers.close()
     return analyse(target, load, results, memory, server_cpu_used)
@@ -429,7 +431,7 @@ def compare(targets: list[str], load: Load, repeat: int = 1, baseline: str = "ep
     comparison = Comparison(load, baseline)
     for target in targets:
         if target == "uvloop" and uvloop_missing():
-            comparison.skipped[target] = "uvloop is not installed (pip install 'learn-netprog[fast]')"
+            comparison.skipped[target] = _("uvloop is not installed (pip install 'learn-netprog[fast]')")
             continue
         runs = []
         for number in range(repeat):

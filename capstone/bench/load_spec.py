@@ -16,6 +16,7 @@ from __future__ import annotations
 import struct
 import time
 from dataclasses import dataclass
+from lessons.toolkit.i18n import _
 
 
 @dataclass(frozen=True)
@@ -38,17 +39,18 @@ class Load:
     def check(self) -> str | None:
         """None if the load makes sense, else the reason in one sentence."""
         if self.clients < 2:
-            return "--clients must be at least 2 (someone has to listen)."
+            return _("--clients must be at least 2 (someone has to listen).")
         if not 1 <= self.senders <= self.clients:
-            return "--senders must be between 1 and --clients."
+            return _("--senders must be between 1 and --clients.")
         if self.messages < 1 or self.workers < 1:
-            return "--messages and --workers must be at least 1."
+            return _("--messages and --workers must be at least 1.")
         if not MIN_SIZE <= self.size <= 4096:
-            return f"--size must be between {MIN_SIZE} bytes (room for the stamp) and 4096 (the payload limit)."
+            return _("--size must be between {least} bytes (room for the stamp) and 4096 (the "
+                     "payload limit).").format(least=MIN_SIZE)
         if self.senders > 9999 or self.messages > 9_999_999:
-            return "at most 9999 senders and 9,999,999 messages each fit the stamp."
+            return _("at most 9999 senders and 9,999,999 messages each fit the stamp.")
         if self.rate < 0:
-            return "--rate cannot be negative."
+            return _("--rate cannot be negative.")
         return None
 
 

@@ -22,6 +22,7 @@ import statistics
 import time
 from dataclasses import asdict, dataclass, field
 from typing import Callable
+from lessons.toolkit.i18n import _
 
 FD_SETSIZE = 1024  # glibc's fixed size of an fd_set: select() rejects descriptors >= this
 MULTIPLEXERS = ("select", "poll", "epoll", "selectors")
@@ -47,7 +48,7 @@ class Report:
     def as_json(self) -> dict:
         return {
             "benchmark": "multiplexers",
-            "unit": "microseconds per wait call (median)",
+            "unit": _("microseconds per wait call (median)"),
             **asdict(self),
         }
 
@@ -123,7 +124,7 @@ def measure_one(name: str, fds: list[int], repeat: int) -> float:
         first = call()
         ready = len(first[0]) if name == "select" else len(first)
         if ready != 1:  # a broken set-up would time the wrong thing
-            raise RuntimeError(f"{name} reported {ready} ready descriptors, expected exactly 1")
+            raise RuntimeError(_("{name} reported {ready} ready descriptors, expected exactly 1").format(name=name, ready=ready))
         return time_calls(call, repeat)
     finally:
         close()
@@ -141,7 +142,8 @@ def run(max_fds: int = 10_000, repeat: int = 1000, on_progress: Callable[[str], 
     report = Report(repeat=repeat, max_fds=max_fds, fd_limit=limit)
     if max_fds + reserve > limit:
         max_fds = max(limit - reserve, 1)
-        report.notes.append(f"the open-file limit ({limit}, hard limit reached) caps N at {max_fds}.")
+        report.notes.append(_("the open-file limit ({limit}, hard limit reached) caps N at "
+                              "{max_fds}.").format(limit=limit, max_fds=max_fds))
         report.max_fds = max_fds
     fds = make_eventfds(max_fds)
     try:
@@ -163,7 +165,8 @@ def run(max_fds: int = 10_000, repeat: int = 1000, on_progress: Callable[[str], 
         close_all(fds)
     if any(row.micros["select"] is None for row in report.rows):
         report.notes.append(
-            f"select stops below N={FD_SETSIZE}: an fd_set has FD_SETSIZE={FD_SETSIZE} bits, so "
-            f"descriptors numbered {FD_SETSIZE} or more cannot be watched (Python raises ValueError)."
+            _("select stops below N={limit}: an fd_set has FD_SETSIZE={limit} bits, so "
+              "descriptors numbered {limit} or more cannot be watched (Python raises "
+              "ValueError).").format(limit=FD_SETSIZE)
         )
     return report

@@ -13,6 +13,7 @@ import signal
 import time
 from multiprocessing.connection import Connection
 from typing import Callable
+from lessons.toolkit.i18n import _
 
 
 def own_cpu_seconds() -> float:
@@ -75,15 +76,15 @@ class Workers:
         while len(answers) < len(self.pipes):
             left = deadline - time.monotonic()
             if left <= 0:
-                raise TimeoutError(f"the workers did not finish {wanted!r} in time")
+                raise TimeoutError(_("the workers did not finish {wanted!r} in time").format(wanted=wanted))
             for pipe in wait([p for i, p in enumerate(self.pipes) if i not in answers], timeout=min(left, 0.2)):
                 number = self.pipes.index(pipe)
                 try:
                     kind, payload = pipe.recv()
                 except EOFError:
-                    raise RuntimeError("a load worker died without a word") from None
+                    raise RuntimeError(_("a load worker died without a word")) from None
                 if kind == "error":
-                    raise RuntimeError(f"a load worker failed: {payload}")
+                    raise RuntimeError(_("a load worker failed: {payload}").format(payload=payload))
                 if kind == "progress":
                     progress[number] = payload
                     if on_progress:

@@ -29,6 +29,7 @@ from capstone.bench.stats import latency_summary_ms, median
 from capstone.bench.wire import JOIN_WINDOW, RECV_SIZE, connect_and_join, whole_frames
 from capstone.codec import HEADER, Kind, encode
 from lessons.toolkit.common import RunFailure
+from lessons.toolkit.i18n import _
 
 SPEAKER = b"speaker"
 MESSAGE, WELCOME = int(Kind.MESSAGE), int(Kind.WELCOME)
@@ -130,7 +131,7 @@ class ScaleWorker:
     def on_readable(self, fd: int) -> None:
         data = self.socks[fd].recv(RECV_SIZE)
         if not data:
-            raise RuntimeError(f"the server closed a member's connection (fd {fd})")
+            raise RuntimeError(_("the server closed a member's connection (fd {fd})").format(fd=fd))
         now = time.monotonic_ns()
         inbox = self.inboxes[fd]
         inbox += data
@@ -167,7 +168,7 @@ def speaker_joins(address: tuple[str, int], deadline: float) -> socket.socket:
     if length:
         sock.recv(length, socket.MSG_WAITALL)  # the accepted name
     if kind != WELCOME:
-        raise RunFailure(f"the speaker was not welcomed (frame kind 0x{kind:02x}).")
+        raise RunFailure(_("the speaker was not welcomed (frame kind 0x{kind:02x}).").format(kind=kind))
     return sock
 
 
@@ -178,9 +179,9 @@ def broadcast_once(speaker: socket.socket, workers: Workers, number: int, timeou
     try:
         answers = workers.collect("round", time.monotonic() + timeout)
     except TimeoutError:
-        raise RunFailure(f"broadcast {number} did not reach every member within {timeout:g} s.") from None
+        raise RunFailure(_("broadcast {number} did not reach every member within {timeout:g} s.").format(number=number, timeout=timeout)) from None
     if any(answer[0] != number for answer in answers):
-        raise RunFailure(f"a worker reported round {answers} while {number} was expected.")
+        raise RunFailure(_("a worker reported round {answers} while {number} was expected.").format(answers=answers, number=number))
     return (max(receipt for _, receipt, _ in answers) - sent) / 1e6, [cpu for _, _, cpu in answers]
 
 
@@ -218,10 +219,11 @@ def run_scale(target: str, members: int = 5000, repeat: int = 20, workers: int =
     if fd_limit == resource.RLIM_INFINITY or 2 * members + 50 < fd_limit:
         floor = send_floor_ms(members)  # before the server starts: nothing else is running
     else:
-        notes.append(f"the send() floor needs {2 * members} descriptors at once; the limit {fd_limit} is too low.")
+        notes.append(_("the send() floor needs {needed} descriptors at once; the limit {fd_limit} "
+                       "is too low.").format(needed=2 * members, fd_limit=fd_limit))
     server = start_server(target)
     if target == "fork":
-        notes.append("the fork engine runs one process per member: its memory is the sum of their PSS.")
+        notes.append(_("the fork engine runs one process per member: its memory is the sum of their PSS."))
 
     try:
         address = (server.host, server.port)
@@ -236,7 +238,8 @@ def run_scale(target: str, members: int = 5000, repeat: int = 20, workers: int =
             after = tree_kib(server.pid)  # every member joined, the JOINED flood long delivered
             speaker.close()
         except TimeoutError:
-            raise RunFailure(f"the {members} members did not all join {target} within {timeout:g} s.") from None
+            raise RunFailure(_("the {members} members did not all join {target} within {timeout:g} "
+                               "s.").format(members=members, target=target, timeout=timeout)) from None
         except RuntimeError as err:
             raise RunFailure(str(err)) from None
         finally:

@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from lessons.toolkit.common import RunFailure, UserError
+from lessons.toolkit.i18n import _
 
 ENGINES = ("epoll", "poll", "select", "selectors", "fork")
 PEERS = ("asyncio", "uvloop")
@@ -38,7 +39,7 @@ def parse_targets(text: str) -> list[str]:
     names = [name.strip() for name in text.split(",") if name.strip()]
     unknown = [name for name in names if name not in TARGETS]
     if unknown or not names:
-        raise UserError(f"unknown server {', '.join(unknown) or text!r}; choose from {', '.join(TARGETS)} or all.")
+        raise UserError(_("unknown server {names!r}; choose from {choices} or all.").format(names=', '.join(unknown) or text, choices=', '.join(TARGETS)))
     return list(dict.fromkeys(names))  # keep the order, drop repeats
 
 
@@ -71,8 +72,8 @@ def raise_fd_limit(needed: int, fewer: str) -> int:
     if soft < hard:
         resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
     if hard != resource.RLIM_INFINITY and hard < needed:
-        raise UserError(f"{needed} descriptors are needed but the hard open-file limit is {hard}; "
-                        f"use fewer {fewer} or raise the limit (ulimit -Hn).")
+        raise UserError(_("{needed} descriptors are needed but the hard open-file limit is {hard}; "
+                          "use fewer {fewer} or raise the limit (ulimit -Hn).").format(needed=needed, hard=hard, fewer=fewer))
     return hard
 
 
@@ -133,7 +134,7 @@ def start_server(target: str, options: tuple[str, ...] = UNLIMITED, memory_limit
     server that bloats fails with MemoryError instead of taking the machine with it.
     """
     if target == "uvloop" and uvloop_missing():
-        raise UserError("uvloop is not installed: pip install 'learn-netprog[fast]'.")
+        raise UserError(_("uvloop is not installed: pip install 'learn-netprog[fast]'."))
     workdir = tempfile.mkdtemp(prefix="learn-bench-")
     with open(os.path.join(workdir, "stderr.txt"), "wb") as errors:
         process = subprocess.Popen(
@@ -153,7 +154,7 @@ def start_server(target: str, options: tuple[str, ...] = UNLIMITED, memory_limit
         server.terminate()  # now its stderr file is complete
         reason = server.last_error() or line or f"no 'listening on' line within {START_TIMEOUT:.0f} s"
         server.stop()
-        raise RunFailure(f"the {target} server did not start: {reason}")
+        raise RunFailure(_("the {target} server did not start: {reason}").format(target=target, reason=reason))
     server.host, _, port = line.removeprefix("listening on ").rpartition(":")
     server.port = int(port)
     return server

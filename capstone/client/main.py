@@ -17,7 +17,7 @@ def stop_like_ctrl_c(signum: int, frame: object) -> None:
     raise KeyboardInterrupt
 
 
-def run_client(target: Target, name: str | None = None, lang: str = "en", linger: float = 0.0) -> int:
+def run_client(target: Target, name: str | None = None, lang: str | None = None, linger: float = 0.0) -> int:
     """`learn chat join`: interactive in a terminal, pipe mode otherwise.
 
     Exit 0 when you leave, Ctrl-C included; 1 with a plain notice when you were kicked

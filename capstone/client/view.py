@@ -16,11 +16,12 @@ from dataclasses import dataclass
 
 from capstone import codec
 from capstone.client.pacing import MAX_PARTS, MAX_SAY, split_payload
-from capstone.client.texts import TEXTS
+from capstone.client.texts import TEXTS, texts_in
 from capstone.codec import CLOSING_ERRORS, ErrorCode, Kind
 from capstone.names import MAX_NAME
 from lessons.toolkit.common import printable, printable_bytes
 from lessons.toolkit.framing import Frame, FrameTooLarge
+from lessons.toolkit.i18n import current_language
 
 CONTINUATION = "  | "  # starts the 2nd, 3rd... line of a message; no name can start with a space
 QUIT, WHO, HELP = "/quit", "/who", "/help"
@@ -78,9 +79,9 @@ class View:
     """Turns server frames into what the user sees, and typed lines into frames, in one
     language. Pure: no I/O."""
 
-    def __init__(self, lang: str = "en") -> None:
-        self.lang = lang
-        self.texts = TEXTS[lang]
+    def __init__(self, lang: str | None = None) -> None:
+        self.lang = lang or current_language()
+        self.texts = texts_in(self.lang)
 
     # ----- frames from the server -----
 
@@ -158,9 +159,8 @@ class View:
         if isinstance(err, TimeoutError) and not err.errno:
             return self.texts["no_answer_short"]
         code = errno.errorcode.get(err.errno or 0, "")
-        known = self.texts.get(f"errno_{code}")
-        if known:
-            return known
+        if f"errno_{code}" in TEXTS:
+            return self.texts[f"errno_{code}"]
         if self.lang == "en":
             return os.strerror(err.errno) if err.errno else str(err)
         return self.texts["errno_unknown"].format(code=code or "?")

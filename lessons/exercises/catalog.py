@@ -16,10 +16,10 @@ import importlib.util
 from dataclasses import dataclass
 from pathlib import Path
 
-from lessons.toolkit.i18n import LANGUAGES
+from lessons.toolkit.i18n import LANGUAGES, N_
 
 HERE = Path(__file__).resolve().parent
-HINT_TIERS = ("nudge", "approach", "nearly the code")
+HINT_TIERS = (N_("nudge"), N_("approach"), N_("nearly the code"))
 
 
 @dataclass(frozen=True)
@@ -87,27 +87,27 @@ def in_language(name: str, language: str) -> str:
 
 
 EXERCISES: tuple[Exercise, ...] = (
-    Exercise("poll-echo", "A poll() echo server that survives disconnects", "poll-server",
-             "serve(listener, stop): echo every client's bytes back with poll(), "
-             "and keep serving when one of them leaves (the notes' KeyError)."),
-    Exercise("epoll-edge", "An edge-triggered epoll reader", "epoll-server",
-             "read_available(sock) drains a non-blocking socket until EAGAIN; "
-             "serve(listener, stop) echoes with EPOLLET."),
-    Exercise("frames", "recv_exact and a length-prefixed frame decoder", "struct-recv",
-             "recv_exact(sock, n) reads exactly n bytes; FrameDecoder.feed(data) "
-             "returns every whole frame, however the bytes were split or merged."),
-    Exercise("unix-server", "A Unix socket server that cleans up after itself", "unix-recv",
-             "serve(path, stop): replace a stale socket file, refuse a live one, "
-             "mode 0600, echo, and remove the file when stopped."),
-    Exercise("proc-reader", "Read a process's state from /proc", "process-states",
-             "read_process(pid) returns state, ppid and nice from /proc/<pid>/stat, "
-             "or None once the process is gone."),
-    Exercise("fork-workers", "Run N workers with fork and collect them with waitpid", "fork-demo",
-             "run_workers(jobs) forks one child per job, returns their exit codes "
-             "in job order, and leaves no zombie."),
-    Exercise("chat-room", "The chat room's state machine (sans-IO)", "capstone",
-             "Room: names, join and leave notices, broadcast and errors, "
-             "frames in and effects out, by the rules of PROTOCOL.md.",
+    Exercise("poll-echo", N_("A poll() echo server that survives disconnects"), "poll-server",
+             N_("serve(listener, stop): echo every client's bytes back with poll(), and keep "
+                "serving when one of them leaves (the notes' KeyError).")),
+    Exercise("epoll-edge", N_("An edge-triggered epoll reader"), "epoll-server",
+             N_("read_available(sock) drains a non-blocking socket until EAGAIN; serve(listener, "
+                "stop) echoes with EPOLLET.")),
+    Exercise("frames", N_("recv_exact and a length-prefixed frame decoder"), "struct-recv",
+             N_("recv_exact(sock, n) reads exactly n bytes; FrameDecoder.feed(data) returns every "
+                "whole frame, however the bytes were split or merged.")),
+    Exercise("unix-server", N_("A Unix socket server that cleans up after itself"), "unix-recv",
+             N_("serve(path, stop): replace a stale socket file, refuse a live one, mode 0600, "
+                "echo, and remove the file when stopped.")),
+    Exercise("proc-reader", N_("Read a process's state from /proc"), "process-states",
+             N_("read_process(pid) returns state, ppid and nice from /proc/<pid>/stat, or None "
+                "once the process is gone.")),
+    Exercise("fork-workers", N_("Run N workers with fork and collect them with waitpid"), "fork-demo",
+             N_("run_workers(jobs) forks one child per job, returns their exit codes in job order, "
+                "and leaves no zombie.")),
+    Exercise("chat-room", N_("The chat room's state machine (sans-IO)"), "capstone",
+             N_("Room: names, join and leave notices, broadcast and errors, frames in and effects "
+                "out, by the rules of PROTOCOL.md."),
              home="capstone.exercises"),
 )
 

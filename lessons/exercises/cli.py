@@ -13,26 +13,27 @@ from pathlib import Path
 from typing import Annotated, Any, Optional
 
 import typer
+from lessons.toolkit.i18n import _
 
 app = typer.Typer(
-    help="Rebuild each lesson yourself; pytest checks your code.",
+    help=_("Rebuild each lesson yourself; pytest checks your code."),
     no_args_is_help=True,
     rich_markup_mode="rich",
 )
 
 WorkspaceOption = Annotated[
     Optional[Path],
-    typer.Option("--workspace", "-w", help="The workspace folder (default: found from here upwards)."),
+    typer.Option("--workspace", "-w", help=_("The workspace folder (default: found from here upwards).")),
 ]
-NameArgument = Annotated[str, typer.Argument(metavar="NAME", help="An exercise id, e.g. poll-echo.")]
+NameArgument = Annotated[str, typer.Argument(metavar="NAME", help=_("An exercise id, e.g. poll-echo."))]
 OptionalName = Annotated[
-    Optional[str], typer.Argument(metavar="[NAME]", help="An exercise id; default: the next unfinished one.")
+    Optional[str], typer.Argument(metavar="[NAME]", help=_("An exercise id; default: the next unfinished one."))
 ]
-YesOption = Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")]
+YesOption = Annotated[bool, typer.Option("--yes", "-y", help=_("Do not ask for confirmation."))]
 LanguageOption = Annotated[
     Optional[str],
-    typer.Option("--lang", metavar="zh|en", help="The language of the stubs, hints and check messages "
-                 "(default: LEARN_LANG, then the locale; an existing workspace keeps its own)."),
+    typer.Option("--lang", metavar="zh|en", help=_("The language of the stubs, hints and check messages "
+                 "(default: LEARN_LANG, then the locale; an existing workspace keeps its own).")),
 ]
 
 
@@ -50,7 +51,6 @@ def is_plain() -> bool:
 def exercise_named(name: str) -> Any:
     from lessons.toolkit.common import UserError, unknown_name
     from lessons.exercises import catalog
-    from lessons.toolkit.i18n import _
 
     exercise = catalog.find(name)
     if exercise is None:
@@ -71,7 +71,7 @@ def open_workspace(path: Optional[Path]) -> Any:
 def language_named(code: Optional[str]) -> Optional[str]:
     """'zh' or 'en' from --lang (zh_CN, zh-tw... are Chinese too); None when not given."""
     from lessons.toolkit.common import UserError
-    from lessons.toolkit.i18n import LANGUAGES, _
+    from lessons.toolkit.i18n import LANGUAGES
 
     if code is None:
         return None
@@ -89,14 +89,14 @@ def language_named(code: Optional[str]) -> Optional[str]:
 def init(
     directory: Annotated[
         Optional[Path],
-        typer.Argument(metavar="[DIR]", help="Where to put your files (default ./learn-exercises)."),
+        typer.Argument(metavar="[DIR]", help=_("Where to put your files (default ./learn-exercises).")),
     ] = None,
     lang: LanguageOption = None,
 ) -> None:
     """Create a workspace with one stub per exercise; files already there are never overwritten."""
     from rich.markup import escape
 
-    from lessons.toolkit.i18n import _, ngettext
+    from lessons.toolkit.i18n import ngettext
     from lessons.exercises.workspace import DEFAULT_DIR, Workspace, chosen_language, find_root
 
     if directory is None:  # inside a workspace already? complete that one, do not nest another
@@ -120,7 +120,6 @@ def init(
 
 
 def _first_file(workspace: Any) -> str:
-    from lessons.toolkit.i18n import _
 
     following = workspace.next_unfinished()
     return following.file_name if following else _("any file")
@@ -133,14 +132,12 @@ def list_exercises(workspace: WorkspaceOption = None) -> None:
     from rich.markup import escape
     from rich.table import Table
 
-    from lessons.toolkit.i18n import _
     from lessons.exercises.catalog import EXERCISES, HINT_TIERS
     from lessons.exercises.workspace import DONE, NOT_STARTED, PENDING
 
     space = open_workspace(workspace)
     styles = {DONE: "green", PENDING: "yellow", NOT_STARTED: "dim"}
-    words = {DONE: _("done"), PENDING: _("pending"), NOT_STARTED: _("not started")}
-    table = Table(title=_("Exercises in {path}").format(path=escape(str(space.root))), title_justify="left",
+    table = Table(title=_("Exercises in {name}").format(name=escape(str(space.root))), title_justify="left",
                   box=None if is_plain() else box.SIMPLE)
     for column in ("#", _("exercise"), _("lesson"), _("status"), _("hints"), _("file")):
         table.add_column(column)
@@ -148,7 +145,7 @@ def list_exercises(workspace: WorkspaceOption = None) -> None:
         status = space.status(exercise)
         record = space.progress.get(exercise.id)
         hints = f"{record.hints_shown}/{len(HINT_TIERS)}" if record and record.hints_shown else ""
-        table.add_row(str(number), exercise.id, exercise.lesson, f"[{styles[status]}]{words[status]}[/]",
+        table.add_row(str(number), exercise.id, exercise.lesson, f"[{styles[status]}]{_(status)}[/]",
                       hints, exercise.file_name)
     out = console()
     out.print(table)
@@ -165,13 +162,12 @@ def list_exercises(workspace: WorkspaceOption = None) -> None:
 def check(
     name: OptionalName = None,
     workspace: WorkspaceOption = None,
-    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Also show pytest's own output.")] = False,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help=_("Also show pytest's own output."))] = False,
     time_limit: Annotated[
-        Optional[float], typer.Option("--time-limit", min=1, help="Seconds before everything is stopped.")
+        Optional[float], typer.Option("--time-limit", min=1, help=_("Seconds before everything is stopped."))
     ] = None,
 ) -> None:
     """Run the checks of one exercise against your file (default: the next unfinished one)."""
-    from lessons.toolkit.i18n import _
 
     space = open_workspace(workspace)
     exercise = exercise_named(name) if name else space.next_unfinished()
@@ -187,7 +183,6 @@ def check(
 
 def stopped_by_ctrl_c(exercise: Any) -> None:
     """One calm line on a fresh line (not glued to the echoed ^C), exit 130: the run did not finish."""
-    from lessons.toolkit.i18n import _
 
     fresh = "\n" if sys.stderr.isatty() else ""
     sys.stderr.write(fresh + _("Check of {id} stopped; everything it had started was stopped too.").format(
@@ -200,7 +195,6 @@ def run_and_report(space: Any, exercise: Any, verbose: bool = False, time_limit:
     from rich.markup import escape
 
     from lessons.toolkit.common import UserError, platform_name
-    from lessons.toolkit.i18n import _
     from lessons.exercises import report
     from lessons.exercises.progress import CheckProgress
     from lessons.exercises.runner import run_check
@@ -218,8 +212,8 @@ def run_and_report(space: Any, exercise: Any, verbose: bool = False, time_limit:
     if result.passed:
         following = space.next_unfinished()
         if following is not None:
-            out.print(_("Next: [bold]{id}[/] ({title}), in {file}: `learn exercise check`.").format(
-                id=escape(following.id), title=escape(_(following.title)), file=escape(following.file_name)))
+            out.print(_("Next: [bold]{name}[/] ({title}), in {file}: `learn exercise check`.").format(
+                name=escape(following.id), title=escape(_(following.title)), file=escape(following.file_name)))
         else:
             out.print(_("[bold]That was the last one: every exercise is done.[/]"))
     return result.passed
@@ -228,18 +222,17 @@ def run_and_report(space: Any, exercise: Any, verbose: bool = False, time_limit:
 @app.command()
 def watch(
     workspace: WorkspaceOption = None,
-    interval: Annotated[float, typer.Option(min=0.05, help="Seconds between looks at your files.")] = 0.5,
+    interval: Annotated[float, typer.Option(min=0.05, help=_("Seconds between looks at your files."))] = 0.5,
 ) -> None:
     """Re-check an exercise every time you save its file (Ctrl-C stops)."""
     from rich.markup import escape
 
-    from lessons.toolkit.i18n import _
     from lessons.exercises.catalog import EXERCISES
 
     space = open_workspace(workspace)
     out = console()
     seen = file_stamps(space, EXERCISES)  # before saying so: a save right after the message counts
-    out.print(_("Watching {path} for saved changes (Ctrl-C to stop).").format(path=escape(str(space.root))))
+    out.print(_("Watching {name} for saved changes (Ctrl-C to stop).").format(name=escape(str(space.root))))
     try:
         while True:
             time.sleep(interval)  # polling mtimes: portable, no dependency, cheap for 7 files
@@ -274,7 +267,7 @@ def hint(name: OptionalName = None, workspace: WorkspaceOption = None) -> None:
     """The next hint for an exercise: a nudge, then the approach, then nearly the code."""
     from rich.markdown import Markdown
 
-    from lessons.toolkit.i18n import _
+    from lessons.exercises.catalog import HINT_TIERS
 
     space = open_workspace(workspace)
     exercise = exercise_named(name) if name else space.next_unfinished()
@@ -282,26 +275,24 @@ def hint(name: OptionalName = None, workspace: WorkspaceOption = None) -> None:
         console().print(_("Every exercise is done; no hint needed."))
         return
     hints = exercise.hints(space.speaking)
-    tier_names = (_("nudge"), _("approach"), _("nearly the code"))  # catalog.HINT_TIERS, translated
     record = space.of(exercise)
     tier = min(record.hints_shown, len(hints) - 1)
     record.hints_shown = min(record.hints_shown + 1, len(hints))
     space.save()
     out = console(soft_wrap=False)  # hints are prose: wrap them to the screen
     out.print(_("[bold]Hint {number} of {total} ({tier}) for {id}:[/]").format(
-        number=tier + 1, total=len(hints), tier=tier_names[tier], id=exercise.id))
+        number=tier + 1, total=len(hints), tier=_(HINT_TIERS[tier]), id=exercise.id))
     out.print(Markdown(hints[tier]))
     if tier + 1 < len(hints):
         out.print(_("Still stuck? Ask again: `learn exercise hint {id}`.").format(id=exercise.id))
     else:
-        out.print(_("That was the last hint. Once you pass, `learn exercise solution {id}` "
-                    "shows the reference solution (or now, with --give-up).").format(id=exercise.id))
+        out.print(_("That was the last hint. Once you pass, `learn exercise solution {id}` shows "
+                    "the reference solution (or now, with --give-up).").format(id=exercise.id))
 
 
 @app.command()
 def reset(name: NameArgument, yes: YesOption = False, workspace: WorkspaceOption = None) -> None:
     """Start an exercise over from its stub (your version is backed up first)."""
-    from lessons.toolkit.i18n import _
 
     space = open_workspace(workspace)
     exercise = exercise_named(name)
@@ -326,13 +317,12 @@ def confirmed(question: str) -> bool:
 @app.command()
 def solution(
     name: NameArgument,
-    give_up: Annotated[bool, typer.Option("--give-up", help="Show it before you have passed.")] = False,
+    give_up: Annotated[bool, typer.Option("--give-up", help=_("Show it before you have passed."))] = False,
     yes: YesOption = False,
     workspace: WorkspaceOption = None,
 ) -> None:
     """The reference solution, as a diff against your file: after you pass, or with --give-up."""
     from lessons.toolkit.common import UserError
-    from lessons.toolkit.i18n import _
 
     space = open_workspace(workspace)
     exercise = exercise_named(name)
@@ -356,13 +346,11 @@ def show_diff(yours: Path, reference: Path) -> None:
 
     from rich.syntax import Syntax
 
-    from lessons.toolkit.i18n import _
 
     diff = "".join(difflib.unified_diff(
         yours.read_text(encoding="utf-8").splitlines(keepends=True),
         reference.read_text(encoding="utf-8").splitlines(keepends=True),
-        fromfile=_("{file} (yours)").format(file=yours.name),
-        tofile=_("{file} (reference solution)").format(file=yours.name)))
+        fromfile=_("{name} (yours)").format(name=yours.name), tofile=_("{name} (reference solution)").format(name=yours.name)))
     out = console()
     if not diff:
         out.print(_("Your file is the reference solution, byte for byte."))

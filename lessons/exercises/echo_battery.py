@@ -19,7 +19,7 @@ import pytest
 
 from lessons.exercises import peers
 from lessons.exercises.harness import LearnerThread, is_todo, listener_on_loopback, short
-from lessons.toolkit.i18n import _
+from lessons.toolkit.i18n import N_, _
 
 STOP_SECONDS = 5.0  # a server must return this soon after `stop` is set
 CROWD = 100
@@ -153,15 +153,15 @@ def expect_echo(server: EchoServer, sock: socket.socket, data: bytes, situation:
         sent=short(data), when=when, got=short(got), seconds=f"{peers.DEADLINE:g}"), pytrace=False)
 
 
+@pytest.mark.title(N_("Echoes what one client sends"))
 def test_echoes_what_one_client_sends(server: EchoServer) -> None:
-    """Echoes what one client sends."""
     client = server.connect()
     client.sendall(b"hello, poll\n")
     expect_echo(server, client, b"hello, poll\n")
 
 
+@pytest.mark.title(N_("Serves a second client while the first is connected and silent (a stalled peer)"))
 def test_serves_a_second_client_while_the_first_is_silent(server: EchoServer) -> None:
-    """Serves a second client while the first is connected and silent (a stalled peer)."""
     silent = peers.stall(server.address, b"half a mess")
     server.clients.append(silent)
     second = server.connect()
@@ -177,8 +177,8 @@ def test_serves_a_second_client_while_the_first_is_silent(server: EchoServer) ->
     expect_echo(server, second, b"!", _("while another client was connected"))
 
 
+@pytest.mark.title(N_("Keeps serving after one client leaves (the notes' KeyError)"))
 def test_keeps_serving_after_a_client_leaves(server: EchoServer) -> None:
-    """Keeps serving after one client leaves (the notes' KeyError)."""
     first, second = server.connect(), server.connect()
     first.sendall(b"first")
     expect_echo(server, first, b"first")
@@ -192,8 +192,8 @@ def test_keeps_serving_after_a_client_leaves(server: EchoServer) -> None:
     expect_echo(server, third, b"new client", _("to a client that connected after the first one left"))
 
 
+@pytest.mark.title(N_("Survives a client that resets the connection mid-message (RST, ECONNRESET)"))
 def test_survives_a_client_that_resets_mid_message(server: EchoServer) -> None:
-    """Survives a client that resets the connection mid-message (RST, ECONNRESET)."""
     other = server.connect()
     rude = peers.connect(server.address)
     rude.sendall(b"this message is cut sh")
@@ -203,8 +203,8 @@ def test_survives_a_client_that_resets_mid_message(server: EchoServer) -> None:
                 _("after another client reset its connection (recv() raises ConnectionResetError then)"))
 
 
+@pytest.mark.title(N_("Answers a client that half-closes (shutdown SHUT_WR), then closes that connection"))
 def test_answers_a_half_closed_client_then_closes(server: EchoServer) -> None:
-    """Answers a client that half-closes (shutdown SHUT_WR), then closes that connection."""
     client = server.connect()
     client.sendall(b"last words")
     peers.half_close(client)
@@ -222,16 +222,16 @@ def test_answers_a_half_closed_client_then_closes(server: EchoServer) -> None:
     expect_echo(server, other, b"next", _("after a client half-closed its connection"))
 
 
+@pytest.mark.title(N_("Bytes sent one per send() come back complete and in order"))
 def test_bytes_sent_one_at_a_time_come_back_in_order(server: EchoServer) -> None:
-    """Bytes sent one per send() come back complete and in order."""
     client = server.connect()
     message = b"split into single bytes, every one its own segment"
     peers.send_bytewise(client, message)
     expect_echo(server, client, message, _("one byte per send()"))
 
 
+@pytest.mark.title(N_("Several messages merged into one large send come back whole (64 KiB)"))
 def test_a_large_merged_send_comes_back_whole(server: EchoServer) -> None:
-    """Several messages merged into one large send come back whole (64 KiB)."""
     client = server.connect()
     messages = [f"message {n:05d}\n".encode() for n in range(4096)]  # 4096 * 16 bytes = 64 KiB
     sender = peers.in_background(lambda: peers.send_merged(client, messages))  # send and read at once
@@ -240,8 +240,8 @@ def test_a_large_merged_send_comes_back_whole(server: EchoServer) -> None:
 
 
 @pytest.mark.limit(60)
+@pytest.mark.title(N_("A hundred clients connect at once, and every one gets its own bytes back"))
 def test_a_hundred_clients_at_once(server: EchoServer) -> None:
-    """A hundred clients connect at once, and every one gets its own bytes back."""
     crowd = peers.crowd(server.address, CROWD)
     server.clients.extend(crowd)
     for number, sock in enumerate(crowd):
@@ -261,8 +261,8 @@ def test_a_hundred_clients_at_once(server: EchoServer) -> None:
         "accept every pending connection and keep them all registered.").format(answered=answered, n=CROWD)
 
 
+@pytest.mark.title(N_("Returns soon after stop is set, and closes its clients"))
 def test_returns_soon_after_stop_is_set(server: EchoServer) -> None:
-    """Returns soon after stop is set, and closes its clients."""
     client = server.connect()
     client.sendall(b"ping")
     expect_echo(server, client, b"ping")

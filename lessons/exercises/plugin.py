@@ -38,6 +38,7 @@ class CheckTimeout(BaseException):
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "limit(seconds): how long this check may run")
     config.addinivalue_line("markers", "if_hangs(text): what to tell the learner when their code hangs here")
+    config.addinivalue_line("markers", "title(text): the check's name as the learner reads it")
 
 
 @pytest.fixture
@@ -107,9 +108,9 @@ def write_line(record: dict[str, Any]) -> None:
 
 
 def title_of(item: pytest.Item) -> str:
-    """The check's docstring, first line, in the learner's language (the catalog has each one)."""
-    doc = getattr(getattr(item, "function", None), "__doc__", None) or item.name
-    title = _(doc.strip().splitlines()[0].rstrip("."))
+    """The check's title marker in the learner's language (its function's name if it has none)."""
+    marker = item.get_closest_marker("title")
+    title = _(marker.args[0]) if marker else getattr(item, "originalname", item.name)
     callspec = getattr(item, "callspec", None)
     return f"{title} [{callspec.id}]" if callspec else title
 

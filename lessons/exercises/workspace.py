@@ -25,7 +25,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from lessons.toolkit.common import UserError
-from lessons.toolkit.i18n import LANGUAGES, _, language_from_environment, use_language
+from lessons.toolkit.i18n import CHOICE_VARIABLE, LANGUAGES, N_, _, language_from_environment, use_language
 from lessons.exercises.catalog import EXERCISES, Exercise
 
 PROGRESS_FILE = "progress.json"
@@ -33,7 +33,7 @@ MARKER = "learn-exercises"  # the "workspace" value in progress.json: not some o
 DEFAULT_DIR = "learn-exercises"
 FORMAT = 1
 
-DONE, PENDING, NOT_STARTED = "done", "pending", "not started"
+DONE, PENDING, NOT_STARTED = N_("done"), N_("pending"), N_("not started")  # stored as is, shown through _()
 
 
 
@@ -77,14 +77,14 @@ class Workspace:
         """The workspace at `explicit`, or the nearest one above `start`; else one sentence."""
         if explicit is not None:
             if not is_workspace(explicit):
-                raise UserError(_("{path} is not an exercise workspace (it has no {file} of ours); "
-                                  "create one with `learn exercise init {path}`.").format(path=explicit,
-                                                                                          file=PROGRESS_FILE))
+                raise UserError(_("{explicit} is not an exercise workspace (it has no "
+                                  "{record} of ours); create one with `learn exercise init "
+                                  "{explicit}`.").format(explicit=explicit, record=PROGRESS_FILE))
             return cls.load(explicit)
         found = find_root(start or Path.cwd())
         if found is None:
-            raise UserError(_("no exercise workspace here or above; create one with `learn exercise init` "
-                              "(or point at it with --workspace DIR)."))
+            raise UserError(_("no exercise workspace here or above; create one with `learn "
+                              "exercise init` (or point at it with --workspace DIR)."))
         return cls.load(found)
 
     @classmethod
@@ -96,9 +96,8 @@ class Workspace:
             progress = {key: ExerciseProgress(**value) for key, value in entries.items()}
             language = data.get("language", "en")
         except (json.JSONDecodeError, TypeError, AttributeError) as err:
-            raise UserError(_("{path} is damaged ({error}); fix it, or delete it and run "
-                              "`learn exercise init {root}` to start the record afresh.").format(
-                path=path, error=err, root=root)) from None
+            raise UserError(_("{path} is damaged ({err}); fix it, or delete it and run `learn "
+                              "exercise init {root}` to start the record afresh.").format(path=path, err=err, root=root)) from None
         return cls(root.resolve(), progress, language if language in LANGUAGES else "en")
 
     @classmethod
@@ -108,12 +107,12 @@ class Workspace:
         `language` None keeps an existing workspace's language; a new one gets the language rule's.
         """
         if root.exists() and not root.is_dir():
-            raise UserError(_("{path} exists and is not a directory; choose another place.").format(path=root))
+            raise UserError(_("{root} exists and is not a directory; choose another place.").format(root=root))
         try:
             return cls._fill(root, language)
         except PermissionError as err:
-            raise UserError(_("not allowed to write {path}; choose a folder of your own "
-                              "(learn exercise init DIR).").format(path=err.filename or root)) from None
+            raise UserError(_("not allowed to write {path}; choose a folder of "
+                              "your own (learn exercise init DIR).").format(path=err.filename or root)) from None
 
     @classmethod
     def _fill(cls, root: Path, language: str | None) -> tuple[Workspace, list[str], list[str]]:
@@ -140,8 +139,18 @@ class Workspace:
         return chosen_language() or self.language
 
     def speak(self) -> str:
-        """From now on, this process's messages are in the workspace's language."""
-        return use_language(self.speaking)
+        """From now on, this process's messages are in the workspace's language.
+
+        use_language() records a choice in LEARN_LANG for child processes; the workspace's
+        language is no such choice (the next workspace keeps its own), so it is taken back.
+        """
+        before = os.environ.get(CHOICE_VARIABLE)
+        spoken = use_language(self.speaking)
+        if before is None:
+            os.environ.pop(CHOICE_VARIABLE, None)
+        else:
+            os.environ[CHOICE_VARIABLE] = before
+        return spoken
 
     # ----- the learner's files ----------------------------------------------------------
 
@@ -151,8 +160,8 @@ class Workspace:
     def existing_file(self, exercise: Exercise) -> Path:
         path = self.file_of(exercise)
         if not path.is_file():
-            raise UserError(_("{file} is missing from {path}; `learn exercise reset {id}` puts the stub "
-                              "back.").format(file=exercise.file_name, path=self.root, id=exercise.id))
+            raise UserError(_("{file_name} is missing from {root}; `learn exercise reset {id}` "
+                              "puts the stub back.").format(file_name=exercise.file_name, root=self.root, id=exercise.id))
         return path
 
     def is_untouched(self, exercise: Exercise) -> bool:
@@ -202,8 +211,8 @@ class Workspace:
         try:
             self._write_progress()
         except PermissionError:
-            raise UserError(_("not allowed to write {path}; the workspace belongs to another user "
-                              "(see --workspace).").format(path=self.root / PROGRESS_FILE)) from None
+            raise UserError(_("not allowed to write {path}; the workspace belongs "
+                              "to another user (see --workspace).").format(path=self.root / PROGRESS_FILE)) from None
 
     def _write_progress(self) -> None:
         data = {"workspace": MARKER, "format": FORMAT, "language": self.language,
@@ -218,7 +227,7 @@ class Workspace:
 
 def chosen_language() -> str | None:
     """The language LEARN_LANG asks for (`learn --lang` sets it), or None: then the workspace's own."""
-    return language_from_environment() if os.environ.get("LEARN_LANG", "").strip() else None
+    return language_from_environment() if os.environ.get(CHOICE_VARIABLE, "").strip() else None
 
 
 def is_workspace(path: Path) -> bool:

@@ -99,7 +99,7 @@ class Children:
             reply = pipe.read().decode(errors="replace")
         code = self.wait(pid)
         if code != 0:
-            raise RunFailure(f"a helper child process failed with exit status {code}.")
+            raise RunFailure(_("a helper child process failed with exit status {code}.").format(code=code))
         return reply
 
     def kill_all(self) -> None:
@@ -174,11 +174,11 @@ def check_nothing_left(say: Narrator, interrupted: bool = False) -> None:
         return
     left = procfs.children(os.getpid())
     if left:
-        raise RunFailure(f"the lesson left child processes behind: {left}.")
+        raise RunFailure(_("the lesson left child processes behind: {left}.").format(left=left))
     if interrupted:
         say("summary", _("interrupted; no child process left: every child was killed and reaped"))
     else:
-        say("summary", "no child process left: every child exited and was reaped, no orphan, no zombie")
+        say("summary", _("no child process left: every child exited and was reaped, no orphan, no zombie"))
 
 
 @contextmanager

@@ -11,7 +11,7 @@ import unicodedata
 from pathlib import Path
 from typing import Callable, NoReturn
 
-from lessons.toolkit.i18n import _
+from lessons.toolkit.i18n import N_, _, current_language
 
 
 class UserError(Exception):
@@ -39,6 +39,26 @@ def unknown_name(problem: str, close: list[str], listing: str) -> str:
     return _("{problem}; `{listing}` shows them all.").format(problem=problem, listing=listing)
 
 
+# The errors a connection meets, for a learner who reads another language than the
+# system's: English shows the system's own words (strerror), which other programs print too.
+CONNECTION_ERRORS = {
+    errno.ECONNRESET: N_("Connection reset by peer"),
+    errno.EPIPE: N_("Broken pipe"),
+    errno.ECONNABORTED: N_("Software caused connection abort"),
+    errno.ECONNREFUSED: N_("Connection refused"),
+    errno.ETIMEDOUT: N_("Connection timed out"),
+    errno.EHOSTUNREACH: N_("No route to host"),
+    errno.ENETUNREACH: N_("Network is unreachable"),
+}
+
+
+def os_error_text(err: OSError) -> str:
+    """Why a socket call failed, in the current language (the system's words in English)."""
+    if current_language() != "en" and err.errno in CONNECTION_ERRORS:
+        return _(CONNECTION_ERRORS[err.errno])
+    return err.strerror or str(err)
+
+
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8888  # as in the notes
 
@@ -46,11 +66,12 @@ DEFAULT_PORT = 8888  # as in the notes
 def open_listener(host: str = DEFAULT_HOST, port: int = DEFAULT_PORT, backlog: int = 128) -> socket.socket:
     """Bind and listen with SO_REUSEADDR, turning the usual mistakes into one sentence."""
     if not 0 <= port <= 65535:
-        raise UserError(f"port {port} does not exist; ports go from 0 to 65535 (0 picks a free one).")
+        raise UserError(_("port {port} does not exist; ports go from 0 to 65535 (0 picks a free "
+                          "one).").format(port=port))
     try:
         infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
     except socket.gaierror as err:
-        raise UserError(f"cannot resolve host {host!r}: {err.strerror}.") from None
+        raise UserError(_("cannot resolve host {host!r}: {reason}.").format(host=host, reason=err.strerror)) from None
     family, kind, proto, _canonical_name, address = infos[0]  # `_` is gettext here
     server = socket.socket(family, kind, proto)
     server.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -61,16 +82,16 @@ def open_listener(host: str = DEFAULT_HOST, port: int = DEFAULT_PORT, backlog: i
         server.close()
         if err.errno == errno.EADDRINUSE:
             raise UserError(
-                f"port {port} on {host} is already in use; stop the other server "
-                f"or pick another port with --port (0 picks a free one)."
+                _("port {port} on {host} is already in use; stop the other server or pick another "
+                  "port with --port (0 picks a free one).").format(port=port, host=host)
             ) from None
         if err.errno in (errno.EACCES, errno.EPERM):
             raise UserError(
-                f"not allowed to listen on port {port}; ports below 1024 need privileges, "
-                f"pick a higher one with --port."
+                _("not allowed to listen on port {port}; ports below 1024 need privileges, pick a "
+                  "higher one with --port.").format(port=port)
             ) from None
         if err.errno == errno.EADDRNOTAVAIL:
-            raise UserError(f"{host} is not an address of this machine.") from None
+            raise UserError(_("{host} is not an address of this machine.").format(host=host)) from None
         raise
     return server
 
@@ -142,7 +163,7 @@ def wait_for(condition: Callable[[], object], timeout: float, interval: float = 
         if result:
             return result
         if time.monotonic() > deadline:
-            raise TimeoutError(f"gave up after {timeout} s")
+            raise TimeoutError(_("gave up after {timeout} s").format(timeout=timeout))
         time.sleep(interval)
 
 

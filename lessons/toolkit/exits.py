@@ -13,15 +13,19 @@ Imports stay light: the root command loads this module on every start.
 from __future__ import annotations
 
 import os
+import re
 import select
 import sys
 import threading
 from typing import Any, Callable
 
+from lessons.toolkit.i18n import _
+
 DONE = 0
 FAILED = 1
 USAGE = 2
 INTERRUPTED = 130  # 128 + SIGINT, what a shell reports for a command stopped by Ctrl-C
+CHINESE = re.compile(r"[\u3000-\u303f\u4e00-\u9fff\uff00-\uffef]")  # CJK ideographs and full-width punctuation
 
 # poll() does not exist on Windows; there a closed output shows up only as a failed write
 CAN_POLL = hasattr(select, "poll")
@@ -142,12 +146,13 @@ def start_fresh_line() -> None:
 
 
 def as_sentence(text: str) -> str:
-    """A message as the style wants it: no capital after `error: ` (unless a name), a full stop."""
+    """A message as the style wants it: no capital after `error: ` (unless a name), a full stop
+    (a Chinese one, 。, after Chinese text)."""
     text = text.strip()
     if len(text) > 1 and text[0].isupper() and text[1].islower():
         text = text[0].lower() + text[1:]
-    if not text.endswith((".", "?", "!")):
-        text += "."
+    if not text.endswith((".", "?", "!", "。", "？", "！")):
+        text += "。" if CHINESE.search(text) else "."
     return text
 
 
@@ -156,7 +161,8 @@ def print_error(message: str) -> None:
     from rich.console import Console
     from rich.markup import escape
 
-    Console(stderr=True, highlight=False, soft_wrap=True).print(f"[bold red]error:[/] {escape(as_sentence(message))}")
+    label = _("error:")
+    Console(stderr=True, highlight=False, soft_wrap=True).print(f"[bold red]{label}[/] {escape(as_sentence(message))}")
 
 
 def print_notice(message: str) -> None:

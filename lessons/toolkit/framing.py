@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import struct
 from typing import Iterator, NamedTuple
+from lessons.toolkit.i18n import _
 
 LENGTH_HEADER = struct.Struct("!I")  # this lesson's header: just the length
 
@@ -34,7 +35,7 @@ class Frame(NamedTuple):
 
 class FrameTooLarge(ValueError):
     def __init__(self, length: int, limit: int) -> None:
-        super().__init__(f"frame announces {length} bytes, the limit is {limit}")
+        super().__init__(_("frame announces {length} bytes, the limit is {limit}").format(length=length, limit=limit))
         self.length = length
         self.limit = limit
 

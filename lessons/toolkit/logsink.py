@@ -27,6 +27,7 @@ import signal
 import threading
 import time
 from typing import Callable
+from lessons.toolkit.i18n import _, ngettext
 
 MAX_QUEUED_WRITES = 2000  # about 200 KiB of typical log lines
 STALL_SECONDS = 0.1  # a full queue that frees no room in this long means nobody is reading
@@ -111,8 +112,9 @@ class LogSink:
         with self._lock:
             count, self.dropped = self.dropped, 0
         if count:
-            noun = "line" if count == 1 else "lines"
-            self._write_all(f"... {count:,} log {noun} dropped: the output was not being read\n".encode())
+            dropped = ngettext("... {count:,} log line dropped: the output was not being read\n",
+                               "... {count:,} log lines dropped: the output was not being read\n", count)
+            self._write_all(dropped.format(count=count).encode())
 
     def _write_all(self, data: bytes) -> None:
         view = memoryview(data)

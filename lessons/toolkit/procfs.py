@@ -15,19 +15,21 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from lessons.toolkit.i18n import N_, _
+
 PROC = Path("/proc")
 
 # What the letters in `ps aux` (column STAT) and /proc/<pid>/stat mean.
 STATE_MEANINGS = {
-    "R": "running or runnable (on a CPU, or waiting for one)",
-    "S": "sleeping, interruptible (waiting for an event)",
-    "D": "disk sleep, uninterruptible (waiting inside the kernel)",
-    "T": "stopped by a signal (SIGSTOP, Ctrl-Z)",
-    "t": "stopped by a debugger (ptrace)",
-    "Z": "zombie: exited, parent has not reaped it yet",
-    "X": "dead (never seen: gone at once)",
-    "I": "idle kernel thread",
-    "P": "parked kernel thread",
+    "R": N_("running or runnable (on a CPU, or waiting for one)"),
+    "S": N_("sleeping, interruptible (waiting for an event)"),
+    "D": N_("disk sleep, uninterruptible (waiting inside the kernel)"),
+    "T": N_("stopped by a signal (SIGSTOP, Ctrl-Z)"),
+    "t": N_("stopped by a debugger (ptrace)"),
+    "Z": N_("zombie: exited, parent has not reaped it yet"),
+    "X": N_("dead (never seen: gone at once)"),
+    "I": N_("idle kernel thread"),
+    "P": N_("parked kernel thread"),
 }
 
 CLOCK_TICKS_PER_SECOND = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
@@ -167,7 +169,7 @@ def command(pid: int) -> str | None:
 
 
 def describe_state(letter: str) -> str:
-    return STATE_MEANINGS.get(letter, "unknown state")
+    return _(STATE_MEANINGS[letter]) if letter in STATE_MEANINGS else _("unknown state")
 
 
 def all_pids() -> list[int]:
@@ -214,9 +216,9 @@ def wait_for_state(pid: int, letters: str, timeout: float = 10.0) -> ProcStat:
     while True:
         info = read_stat(pid)
         if info is None:
-            raise ProcessLookupError(f"process {pid} is gone while waiting for state {letters}")
+            raise ProcessLookupError(_("process {pid} is gone while waiting for state {letters}").format(pid=pid, letters=letters))
         if info.state in letters:
             return info
         if time.monotonic() > deadline:
-            raise TimeoutError(f"process {pid} stayed in {info.state}, not {letters}, for {timeout} s")
+            raise TimeoutError(_("process {pid} stayed in {state}, not {letters}, for {timeout} s").format(pid=pid, state=info.state, letters=letters, timeout=timeout))
         time.sleep(0.005)

@@ -13,6 +13,7 @@ import socket
 import struct
 
 from lessons.toolkit.framing import LENGTH_HEADER, Frame, FrameTooLarge
+from lessons.toolkit.i18n import _
 
 
 class IncompleteRead(EOFError):
@@ -22,7 +23,7 @@ class IncompleteRead(EOFError):
     """
 
     def __init__(self, received: int, expected: int) -> None:
-        super().__init__(f"connection closed after {received} of {expected} bytes")
+        super().__init__(_("connection closed after {received} of {expected} bytes").format(received=received, expected=expected))
         self.received = received
         self.expected = expected
 

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from lessons.toolkit.common import UserError
+from lessons.toolkit.i18n import _
 
 # sizeof(sun_path) is 108 on Linux, including the final NUL.
 MAX_PATH_BYTES = 107
@@ -39,8 +40,8 @@ def private_dir() -> Path:
     info = os.lstat(path)
     if not stat.S_ISDIR(info.st_mode) or info.st_uid != os.geteuid() or info.st_mode & 0o077:
         raise UserError(
-            f"{path} exists but is not a private directory of yours (it must be a directory "
-            f"you own with mode 0700); another user may have planted it, so it is not used."
+            _("{path} exists but is not a private directory of yours (it must be a directory you "
+              "own with mode 0700); another user may have planted it, so it is not used.").format(path=path)
         )
     return path
 
@@ -48,8 +49,8 @@ def private_dir() -> Path:
 def check_path_length(path: str | Path) -> None:
     if len(os.fsencode(str(path))) > MAX_PATH_BYTES:
         raise UserError(
-            f"the socket path {str(path)!r} is {len(os.fsencode(str(path)))} bytes; Unix socket "
-            f"paths are limited to {MAX_PATH_BYTES}, choose a shorter one."
+            _("the socket path {path!r} is {size} bytes; Unix socket paths are limited to "
+              "{most}, choose a shorter one.").format(path=str(path), size=len(os.fsencode(str(path))), most=MAX_PATH_BYTES)
         )
 
 
@@ -79,18 +80,21 @@ def clear_stale(path: Path) -> bool:
     except FileNotFoundError:
         return False
     if not stat.S_ISSOCK(info.st_mode):
-        raise UserError(f"{path} exists and is not a socket file; it is not removed, choose another path.")
+        raise UserError(_("{path} exists and is not a socket file; it is not removed, choose "
+                          "another path.").format(path=path))
     try:
         live = is_live(path)
     except PermissionError:
-        raise UserError(f"not allowed to connect to {path}, so it cannot be checked or replaced; "
-                        f"choose another path.") from None
+        raise UserError(_("not allowed to connect to {path}, so it cannot be checked or replaced; "
+                          "choose another path.").format(path=path)) from None
     if live:
-        raise UserError(f"another server is already listening on {path}; stop it or choose another path.")
+        raise UserError(_("another server is already listening on {path}; stop it or choose "
+                          "another path.").format(path=path))
     try:
         path.unlink(missing_ok=True)
     except PermissionError:
-        raise UserError(f"{path} is a stale socket file but not yours to remove; choose another path.") from None
+        raise UserError(_("{path} is a stale socket file but not yours to remove; choose another "
+                          "path.").format(path=path)) from None
     return True
 
 
@@ -105,13 +109,14 @@ def bind_unix(path: str | Path, *, mode: int = 0o600, backlog: int = 128) -> soc
         server.bind(str(path))
     except FileNotFoundError:
         server.close()
-        raise UserError(f"the directory of {path} does not exist.") from None
+        raise UserError(_("the directory of {path} does not exist.").format(path=path)) from None
     except OSError as err:
         server.close()
         if err.errno in (errno.EACCES, errno.EPERM):
-            raise UserError(f"not allowed to create {path}.") from None
+            raise UserError(_("not allowed to create {path}.").format(path=path)) from None
         if err.errno == errno.EADDRINUSE:  # another server bound it since clear_stale looked
-            raise UserError(f"another server is already listening on {path}; stop it or choose another path.") from None
+            raise UserError(_("another server is already listening on {path}; stop it or choose "
+                              "another path.").format(path=path)) from None
         raise
     finally:
         os.umask(old_umask)
@@ -124,14 +129,15 @@ def bind_abstract(name: str, backlog: int = 128) -> socket.socket:
     """Listen in Linux's abstract namespace: no file at all, gone when the socket closes."""
     address = b"\0" + name.encode()
     if len(address) > MAX_PATH_BYTES + 1:
-        raise UserError(f"the abstract name {name!r} is too long; keep it to {MAX_PATH_BYTES} bytes or fewer.")
+        raise UserError(_("the abstract name {name!r} is too long; keep it to {most} "
+                          "bytes or fewer.").format(name=name, most=MAX_PATH_BYTES))
     server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     try:
         server.bind(address)
     except OSError as err:
         server.close()
         if err.errno == errno.EADDRINUSE:
-            raise UserError(f"the abstract name @{name} is already in use.") from None
+            raise UserError(_("the abstract name @{name} is already in use.").format(name=name)) from None
         raise
     server.listen(backlog)
     return server

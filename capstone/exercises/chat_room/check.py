@@ -18,7 +18,7 @@ from types import ModuleType
 import pytest
 
 from capstone.room import Broadcast, Close, Log, Send
-from lessons.toolkit.i18n import _
+from lessons.toolkit.i18n import N_, _
 
 HEADER = struct.Struct("!IB")
 JOIN, SAY, LEAVE, PING, WHO = 0x01, 0x02, 0x03, 0x04, 0x05
@@ -175,14 +175,14 @@ def room_of(chat: Driver, *names: str) -> Driver:
 # ----- joining ---------------------------------------------------------------------------
 
 
+@pytest.mark.title(N_("JOIN is answered with WELCOME and the name, to the joiner only"))
 def test_joining_gets_a_welcome(chat: Driver) -> None:
-    """JOIN is answered with WELCOME and the name, to the joiner only"""
     chat.join("alice")
     chat.expect("alice", [text(WELCOME, "alice")], _("alice sent JOIN 'alice'"))
 
 
+@pytest.mark.title(N_("Every other member is told who entered (JOINED), the newcomer is not"))
 def test_everyone_else_is_told_who_entered(chat: Driver) -> None:
-    """Every other member is told who entered (JOINED), the newcomer is not"""
     room_of(chat, "alice", "bob")
     chat.join("carol")
     chat.expect("carol", [text(WELCOME, "carol")], _("carol joined"))
@@ -190,16 +190,16 @@ def test_everyone_else_is_told_who_entered(chat: Driver) -> None:
     chat.expect("bob", [text(JOINED, "carol")], _("carol joined"))
 
 
+@pytest.mark.title(N_("Names are normalized: NFKC, surrounding whitespace stripped"))
 def test_names_are_normalized(chat: Driver) -> None:
-    """Names are normalized: NFKC, surrounding whitespace stripped"""
     chat.join("first", "  bob\t")
     chat.expect("first", [text(WELCOME, "bob")], "JOIN '  bob\\t'")
     chat.join("second", "ｃａｒｏｌ")  # full-width letters: NFKC makes them 'carol'
     chat.expect("second", [text(WELCOME, "carol")], _("JOIN 'ｃａｒｏｌ' (full-width)"))
 
 
+@pytest.mark.title(N_("A name is unique without regard to case; the loser may try another name"))
 def test_names_are_unique_without_regard_to_case(chat: Driver) -> None:
-    """A name is unique without regard to case; the loser may try another name"""
     room_of(chat, "alice")
     chat.join("other", "ALICE")
     chat.expect_error("other", NAME_TAKEN, _("'ALICE' tried to join while 'alice' was there"))
@@ -210,31 +210,31 @@ def test_names_are_unique_without_regard_to_case(chat: Driver) -> None:
 
 @pytest.mark.parametrize("bad_name", ["", "   ", "x" * 33, "a\x07b", "Admin", "管理员"],
                          ids=["empty", "blank", "too-long", "control", "reserved", "reserved-zh"])
+@pytest.mark.title(N_("Empty, too long, control characters and reserved names are NAME_INVALID"))
 def test_invalid_names_are_refused(chat: Driver, bad_name: str) -> None:
-    """Empty, too long, control characters and reserved names are NAME_INVALID"""
     room_of(chat, "alice")
     chat.join("newcomer", bad_name)
     chat.expect_error("newcomer", NAME_INVALID, f"JOIN {bad_name!r}")
     chat.expect("alice", [], _("a JOIN {name} that failed").format(name=repr(bad_name)))
 
 
+@pytest.mark.title(N_("A JOIN that is not UTF-8 is BAD_FRAME, not NAME_INVALID"))
 def test_a_name_that_is_not_utf8_is_a_bad_frame(chat: Driver) -> None:
-    """A JOIN that is not UTF-8 is BAD_FRAME, not NAME_INVALID"""
     chat.open("newcomer")
     chat.send("newcomer", JOIN, b"\xff\xfe")
     chat.expect_error("newcomer", BAD_FRAME, "JOIN b'\\xff\\xfe'")
 
 
+@pytest.mark.title(N_("A second JOIN is ALREADY_JOINED"))
 def test_joining_twice_is_an_error(chat: Driver) -> None:
-    """A second JOIN is ALREADY_JOINED"""
     room_of(chat, "alice", "bob")
     chat.send("alice", JOIN, b"alicia")
     chat.expect_error("alice", ALREADY_JOINED, _("alice sent a second JOIN"))
     chat.expect("bob", [], _("alice's second JOIN"))
 
 
+@pytest.mark.title(N_("A name is free again once its member has left"))
 def test_a_freed_name_can_be_taken_again(chat: Driver) -> None:
-    """A name is free again once its member has left"""
     room_of(chat, "alice", "bob")
     chat.send("alice", LEAVE)
     chat.join("again", "alice")
@@ -244,8 +244,8 @@ def test_a_freed_name_can_be_taken_again(chat: Driver) -> None:
 # ----- talking ---------------------------------------------------------------------------
 
 
+@pytest.mark.title(N_("SAY reaches every other member as MESSAGE (sender, text); not the sender"))
 def test_a_message_reaches_everyone_else(chat: Driver) -> None:
-    """SAY reaches every other member as MESSAGE (sender, text); not the sender"""
     room_of(chat, "alice", "bob", "carol")
     chat.say("alice", "hello, 大家好")
     chat.expect("bob", [message("alice", "hello, 大家好")], _("alice said 'hello, 大家好'"))
@@ -253,24 +253,24 @@ def test_a_message_reaches_everyone_else(chat: Driver) -> None:
     chat.expect("alice", [], _("alice said something (a sender gets no copy)"))
 
 
+@pytest.mark.title(N_("A message may hold newlines and tabs"))
 def test_newline_and_tab_are_allowed_in_a_message(chat: Driver) -> None:
-    """A message may hold newlines and tabs"""
     room_of(chat, "alice", "bob")
     chat.say("alice", "two\nlines\tand a tab")
     chat.expect("bob", [message("alice", "two\nlines\tand a tab")], _("alice said 'two\\nlines\\tand a tab'"))
 
 
 @pytest.mark.parametrize("payload", [b"", b"ring \x07", b"\xff"], ids=["empty", "control", "not-utf8"])
+@pytest.mark.title(N_("An empty SAY, one with a control character, or one that is not UTF-8 is BAD_FRAME"))
 def test_bad_messages_are_bad_frames(chat: Driver, payload: bytes) -> None:
-    """An empty SAY, one with a control character, or one that is not UTF-8 is BAD_FRAME"""
     room_of(chat, "alice", "bob")
     chat.send("alice", SAY, payload)
     chat.expect_error("alice", BAD_FRAME, _("alice sent SAY {payload}").format(payload=repr(payload)))
     chat.expect("bob", [], _("alice's bad SAY {payload}").format(payload=repr(payload)))
 
 
+@pytest.mark.title(N_("SAY and WHO before JOIN are NOT_JOINED, and nobody hears anything"))
 def test_speaking_before_joining_is_an_error(chat: Driver) -> None:
-    """SAY and WHO before JOIN are NOT_JOINED, and nobody hears anything"""
     room_of(chat, "alice")
     chat.open("stranger")
     chat.say("stranger", "hi")
@@ -280,23 +280,23 @@ def test_speaking_before_joining_is_an_error(chat: Driver) -> None:
     chat.expect("alice", [], _("a stranger's SAY"))
 
 
+@pytest.mark.title(N_("Precedence: a SAY that is not UTF-8 is BAD_FRAME even before JOIN"))
 def test_a_bad_frame_comes_before_not_joined(chat: Driver) -> None:
-    """Precedence: a SAY that is not UTF-8 is BAD_FRAME even before JOIN"""
     chat.open("stranger")
     chat.send("stranger", SAY, b"\xff")
     chat.expect_error("stranger", BAD_FRAME, _("a connection that had not joined sent SAY b'\\xff'"))
 
 
 @pytest.mark.parametrize("kind", [0x42, 0x10, 0x81], ids=["unknown", "admin-kind", "server-kind"])
+@pytest.mark.title(N_("A kind the chat port does not know is BAD_FRAME, and the connection stays open"))
 def test_unknown_kinds_are_bad_frames(chat: Driver, kind: int) -> None:
-    """A kind the chat port does not know is BAD_FRAME, and the connection stays open"""
     room_of(chat, "alice")
     chat.send("alice", kind, b"whatever")
     chat.expect_error("alice", BAD_FRAME, _("alice sent a frame of kind {kind}").format(kind=f"0x{kind:02x}"))
 
 
+@pytest.mark.title(N_("PING is answered with PONG and the same bytes, even before JOIN; over 64 bytes is BAD_FRAME"))
 def test_ping_is_answered_with_pong(chat: Driver) -> None:
-    """PING is answered with PONG and the same bytes, even before JOIN; over 64 bytes is BAD_FRAME"""
     chat.open("anyone")
     chat.send("anyone", PING, b"\x00\x01 are you there")
     chat.expect("anyone", [(PONG, b"\x00\x01 are you there")], "PING b'\\x00\\x01 are you there'")
@@ -304,8 +304,8 @@ def test_ping_is_answered_with_pong(chat: Driver) -> None:
     chat.expect_error("anyone", BAD_FRAME, _("a PING of 65 bytes"))
 
 
+@pytest.mark.title(N_("WHO is answered with MEMBERS: every name, in join order, joined by newlines"))
 def test_who_lists_the_members_in_join_order(chat: Driver) -> None:
-    """WHO is answered with MEMBERS: every name, in join order, joined by newlines"""
     room_of(chat, "carol", "alice", "bob")
     chat.send("alice", WHO)
     chat.expect("alice", [text(MEMBERS, "carol\nalice\nbob")], _("alice sent WHO"))
@@ -314,8 +314,8 @@ def test_who_lists_the_members_in_join_order(chat: Driver) -> None:
 # ----- leaving ---------------------------------------------------------------------------
 
 
+@pytest.mark.title(N_("LEAVE: the others get LEFT, the connection is closed and hears no more"))
 def test_leaving_tells_the_others_and_closes(chat: Driver) -> None:
-    """LEAVE: the others get LEFT, the connection is closed and hears no more"""
     room_of(chat, "alice", "bob", "carol")
     chat.send("alice", LEAVE)
     chat.expect("bob", [text(LEFT, "alice")], _("alice left"))
@@ -325,8 +325,8 @@ def test_leaving_tells_the_others_and_closes(chat: Driver) -> None:
     chat.expect("carol", [message("bob", "is she gone?")], _("bob spoke after alice left"))
 
 
+@pytest.mark.title(N_("A member's lost connection is LEFT for the others; a stranger's is silent"))
 def test_a_lost_connection_tells_the_others(chat: Driver) -> None:
-    """A member's lost connection is LEFT for the others; a stranger's is silent"""
     room_of(chat, "alice", "bob")
     chat.open("stranger")
     chat.drop("stranger")
@@ -340,8 +340,8 @@ def test_a_lost_connection_tells_the_others(chat: Driver) -> None:
 # ----- the administrator, and one order for all ---------------------------------------
 
 
+@pytest.mark.title(N_("announce(): ANNOUNCE to every member, and to nobody who has not joined"))
 def test_an_announcement_reaches_every_member(chat: Driver) -> None:
-    """announce(): ANNOUNCE to every member, and to nobody who has not joined"""
     room_of(chat, "alice", "bob")
     chat.open("stranger")
     chat.apply(chat.room.announce("the room closes at ten"), "announce('the room closes at ten')")
@@ -350,8 +350,8 @@ def test_an_announcement_reaches_every_member(chat: Driver) -> None:
     chat.expect("stranger", [], _("an announcement (the stranger had not joined)"))
 
 
+@pytest.mark.title(N_("A whole conversation: each member hears the same broadcasts, in the server's order"))
 def test_a_conversation_in_one_order_for_everyone(chat: Driver) -> None:
-    """A whole conversation: each member hears the same broadcasts, in the server's order"""
     room_of(chat, "alice", "bob")
     chat.say("alice", "one")
     chat.join("carol")

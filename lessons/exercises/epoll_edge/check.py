@@ -20,7 +20,7 @@ from lessons.exercises import peers
 from lessons.exercises.echo_battery import *  # noqa: F401,F403 - the shared echo-server checks
 from lessons.exercises.echo_battery import EchoServer, expect_echo, serving_on_loopback
 from lessons.exercises.harness import describe_exception
-from lessons.toolkit.i18n import _
+from lessons.toolkit.i18n import N_, _
 
 BURST = 100_000  # bytes waiting at once: far more than one recv(65536)
 
@@ -61,8 +61,8 @@ def call_read_available(learner: ModuleType, sock: socket.socket, situation: str
 
 
 @pytest.mark.limit(10)
+@pytest.mark.title(N_("read_available() takes everything waiting, not just one recv() worth"))
 def test_read_available_takes_everything_waiting(learner: ModuleType, pair) -> None:
-    """read_available() takes everything waiting, not just one recv() worth"""
     writer, reader = pair
     writer.sendall(b"x" * BURST)
     data, closed = call_read_available(learner, reader, _("with {n} bytes waiting").format(n=BURST))
@@ -73,8 +73,8 @@ def test_read_available_takes_everything_waiting(learner: ModuleType, pair) -> N
 
 
 @pytest.mark.limit(10)
+@pytest.mark.title(N_("read_available() returns (b'', False) at once when nothing is waiting"))
 def test_read_available_returns_when_nothing_is_waiting(learner: ModuleType, pair) -> None:
-    """read_available() returns (b'', False) at once when nothing is waiting"""
     _writer, reader = pair
     data, closed = call_read_available(learner, reader, _("with nothing waiting"))
     assert (data, closed) == (b"", False), _(
@@ -83,8 +83,8 @@ def test_read_available_returns_when_nothing_is_waiting(learner: ModuleType, pai
 
 
 @pytest.mark.limit(10)
+@pytest.mark.title(N_("read_available() returns the last bytes and closed=True when the peer has closed"))
 def test_read_available_sees_the_peer_close(learner: ModuleType, pair) -> None:
-    """read_available() returns the last bytes and closed=True when the peer has closed"""
     writer, reader = pair
     writer.sendall(b"goodbye")
     writer.close()
@@ -96,8 +96,8 @@ def test_read_available_sees_the_peer_close(learner: ModuleType, pair) -> None:
 
 
 @pytest.mark.limit(10)
+@pytest.mark.title(N_("read_available() reports a reset connection (RST) as closed"))
 def test_read_available_treats_a_reset_as_closed(learner: ModuleType) -> None:
-    """read_available() reports a reset connection (RST) as closed"""
     client, accepted = peers.tcp_pair()
     try:
         accepted.setblocking(False)
@@ -131,8 +131,8 @@ def epoll_registrations() -> dict[int, dict[int, int]]:
     return found
 
 
+@pytest.mark.title(N_("Clients are registered with EPOLLET (read from /proc/self/fdinfo)"))
 def test_clients_are_registered_edge_triggered(server: EchoServer) -> None:
-    """Clients are registered with EPOLLET (read from /proc/self/fdinfo)"""
     client = server.connect()
     client.sendall(b"edge")
     expect_echo(server, client, b"edge")

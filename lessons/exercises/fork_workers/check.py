@@ -21,7 +21,7 @@ import pytest
 
 from lessons.toolkit import procfs
 from lessons.exercises.harness import NotStarted, describe_exception, is_todo, todo_text
-from lessons.toolkit.i18n import _
+from lessons.toolkit.i18n import N_, _
 
 ESCAPED = 70  # the exit code of a worker that ran on into the caller's code
 BARRIER_WAIT = 8.0  # seconds a worker waits for the others (generous: forking takes milliseconds)
@@ -115,16 +115,16 @@ def returning(code: int) -> Callable[[], int]:
     return lambda: code
 
 
+@pytest.mark.title(N_("Returns each job's exit code, in job order"))
 def test_collects_exit_codes_in_job_order(learner: ModuleType) -> None:
-    """Returns each job's exit code, in job order"""
     report = run_staged(learner, [returning(0), returning(3), returning(42)])
     codes = codes_of(report, 3)
     assert codes == [0, 3, 42], _("jobs returning 0, 3 and 42 gave exit codes {codes}; expected [0, 3, 42].").format(
         codes=codes)
 
 
+@pytest.mark.title(N_("Each job runs in a child of its own, whose parent is the caller"))
 def test_each_job_runs_in_its_own_child(learner: ModuleType) -> None:
-    """Each job runs in a child of its own, whose parent is the caller"""
     read_fd, write_fd = os.pipe()
 
     def tell_who_i_am() -> int:
@@ -145,8 +145,8 @@ def test_each_job_runs_in_its_own_child(learner: ModuleType) -> None:
 
 
 @pytest.mark.limit(40)
+@pytest.mark.title(N_("All workers are started before any is waited for (they run at the same time)"))
 def test_workers_run_at_the_same_time(learner: ModuleType) -> None:
-    """All workers are started before any is waited for (they run at the same time)"""
     started_read, started_write = os.pipe()
     go_read, go_write = os.pipe()
     give_up_read, give_up_write = os.pipe()
@@ -187,8 +187,8 @@ def read_count(fd: int, count: int, timeout: float) -> int:
 
 
 @pytest.mark.limit(40)
+@pytest.mark.title(N_("The codes are in job order even when the last job finishes first"))
 def test_codes_follow_job_order_not_finish_order(learner: ModuleType) -> None:
-    """The codes are in job order even when the last job finishes first"""
     read_fd, write_fd = os.pipe()
 
     def slow() -> int:  # ends only once `fast` has ended, and was collected if anyone was waiting
@@ -235,8 +235,8 @@ def wait_until_ended(pid: int) -> None:
         time.sleep(0.005)
 
 
+@pytest.mark.title(N_("A worker killed by SIGKILL reads as -9"))
 def test_a_worker_killed_by_a_signal(learner: ModuleType) -> None:
-    """A worker killed by SIGKILL reads as -9"""
     def die() -> int:
         os.kill(os.getpid(), signal.SIGKILL)
         return 0
@@ -246,8 +246,8 @@ def test_a_worker_killed_by_a_signal(learner: ModuleType) -> None:
                                "signal 9' into -9.").format(codes=codes)
 
 
+@pytest.mark.title(N_("A job that raises makes its child exit with 1, and the exception stays in the child"))
 def test_a_job_that_raises_exits_1_inside_its_child(learner: ModuleType) -> None:
-    """A job that raises makes its child exit with 1, and the exception stays in the child"""
     def broken() -> int:
         raise RuntimeError("this job fails")
 
@@ -256,8 +256,8 @@ def test_a_job_that_raises_exits_1_inside_its_child(learner: ModuleType) -> None
         codes=codes)
 
 
+@pytest.mark.title(N_("Leaves no zombie (and no running child) behind"))
 def test_leaves_no_zombie_and_no_running_child(learner: ModuleType) -> None:
-    """Leaves no zombie (and no running child) behind"""
     report = run_staged(learner, [returning(0)] * 5)
     codes_of(report, 5)
     left = report["left"]
@@ -268,8 +268,8 @@ def test_leaves_no_zombie_and_no_running_child(learner: ModuleType) -> None:
         n=len(left))
 
 
+@pytest.mark.title(N_("No jobs: an empty list, and no child"))
 def test_no_jobs_no_workers(learner: ModuleType) -> None:
-    """No jobs: an empty list, and no child"""
     report = run_staged(learner, [])
     assert report["codes"] == [] and not report["left"], _("with no jobs, run_workers() returned {codes}.").format(
         codes=repr(report["codes"]))

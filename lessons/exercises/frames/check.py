@@ -14,7 +14,7 @@ import pytest
 
 from lessons.exercises import peers
 from lessons.exercises.harness import compare_bytes, describe_exception
-from lessons.toolkit.i18n import _
+from lessons.toolkit.i18n import N_, _
 
 HEADER = struct.Struct("!I")
 PAYLOADS = [b"zhang", b"", b"\x00\x01\x02 binary \xff", "收到了".encode(), b"x" * 3000]
@@ -58,8 +58,8 @@ def assert_frames(got: list[bytes], expected: list[bytes], how: str) -> None:
 
 
 @pytest.mark.limit(15)
+@pytest.mark.title(N_("recv_exact() collects bytes that arrive one per recv()"))
 def test_recv_exact_gets_bytes_that_arrive_one_at_a_time(learner: ModuleType, pair) -> None:
-    """recv_exact() collects bytes that arrive one per recv()"""
     peer, yours = pair
     data = b"\x00\x00\x00\x05zhang"
     peers.in_background(lambda: peers.trickle(peer, yours, data))
@@ -70,8 +70,8 @@ def test_recv_exact_gets_bytes_that_arrive_one_at_a_time(learner: ModuleType, pa
 
 
 @pytest.mark.limit(15)
+@pytest.mark.title(N_("recv_exact() over real TCP, the peer sending one byte per send()"))
 def test_recv_exact_over_tcp_with_bytes_sent_one_per_send(learner: ModuleType) -> None:
-    """recv_exact() over real TCP, the peer sending one byte per send()"""
     client, server_side = peers.tcp_pair()
     try:
         data = stream_of(PAYLOADS[:3])
@@ -84,8 +84,8 @@ def test_recv_exact_over_tcp_with_bytes_sent_one_per_send(learner: ModuleType) -
 
 
 @pytest.mark.limit(15)
+@pytest.mark.title(N_("recv_exact() leaves the bytes of the next message in the socket"))
 def test_recv_exact_takes_no_more_than_asked(learner: ModuleType, pair) -> None:
-    """recv_exact() leaves the bytes of the next message in the socket"""
     peer, yours = pair
     peer.sendall(b"HEADrest of it")  # merged: two reads' worth in one send
     first = learner.recv_exact(yours, 4)
@@ -98,8 +98,8 @@ def test_recv_exact_takes_no_more_than_asked(learner: ModuleType, pair) -> None:
 
 
 @pytest.mark.limit(15)
+@pytest.mark.title(N_("recv_exact() asks recv() only for the bytes still missing, not for `count` every time"))
 def test_recv_exact_asks_only_for_what_is_still_missing(learner: ModuleType, pair) -> None:
-    """recv_exact() asks recv() only for the bytes still missing, not for `count` every time"""
     peer, yours = pair
     first, second = b"record one!!!", b"RECORD TWO!!!"  # 13 bytes each
 
@@ -120,10 +120,10 @@ def test_recv_exact_asks_only_for_what_is_still_missing(learner: ModuleType, pai
 
 
 @pytest.mark.limit(10)
-@pytest.mark.if_hangs("The peer had closed: from then on recv() returns b'' at once, every time. "
-                      "Check for b'' and raise EOFError.")
+@pytest.mark.if_hangs(N_("The peer had closed: from then on recv() returns b'' at once, every time. "
+                         "Check for b'' and raise EOFError."))
+@pytest.mark.title(N_("recv_exact() raises EOFError when the peer half-closes mid-frame (no hang, no short read)"))
 def test_recv_exact_raises_eoferror_when_the_peer_stops_mid_frame(learner: ModuleType, pair) -> None:
-    """recv_exact() raises EOFError when the peer half-closes mid-frame (no hang, no short read)"""
     peer, yours = pair
     peer.sendall(b"\x00\x00\x00\x08abc")  # a frame of 8 bytes, cut after 3
     peers.half_close(peer)
@@ -137,10 +137,10 @@ def test_recv_exact_raises_eoferror_when_the_peer_stops_mid_frame(learner: Modul
 
 
 @pytest.mark.limit(10)
-@pytest.mark.if_hangs("The peer had reset the connection: recv() raises ConnectionResetError, or returns b'' "
-                      "once the error is consumed. Let the exception out, or raise EOFError on b''.")
+@pytest.mark.if_hangs(N_("The peer had reset the connection: recv() raises ConnectionResetError, or returns b'' "
+                         "once the error is consumed. Let the exception out, or raise EOFError on b''."))
+@pytest.mark.title(N_("recv_exact() raises (EOFError or ConnectionResetError) when the peer resets mid-frame"))
 def test_recv_exact_fails_when_the_peer_resets_mid_frame(learner: ModuleType) -> None:
-    """recv_exact() raises (EOFError or ConnectionResetError) when the peer resets mid-frame"""
     client, server_side = peers.tcp_pair()
     try:
         client.sendall(b"\x00\x00\x00\x10half")
@@ -156,8 +156,8 @@ def test_recv_exact_fails_when_the_peer_resets_mid_frame(learner: ModuleType) ->
 
 
 @pytest.mark.limit(15)
+@pytest.mark.title(N_("recv_frame() reads each frame of several merged into one send()"))
 def test_recv_frame_reads_frames_merged_into_one_send(learner: ModuleType, pair) -> None:
-    """recv_frame() reads each frame of several merged into one send()"""
     peer, yours = pair
     peers.in_background(lambda: peers.send_merged(peer, [frame(payload) for payload in PAYLOADS]))
     for index, payload in enumerate(PAYLOADS):
@@ -167,8 +167,8 @@ def test_recv_frame_reads_frames_merged_into_one_send(learner: ModuleType, pair)
 
 
 @pytest.mark.limit(15)
+@pytest.mark.title(N_("recv_frame() reads a frame whose header and payload arrive one byte per recv()"))
 def test_recv_frame_reads_a_frame_whose_bytes_arrive_one_at_a_time(learner: ModuleType, pair) -> None:
-    """recv_frame() reads a frame whose header and payload arrive one byte per recv()"""
     peer, yours = pair
     payload = "收到了, one byte at a time".encode()
     peers.in_background(lambda: peers.trickle(peer, yours, frame(payload)))
@@ -185,13 +185,13 @@ def new_decoder(learner: ModuleType, max_payload: int = 65536):
     return learner.FrameDecoder(max_payload=max_payload)
 
 
+@pytest.mark.title(N_("The decoder returns a frame fed whole"))
 def test_decoder_returns_one_whole_frame(learner: ModuleType) -> None:
-    """The decoder returns a frame fed whole"""
     assert_frames(new_decoder(learner).feed(frame(b"zhang")), [b"zhang"], _("fed one whole frame"))
 
 
+@pytest.mark.title(N_("The decoder gets every frame right when fed one byte at a time"))
 def test_decoder_with_frames_split_at_every_byte(learner: ModuleType) -> None:
-    """The decoder gets every frame right when fed one byte at a time"""
     decoder = new_decoder(learner)
     data = stream_of(PAYLOADS)
     got: list[bytes] = []
@@ -200,13 +200,13 @@ def test_decoder_with_frames_split_at_every_byte(learner: ModuleType) -> None:
     assert_frames(got, PAYLOADS, _("fed one byte at a time"))
 
 
+@pytest.mark.title(N_("The decoder returns every frame of several merged into one feed, in order"))
 def test_decoder_with_frames_merged_into_one_feed(learner: ModuleType) -> None:
-    """The decoder returns every frame of several merged into one feed, in order"""
     assert_frames(new_decoder(learner).feed(stream_of(PAYLOADS)), PAYLOADS, _("fed 5 frames in one piece"))
 
 
+@pytest.mark.title(N_("The decoder keeps half a frame until the rest arrives"))
 def test_decoder_keeps_a_partial_frame_for_later(learner: ModuleType) -> None:
-    """The decoder keeps half a frame until the rest arrives"""
     decoder = new_decoder(learner)
     data = stream_of([b"first", b"second"])
     cut = len(frame(b"first")) + 6  # the whole first frame, then the second's header and 2 bytes
@@ -214,8 +214,8 @@ def test_decoder_keeps_a_partial_frame_for_later(learner: ModuleType) -> None:
     assert_frames(decoder.feed(data[cut:]), [b"second"], _("then fed the rest of the second frame"))
 
 
+@pytest.mark.title(N_("The decoder survives 200 frames cut at random places (seeded, so repeatable)"))
 def test_decoder_with_random_splits(learner: ModuleType) -> None:
-    """The decoder survives 200 frames cut at random places (seeded, so repeatable)"""
     chance = random.Random(20240501)
     payloads = [bytes(chance.randrange(256) for _byte in range(chance.choice((0, 1, 7, 300))))
                 for _frame in range(200)]
@@ -228,8 +228,8 @@ def test_decoder_with_random_splits(learner: ModuleType) -> None:
     assert_frames(got, payloads, _("fed 200 frames in random pieces"))
 
 
+@pytest.mark.title(N_("The decoder raises FrameTooLarge from the header alone, before any payload arrives"))
 def test_decoder_rejects_an_oversized_header_at_once(learner: ModuleType) -> None:
-    """The decoder raises FrameTooLarge from the header alone, before any payload arrives"""
     decoder = new_decoder(learner, max_payload=1000)
     try:
         got = decoder.feed(HEADER.pack(1001))
@@ -244,8 +244,8 @@ def test_decoder_rejects_an_oversized_header_at_once(learner: ModuleType) -> Non
 
 
 @pytest.mark.limit(15)
+@pytest.mark.title(N_("The decoder behind a real TCP socket, the peer sending byte by byte and in bulk"))
 def test_decoder_behind_a_real_socket(learner: ModuleType) -> None:
-    """The decoder behind a real TCP socket, the peer sending byte by byte and in bulk"""
     client, server_side = peers.tcp_pair()
     try:
         data = stream_of(PAYLOADS)

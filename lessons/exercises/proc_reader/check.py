@@ -16,7 +16,7 @@ import pytest
 
 from lessons.toolkit import procfs
 from lessons.exercises.harness import describe_exception
-from lessons.toolkit.i18n import _
+from lessons.toolkit.i18n import N_, _
 
 STATE_WAIT = 10.0
 
@@ -104,21 +104,21 @@ def expect(learner: ModuleType, pid: int, state: str, nice: int, what: str, ppid
         ppid=ppid, nice=nice, hint=fields_hint if got[0] != state or got[2] != nice else "")
 
 
+@pytest.mark.title(N_("Reads the running process itself: state R, its parent, its nice value"))
 def test_reads_its_own_process(learner: ModuleType) -> None:
-    """Reads the running process itself: state R, its parent, its nice value"""
     expect(learner, os.getpid(), "R", os.getpriority(os.PRIO_PROCESS, 0),
            _("this process (it is running while it reads /proc)"), ppid=os.getppid())
 
 
+@pytest.mark.title(N_("A child blocked in read() is S, sleeping, and its ppid is the check"))
 def test_sleeping_child(learner: ModuleType, children: list[Child]) -> None:
-    """A child blocked in read() is S, sleeping, and its ppid is the check"""
     child = start_child(children)
     truth = procfs.wait_for_state(child.pid, "S", STATE_WAIT)
     expect(learner, child.pid, "S", truth.nice, _("a child blocked in read()"))
 
 
+@pytest.mark.title(N_("A child stopped by SIGSTOP is T"))
 def test_stopped_child(learner: ModuleType, children: list[Child]) -> None:
-    """A child stopped by SIGSTOP is T"""
     child = start_child(children)
     os.kill(child.pid, signal.SIGSTOP)
     truth = procfs.wait_for_state(child.pid, "T", STATE_WAIT)
@@ -126,16 +126,16 @@ def test_stopped_child(learner: ModuleType, children: list[Child]) -> None:
     os.kill(child.pid, signal.SIGCONT)
 
 
+@pytest.mark.title(N_("A child that exited and was not reaped yet is Z, a zombie"))
 def test_zombie_child(learner: ModuleType, children: list[Child]) -> None:
-    """A child that exited and was not reaped yet is Z, a zombie"""
     child = start_child(children)
     child.release()
     truth = procfs.wait_for_state(child.pid, "Z", STATE_WAIT)
     expect(learner, child.pid, "Z", truth.nice, _("a child that exited, not reaped"))
 
 
+@pytest.mark.title(N_("A child that called os.nice(5) shows its new nice value"))
 def test_niced_child(learner: ModuleType, children: list[Child]) -> None:
-    """A child that called os.nice(5) shows its new nice value"""
     child = start_child(children, lambda: os.nice(5))
     truth = procfs.wait_for_state(child.pid, "S", STATE_WAIT)
     expected = min(19, os.getpriority(os.PRIO_PROCESS, 0) + 5)
@@ -150,8 +150,8 @@ def rename_to(name: bytes) -> Callable[[], None]:
     return action
 
 
+@pytest.mark.title(N_("A child named 'x) Z 1 (y' is still read right (split at the last ')')"))
 def test_name_with_spaces_and_parentheses(learner: ModuleType, children: list[Child]) -> None:
-    """A child named 'x) Z 1 (y' is still read right (split at the last ')')"""
     child = start_child(children, rename_to(b"x) Z 1 (y"))
     truth = procfs.wait_for_state(child.pid, "S", STATE_WAIT)
     assert truth.name == "x) Z 1 (y", _("the child could not rename itself; /proc is odd here.")
@@ -159,8 +159,8 @@ def test_name_with_spaces_and_parentheses(learner: ModuleType, children: list[Ch
            _("a child named 'x) Z 1 (y' (a name may hold spaces and ')': split at the LAST ')')"))
 
 
+@pytest.mark.title(N_("A process that has exited and been reaped reads as None"))
 def test_a_process_that_is_gone(learner: ModuleType, children: list[Child]) -> None:
-    """A process that has exited and been reaped reads as None"""
     child = start_child(children)
     child.release()
     child.reap()

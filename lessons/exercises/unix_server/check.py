@@ -21,7 +21,7 @@ from lessons.exercises import peers
 from lessons.exercises.echo_battery import *  # noqa: F401,F403 - the shared echo-server checks
 from lessons.exercises.echo_battery import STOP_SECONDS, EchoServer, expect_echo, holding_accepted
 from lessons.exercises.harness import LearnerThread, fresh_dir
-from lessons.toolkit.i18n import _
+from lessons.toolkit.i18n import N_, _
 
 NOBODY = 65534  # the unprivileged user a root check connects as
 DENIED = "denied"  # what connect_as_another_user() says when the file's mode kept the user out
@@ -90,8 +90,8 @@ def expect_refusal(learner: ModuleType, path: Path, what: str) -> None:
         "that file is not yours to replace.").format(what=what)
 
 
+@pytest.mark.title(N_("Replaces a stale socket file (left by a server that crashed)"))
 def test_replaces_a_stale_socket_file(learner: ModuleType) -> None:
-    """Replaces a stale socket file (left by a server that crashed)"""
     path = fresh_dir() / "stale.sock"
     stale_socket_file(path)
     ours = os.lstat(path).st_ino
@@ -107,8 +107,8 @@ def test_replaces_a_stale_socket_file(learner: ModuleType) -> None:
             path.unlink()  # still the check's own stale file: not the learner's leftover
 
 
+@pytest.mark.title(N_("Refuses a socket file another server is listening on, and leaves it working"))
 def test_refuses_a_socket_file_another_server_listens_on(learner: ModuleType) -> None:
-    """Refuses a socket file another server is listening on, and leaves it working"""
     path = fresh_dir() / "taken.sock"
     other = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     other.bind(str(path))
@@ -122,8 +122,8 @@ def test_refuses_a_socket_file_another_server_listens_on(learner: ModuleType) ->
         path.unlink(missing_ok=True)
 
 
+@pytest.mark.title(N_("Refuses a path that holds an ordinary file, and does not delete it"))
 def test_refuses_to_delete_a_file_that_is_not_a_socket(learner: ModuleType) -> None:
-    """Refuses a path that holds an ordinary file, and does not delete it"""
     path = fresh_dir() / "notes.txt"
     path.write_text("someone's notes\n")
     expect_refusal(learner, path, _("an ordinary file"))
@@ -131,8 +131,8 @@ def test_refuses_to_delete_a_file_that_is_not_a_socket(learner: ModuleType) -> N
         "serve() deleted or changed an ordinary file at its path: only a stale *socket* file may go.")
 
 
+@pytest.mark.title(N_("The socket file has mode 0600: another user cannot connect"))
 def test_socket_file_is_private(server: EchoServer) -> None:
-    """The socket file has mode 0600: another user cannot connect"""
     path = Path(str(server.address))
     mode = stat.S_IMODE(os.lstat(path).st_mode)
     assert mode == 0o600, _("the socket file has mode {mode}; make it 0600 (set os.umask(0o177) around bind(), "
@@ -178,8 +178,8 @@ def probe(path: Path) -> int:
         sock.close()
 
 
+@pytest.mark.title(N_("Removes its socket file when stopped"))
 def test_removes_the_socket_file_when_stopped(server: EchoServer) -> None:
-    """Removes its socket file when stopped"""
     path = Path(str(server.address))
     server.stop.set()
     assert server.thread.join(STOP_SECONDS), _("serve() was still running {seconds} s after stop was set.").format(

@@ -1,0 +1,135 @@
+"""Typer's and Click's own words ("Usage:", "Options", "[default: 8888]", "missing argument")
+in the chosen language.
+
+Typer 0.2x vendors its Click and writes most of these words as plain English literals;
+only typer.core and typer.rich_utils ask the stdlib `gettext` (the "messages" domain, which
+follows the C locale, not `learn --lang`). So for a language other than English,
+`speak_typer_words()` points those two modules at our catalog, sets the panel titles that
+rich_utils computed at import, and wraps the two places that write "Usage:" and "Show this
+message and exit.". Usage mistakes become one sentence in `lessons.cli.usage_sentence`,
+through `usage_problem()` below. English needs none of it: the words are English already.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from lessons.toolkit.i18n import N_, _, current_language
+
+# The words typer.core and typer.rich_utils pass to gettext (so they are in our catalog too).
+TYPER_GETTEXT_WORDS = (
+    N_("default: {default}"), N_("required"), N_("env var: {var}"), N_("(dynamic)"), N_("Aborted!"),
+    N_("Missing command."), N_("No such command {name!r}."),
+)
+# rich_utils computes these module constants once, at import.
+RICH_PANEL_WORDS = {
+    "ARGUMENTS_PANEL_TITLE": N_("Arguments"),
+    "OPTIONS_PANEL_TITLE": N_("Options"),
+    "COMMANDS_PANEL_TITLE": N_("Commands"),
+    "ERRORS_PANEL_TITLE": N_("Error"),
+    "DEFAULT_STRING": N_("[default: {}]"),
+    "ENVVAR_STRING": N_("[env var: {}]"),
+    "REQUIRED_LONG_STRING": N_("[required]"),
+    "DEPRECATED_STRING": N_("(deprecated) "),
+    "ABORTED_TEXT": N_("Aborted."),
+}
+# The root command's completion options: Typer writes their help as plain English.
+COMPLETION_HELP = {
+    "install_completion": N_("Install completion for the current shell."),
+    "show_completion": N_("Show completion for the current shell, to copy it or customize the installation."),
+}
+USAGE_PREFIX = N_("Usage: ")
+HELP_OPTION_HELP = N_("Show this message and exit.")
+
+
+def speak_typer_words() -> None:
+    """Make Typer and Click speak the current language (a no-op for English)."""
+    if current_language() == "en":
+        return
+    import typer.core
+    import typer.rich_utils
+    from typer._click import core as click_core
+    from typer._click import formatting
+
+    typer.core._ = _  # type: ignore[attr-defined]
+    typer.rich_utils._ = _  # type: ignore[attr-defined]
+    for name, words in RICH_PANEL_WORDS.items():
+        setattr(typer.rich_utils, name, _(words))
+    typer.rich_utils.highlighter.highlights.append(f"(?P<usage>{re.escape(_(USAGE_PREFIX))})")
+    write_usage = formatting.HelpFormatter.write_usage
+    if not getattr(write_usage, "translated", False):
+        def write_usage_translated(self: Any, prog: str, args: str = "", prefix: str | None = None) -> None:
+            write_usage(self, prog, args, _(USAGE_PREFIX) if prefix is None else prefix)
+
+        write_usage_translated.translated = True  # type: ignore[attr-defined]
+        formatting.HelpFormatter.write_usage = write_usage_translated  # type: ignore[method-assign]
+    get_help_option = click_core.Command.get_help_option
+    if not getattr(get_help_option, "translated", False):
+        def get_help_option_translated(self: Any, ctx: Any) -> Any:
+            option = get_help_option(self, ctx)
+            if option is not None:
+                option.help = _(HELP_OPTION_HELP)
+            return option
+
+        get_help_option_translated.translated = True  # type: ignore[attr-defined]
+        click_core.Command.get_help_option = get_help_option_translated  # type: ignore[method-assign]
+
+
+def translate_completion_help(params: list[Any]) -> list[Any]:
+    """The root command's parameters, with the completion options' help in the current language."""
+    for param in params:
+        if param.name in COMPLETION_HELP:
+            param.help = _(COMPLETION_HELP[param.name])
+    return params
+
+
+# Typer's value checks, as it words them, and ours.
+VALUE_PROBLEMS = (
+    (re.compile(r"Input should be a valid integer"), N_("it must be a whole number")),
+    (re.compile(r"Input should be a valid number"), N_("it must be a number")),
+    (re.compile(r"Input should be less than or equal to (?P<limit>\S+)"), N_("it must be at most {limit}")),
+    (re.compile(r"Input should be less than (?P<limit>\S+)"), N_("it must be less than {limit}")),
+    (re.compile(r"Input should be greater than or equal to (?P<limit>\S+)"), N_("it must be at least {limit}")),
+    (re.compile(r"Input should be greater than (?P<limit>\S+)"), N_("it must be more than {limit}")),
+    (re.compile(r"(?P<value>.+?) is not one of (?P<choices>.+?)\.?$"), N_("{value} is not one of {choices}")),
+)
+
+
+def usage_problem(err: Any) -> str:
+    """What a usage mistake Click found is, in the current language (English: Click's own words)."""
+    message = err.format_message().strip().rstrip(".")
+    if current_language() == "en":
+        return message.replace("(Possible options", "(possible options")
+    kind = type(err).__name__
+    if kind == "NoSuchOption":
+        problem = _("no such option: {option}").format(option=err.option_name)
+        if err.possibilities:
+            problem += _(" (possible options: {options})").format(options=", ".join(sorted(err.possibilities)))
+        return problem
+    if kind == "MissingParameter" and err.param is not None:
+        name = err.param.get_error_hint()
+        if err.param.param_type_name == "argument":
+            return _("missing argument {name}").format(name=name)
+        return _("missing option {name}").format(name=name)
+    if kind == "BadParameter" and err.param is not None:
+        return _("invalid value for {name}: {problem}").format(name=err.param.get_error_hint(),
+                                                              problem=value_problem(err.message))
+    requires = re.fullmatch(r"Option (?P<name>'\S+') requires an? argument", message)
+    if requires:
+        return _("option {name} needs a value").format(name=requires["name"])
+    extra = re.fullmatch(r"Got unexpected extra arguments? \((?P<words>.*)\)", message)
+    if extra:
+        return _("unexpected extra arguments: {words}").format(words=extra["words"])
+    close = re.fullmatch(r"(?P<problem>.+?)\.? Did you mean (?P<names>.+?)\?", message)
+    if close:  # typer's "No such command 'lis'. Did you mean 'list'?": its first part is translated already
+        return _("{problem} (did you mean {names}?)").format(problem=close["problem"], names=close["names"])
+    return message
+
+
+def value_problem(message: str) -> str:
+    for pattern, words in VALUE_PROBLEMS:
+        found = pattern.search(message)
+        if found:
+            return _(words).format(**found.groupdict())
+    return message
