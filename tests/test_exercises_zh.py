@@ -12,9 +12,11 @@ after the merge.
 from __future__ import annotations
 
 import ast
+import io
 import json
 import os
 import re
+import tokenize
 from pathlib import Path
 from typing import Iterator
 
@@ -67,19 +69,30 @@ def test_code_only_sees_code_and_nothing_else() -> None:
     assert code_only(english) != code_only(english.replace('"TODO: write f()"', '"write f()"'))
 
 
+@pytest.mark.parametrize("kind", ["stub", "solution"])
 @pytest.mark.parametrize("exercise", EXERCISES, ids=lambda exercise: exercise.id)
-def test_the_zh_stub_is_the_english_stub_translated(exercise: Exercise) -> None:
-    english, chinese = exercise.stub_in("en"), exercise.stub_in("zh")
+def test_the_zh_file_is_the_english_file_translated(exercise: Exercise, kind: str) -> None:
+    in_language = exercise.stub_in if kind == "stub" else exercise.solution_in
+    english, chinese = in_language("en"), in_language("zh")
     assert chinese.is_file(), f"{exercise.id} has no {chinese.name}"
     text = chinese.read_text(encoding="utf-8")
     assert code_only(text) == code_only(english.read_text(encoding="utf-8")), (
         f"{chinese.name} of {exercise.id} differs from {english.name} in its code, not only in comments, "
         "docstrings and TODO texts")
     assert HAN.search(ast.get_docstring(ast.parse(text)) or ""), f"{chinese.name}: its docstring is not Chinese"
-    for line in text.splitlines():
-        if "# TODO" in line:
-            assert HAN.search(line), f"{chinese.name}: an untranslated TODO: {line.strip()}"
+    for comment in comments(text):
+        assert HAN.search(comment) or is_code(comment), f"{chinese.name}: an untranslated comment: {comment}"
     assert text.count("TODO") == english.read_text(encoding="utf-8").count("TODO")
+
+
+def comments(source: str) -> list[str]:
+    return [token.string for token in tokenize.generate_tokens(io.StringIO(source).readline)
+            if token.type == tokenize.COMMENT]
+
+
+def is_code(comment: str) -> bool:
+    """A comment line that continues code written in a TODO (`#   [Send(conn, ...)),`)."""
+    return bool(re.fullmatch(r"#\s+[\w\[(].*[,)\]。]", comment)) and "(" in comment
 
 
 def code_blocks(text: str) -> list[str]:
@@ -204,6 +217,12 @@ def test_a_zh_workspace_has_zh_stubs_hints_and_list(in_chinese: Path, tmp_path: 
     assert "点拨" in hint.output and "最多 n 个字节" in hint.output, hint.output
     listed = invoke("exercise", "list", "-w", str(space))
     assert "未开始" in listed.output and "not started" not in listed.output, listed.output
+
+    shown = invoke("exercise", "solution", "proc-reader", "--give-up", "--yes", "-w", str(space))
+    added = [line for line in shown.output.splitlines() if line.startswith("+") and not line.startswith("+++")]
+    assert added, shown.output
+    assert all(HAN.search(line.partition("#")[2]) for line in added if "#" in line), (
+        "the diff from a zh stub to the solution brings English comments:\n" + shown.output)
 
     (space / "frames.py").write_text("# mine\n", encoding="utf-8")
     assert invoke("exercise", "reset", "frames", "--yes", "-w", str(space)).exit_code == 0

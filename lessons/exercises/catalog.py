@@ -2,8 +2,8 @@
 
 An exercise is declared once here. Its files are found by convention in the folder
 `<home>/<module>/`: `stub.py`, `solution.py`, `check.py`, `hints.md`, and for each other
-language its twins `stub.zh.py` (the same code, comments and TODOs in Chinese) and
-`hints.zh.md` (the same tiers and code blocks). The home is
+language its twins `stub.zh.py` and `solution.zh.py` (the same code, comments, docstrings
+and TODOs in Chinese) and `hints.zh.md` (the same tiers and code blocks). The home is
 `lessons/exercises/`, or `capstone/exercises/` for an exercise that stands on the capstone's
 code (named as a string and found with importlib, so this package never imports the capstone).
 In the learner's workspace it is the single file `<module>.py`.
@@ -56,7 +56,11 @@ class Exercise:
 
     @property
     def solution(self) -> Path:
-        return self.folder / "solution.py"
+        return self.solution_in("en")
+
+    def solution_in(self, language: str) -> Path:
+        """In the words of the learner's stub, so that the diff from their file shows only code."""
+        return self.folder / in_language("solution.py", language)
 
     @property
     def check(self) -> Path:

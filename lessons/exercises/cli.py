@@ -337,7 +337,7 @@ def solution(
             return
     record.solution_seen = True
     space.save()
-    show_diff(space.existing_file(exercise), exercise.solution)
+    show_diff(space.existing_file(exercise), exercise.solution_in(space.language))
 
 
 def show_diff(yours: Path, reference: Path) -> None:

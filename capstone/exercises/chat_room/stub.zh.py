@@ -37,7 +37,7 @@ from __future__ import annotations
 
 from capstone import codec
 from capstone.codec import ErrorCode, Kind
-from capstone.names import name_key, normalize, text_problem, why_invalid  # noqa: F401 - yours to use
+from capstone.names import name_key, normalize, text_problem, why_invalid  # noqa: F401 - 留给你用
 from capstone.room import Broadcast, Close, Send
 
 Effect = Send | Broadcast | Close
