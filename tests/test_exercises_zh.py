@@ -291,3 +291,18 @@ def test_a_wrong_answer_is_told_in_chinese(in_chinese: Path, name: str) -> None:
     assert HAN.search(check.title), f"the check's title is not Chinese: {check.title}"
     assert REPRESENTATIVE[name] in check.message, check.message
     assert english_runs(check.message) == [], check.message
+
+
+def test_chinese_report_lines_wrap_by_terminal_cells() -> None:
+    """A Chinese character takes two columns: the report wraps by cells, never before a closing ，。"""
+    from rich.cells import cell_len
+
+    from lessons.exercises.report import wrap
+
+    message = "read_process() 返回了 state='Z'；/proc 里写的是 state='S'（从最后一个 ')' 往后数字段，" * 3
+    lines = wrap(message, 40, "  ")
+    assert len(lines) > 3 and all(cell_len(line) <= 40 and line.startswith("  ") for line in lines), lines
+    assert not any(line.strip()[0] in "，。）" for line in lines), lines
+    assert "".join(lines).replace(" ", "") == message.replace(" ", ""), "nothing lost"
+    english = "the check did not finish within 90 s and was stopped; everything it had started was killed."
+    assert wrap(english, 40) == __import__("textwrap").wrap(english, 40, break_on_hyphens=False)

@@ -7,8 +7,10 @@ logs and pipes stay readable.
 
 from __future__ import annotations
 
+import re
 import textwrap
 
+from rich.cells import cell_len
 from rich.markup import escape
 
 from lessons.exercises.catalog import Exercise
@@ -60,8 +62,7 @@ def aftermath(result: CheckResult, plain: bool, width: int) -> list[str]:
     """Time limit, leaked processes, leftover socket files, problems of the runner itself."""
     bang = "!" if plain else "[bold red]![/]"
     notes = [escape(note) for note in notes_after(result)]
-    lines = [f"  {bang} " + "\n    ".join(textwrap.wrap(note, width - 4, break_on_hyphens=False))
-             for note in notes]
+    lines = [f"  {bang} " + "\n    ".join(wrap(note, width - 4)) for note in notes]
     return ([""] + lines) if lines else []
 
 
@@ -158,12 +159,30 @@ def indent(message: str, width: int) -> str:
     """Under its check, wrapped to the screen; lines that start with spaces (hexdumps) kept as they are."""
     lines = []
     for line in message.splitlines():
-        if line.startswith(" ") or len(line) + len(INDENT) <= width:
+        if line.startswith(" ") or cell_len(line) + len(INDENT) <= width:
             lines.append(INDENT + line)
         else:
-            lines += textwrap.wrap(line, width, initial_indent=INDENT, subsequent_indent=INDENT,
-                                   break_on_hyphens=False)
+            lines += wrap(line, width, INDENT)
     return "\n".join(escape(line) for line in lines)
+
+
+# one breakable piece: a wide (CJK) character with the closing punctuation after it, or a word and its spaces
+PIECE = re.compile(r"[\u2e80-\u9fff\uf900-\ufaff\uff00-\uffef][，。、：；！？）”’》]*|[^\s\u2e80-\u9fff\uf900-\ufaff\uff00-\uffef]+\s*|\s+")
+
+
+def wrap(text: str, width: int, indent: str = "") -> list[str]:
+    """Lines of at most `width` terminal cells. A Chinese character takes two cells and a line may
+    break after any of them (not before a closing ，。)); English text wraps as textwrap does."""
+    if cell_len(text) == len(text):
+        return textwrap.wrap(text, width, initial_indent=indent, subsequent_indent=indent, break_on_hyphens=False)
+    lines, current = [], indent
+    for piece in PIECE.findall(text):
+        if current.strip() and cell_len(current + piece.rstrip()) > width:
+            lines.append(current.rstrip())
+            current = indent + piece.lstrip()
+        else:
+            current += piece
+    return lines + [current.rstrip()] if current.strip() else lines
 
 
 def shorten(command: str, limit: int = 60) -> str:
