@@ -248,7 +248,8 @@ def list_lessons() -> None:
     if progress is not None:
         table.add_column(_("exercise"))
     for lesson in catalog.LESSONS:
-        platforms = ", ".join(lesson.platforms)
+        # TRANSLATORS: what stands between the items of a list
+        platforms = _(", ").join(lesson.platforms)
         if here not in lesson.platforms:
             platforms += " [red]" + _("(not {platform})").format(platform=here) + "[/]"
         row = [lesson.id, _(lesson.topic), f"[bold]{_(lesson.title)}[/]\n{_(lesson.summary)}", platforms]

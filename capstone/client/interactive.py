@@ -10,6 +10,7 @@ use it, so pipe mode and `learn --help` never pay for it.
 from __future__ import annotations
 
 import asyncio
+import shutil
 import signal
 import time
 from typing import TYPE_CHECKING, Callable
@@ -20,7 +21,7 @@ from capstone.client.pacing import Outbox
 from capstone.client.session import (
     ANSWER_TIMEOUT, INTERRUPTED_PATIENCE, finish, join_room, leave, say_on_fresh_line, show_frames,
 )
-from capstone.client.view import Ended, Shown, View
+from capstone.client.view import Ended, Shown, View, fit_to_width
 from capstone.codec import Kind
 from lessons.toolkit.framing import FrameTooLarge
 
@@ -47,7 +48,8 @@ def show_styled(shown: Shown) -> None:
     from prompt_toolkit.formatted_text import FormattedText
 
     style = STYLES.get(shown.style, "")
-    print_formatted_text(FormattedText([(style, "\n".join(shown.lines))]))
+    width = shutil.get_terminal_size().columns
+    print_formatted_text(FormattedText([(style, "\n".join(fit_to_width(shown.lines, width)))]))
 
 
 def run_interactive(target: Target, view: View, name: str | None) -> int:

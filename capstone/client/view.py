@@ -75,6 +75,37 @@ def text_block(template: str, text: str, **fields: str) -> tuple[str, ...]:
     return (template.format(text=first, **fields),) + tuple(CONTINUATION + line for line in rest)
 
 
+def fit_to_width(lines: tuple[str, ...], width: int) -> tuple[str, ...]:
+    """Lines cut to fit `width` terminal columns, a wide (Chinese) character counting as two.
+
+    A line is cut at its last space that fits, or next to a wide character (Chinese breaks
+    between any two characters), or inside a word too long for a line; the later pieces go behind CONTINUATION, like the later lines
+    of a message, so a cut line never starts at the edge where a name would stand.
+    """
+    from rich.cells import cell_len, get_character_cell_size
+
+    fitted: list[str] = []
+    for line in lines:
+        prefix, body = "", line
+        while cell_len(prefix + body) > width:
+            room, used, fits, breaks = width - cell_len(prefix), 0, 0, 0
+            for index, char in enumerate(body):
+                size = get_character_cell_size(char)
+                if char == " " or size == 2:  # a line may break at a space, and before or after a wide character
+                    breaks = index if index > 0 else breaks
+                used += size
+                if used > room:
+                    break
+                fits = index + 1
+                if size == 2:
+                    breaks = fits
+            cut = breaks or max(fits, 1)  # no break point: cut the word; always at least one character
+            fitted.append(prefix + body[:cut].rstrip())
+            prefix, body = CONTINUATION, body[cut:].lstrip()
+        fitted.append(prefix + body)
+    return tuple(fitted)
+
+
 class View:
     """Turns server frames into what the user sees, and typed lines into frames, in one
     language. Pure: no I/O."""

@@ -68,9 +68,13 @@ def compiled(catalog: Catalog) -> bytes:
     return out.getvalue()
 
 
-def take_parts(catalog: Catalog, language: str) -> None:
+def parts_folder(language: str) -> Path:
+    return po_path(language).parent / "parts"
+
+
+def take_parts(catalog: Catalog, language: str, folder: Path | None = None) -> None:
     """Other helpers' translations (parts/*.po) for the strings the code uses."""
-    for part in sorted((po_path(language).parent / "parts").glob("*.po")):
+    for part in sorted((folder or parts_folder(language)).glob("*.po")):
         for message in read(part, language):
             if message.id and message.string and not message.fuzzy and message.id in catalog:
                 target = catalog[message.id]
