@@ -1,7 +1,9 @@
 """The one ordered list of exercises; every other place derives from it.
 
 An exercise is declared once here. Its files are found by convention in the folder
-`<home>/<module>/`: `stub.py`, `solution.py`, `check.py`, `hints.md`. The home is
+`<home>/<module>/`: `stub.py`, `solution.py`, `check.py`, `hints.md`, and for each other
+language its twins `stub.zh.py` and `solution.zh.py` (the same code, comments, docstrings
+and TODOs in Chinese) and `hints.zh.md` (the same tiers and code blocks). The home is
 `lessons/exercises/`, or `capstone/exercises/` for an exercise that stands on the capstone's
 code (named as a string and found with importlib, so this package never imports the capstone).
 In the learner's workspace it is the single file `<module>.py`.
@@ -14,7 +16,7 @@ import importlib.util
 from dataclasses import dataclass
 from pathlib import Path
 
-from lessons.toolkit.i18n import N_
+from lessons.toolkit.i18n import LANGUAGES, N_
 
 HERE = Path(__file__).resolve().parent
 HINT_TIERS = (N_("nudge"), N_("approach"), N_("nearly the code"))
@@ -43,11 +45,22 @@ class Exercise:
 
     @property
     def stub(self) -> Path:
-        return self.folder / "stub.py"
+        return self.stub_in("en")
+
+    def stub_in(self, language: str) -> Path:
+        return self.folder / in_language("stub.py", language)
+
+    def stubs(self) -> list[Path]:
+        """The stub in every language: a learner's file equal to any of them is untouched."""
+        return [self.stub_in(language) for language in LANGUAGES]
 
     @property
     def solution(self) -> Path:
-        return self.folder / "solution.py"
+        return self.solution_in("en")
+
+    def solution_in(self, language: str) -> Path:
+        """In the words of the learner's stub, so that the diff from their file shows only code."""
+        return self.folder / in_language("solution.py", language)
 
     @property
     def check(self) -> Path:
@@ -55,15 +68,26 @@ class Exercise:
 
     @property
     def hints_file(self) -> Path:
-        return self.folder / "hints.md"
+        return self.hints_file_in("en")
+
+    def hints_file_in(self, language: str) -> Path:
+        return self.folder / in_language("hints.md", language)
 
     @property
     def file_name(self) -> str:
         """The learner's file in the workspace."""
         return f"{self.module}.py"
 
-    def hints(self) -> list[str]:
-        return parse_hints(self.hints_file.read_text(encoding="utf-8"))
+    def hints(self, language: str = "en") -> list[str]:
+        return parse_hints(self.hints_file_in(language).read_text(encoding="utf-8"))
+
+
+def in_language(name: str, language: str) -> str:
+    """'stub.py' -> 'stub.zh.py': English is the file itself, other languages sit beside it."""
+    if language == "en":
+        return name
+    stem, _, suffix = name.rpartition(".")
+    return f"{stem}.{language}.{suffix}"
 
 
 EXERCISES: tuple[Exercise, ...] = (

@@ -30,6 +30,11 @@ OptionalName = Annotated[
     Optional[str], typer.Argument(metavar="[NAME]", help=_("An exercise id; default: the next unfinished one."))
 ]
 YesOption = Annotated[bool, typer.Option("--yes", "-y", help=_("Do not ask for confirmation."))]
+LanguageOption = Annotated[
+    Optional[str],
+    typer.Option("--lang", metavar="zh|en", help=_("The language of the stubs, hints and check messages "
+                 "(default: LEARN_LANG, then the locale; an existing workspace keeps its own).")),
+]
 
 
 def console(soft_wrap: bool = True) -> Any:
@@ -46,7 +51,6 @@ def is_plain() -> bool:
 def exercise_named(name: str) -> Any:
     from lessons.toolkit.common import UserError, unknown_name
     from lessons.exercises import catalog
-    from lessons.toolkit.i18n import _
 
     exercise = catalog.find(name)
     if exercise is None:
@@ -56,9 +60,26 @@ def exercise_named(name: str) -> Any:
 
 
 def open_workspace(path: Optional[Path]) -> Any:
+    """The workspace, speaking its own language from now on (unless LEARN_LANG says otherwise)."""
     from lessons.exercises.workspace import Workspace
 
-    return Workspace.find(path)
+    space = Workspace.find(path)
+    space.speak()
+    return space
+
+
+def language_named(code: Optional[str]) -> Optional[str]:
+    """'zh' or 'en' from --lang (zh_CN, zh-tw... are Chinese too); None when not given."""
+    from lessons.toolkit.common import UserError
+    from lessons.toolkit.i18n import LANGUAGES
+
+    if code is None:
+        return None
+    language = "zh" if code.lower().startswith("zh") else code.lower()
+    if language not in LANGUAGES:
+        raise UserError(_("there is no language {code!r}; choose one of: {choices}.").format(
+            code=code, choices=", ".join(LANGUAGES)))
+    return language
 
 
 # ----- init and list ---------------------------------------------------------------------
@@ -72,25 +93,35 @@ def init(
         Optional[Path],
         typer.Argument(metavar="[DIR]", help=_("Where to put your files (default ./learn-exercises).")),
     ] = None,
+    lang: LanguageOption = None,
 ) -> None:
     from rich.markup import escape
 
-    from lessons.exercises.workspace import DEFAULT_DIR, Workspace, find_root
+    from lessons.toolkit.i18n import ngettext
+    from lessons.exercises.workspace import DEFAULT_DIR, Workspace, chosen_language, find_root
 
     if directory is None:  # inside a workspace already? complete that one, do not nest another
         directory = find_root(Path.cwd()) or Path(DEFAULT_DIR)
-    workspace, created, kept = Workspace.init(directory)
+    workspace, created, kept = Workspace.init(directory, language_named(lang) or chosen_language())
     out = console()
     out.print(_("Workspace: [bold]{path}[/]").format(path=escape(str(workspace.root))))
     if created:
-        out.print(_("  created {count} exercise files: {name}").format(count=len(created), name=escape(', '.join(created))))
+        out.print(ngettext("  created {n} exercise file: {files}", "  created {n} exercise files: {files}",
+                           len(created)).format(n=len(created), files=escape(", ".join(created))))
     if kept:
-        out.print(_("  kept {count} files you already had, untouched: {name}").format(count=len(kept), name=escape(', '.join(kept))))
-    go_there = "" if workspace.root == Path.cwd().resolve() else _("[bold]cd {path}[/], ").format(path=escape(str(directory)))
-    out.print(_("Next: {go_there}open [bold]{name}[/], then [bold]learn exercise check[/].").format(go_there=go_there, name=escape(_first_file(workspace))))
+        out.print(ngettext("  kept {n} file you already had, untouched: {files}",
+                           "  kept {n} files you already had, untouched: {files}",
+                           len(kept)).format(n=len(kept), files=escape(", ".join(kept))))
+    if workspace.root == Path.cwd().resolve():
+        out.print(_("Next: open [bold]{file}[/], then [bold]learn exercise check[/].").format(
+            file=escape(_first_file(workspace))))
+    else:
+        out.print(_("Next: [bold]cd {folder}[/], open [bold]{file}[/], then [bold]learn exercise check[/].").format(
+            folder=escape(str(directory)), file=escape(_first_file(workspace))))
 
 
 def _first_file(workspace: Any) -> str:
+
     following = workspace.next_unfinished()
     return following.file_name if following else _("any file")
 
@@ -150,7 +181,6 @@ def check(
 
 def stopped_by_ctrl_c(exercise: Any) -> None:
     """One calm line on a fresh line (not glued to the echoed ^C), exit 130: the run did not finish."""
-    from lessons.toolkit.i18n import _
 
     fresh = "\n" if sys.stderr.isatty() else ""
     sys.stderr.write(fresh + _("Check of {id} stopped; everything it had started was stopped too.").format(
@@ -173,14 +203,15 @@ def run_and_report(space: Any, exercise: Any, verbose: bool = False, time_limit:
     out = console()
     out.print(_("Checking [bold]{id}[/] ({file}) ...").format(id=escape(exercise.id), file=escape(path.name)))
     with CheckProgress(out, plain=is_plain()) as progress:
-        result = run_check(exercise, path, time_limit, progress=progress)
+        result = run_check(exercise, path, time_limit, progress=progress, language=space.speaking)
     space.record_check(exercise, result.passed)
     out.print(report.render(result, exercise, path.name, plain=is_plain(), verbose=verbose,
                             width=max(60, min(out.width, 110))))
     if result.passed:
         following = space.next_unfinished()
         if following is not None:
-            out.print(_("Next: [bold]{name}[/] ({title}), in {file}: `learn exercise check`.").format(name=escape(following.id), title=escape(following.title), file=escape(following.file_name)))
+            out.print(_("Next: [bold]{name}[/] ({title}), in {file}: `learn exercise check`.").format(
+                name=escape(following.id), title=escape(_(following.title)), file=escape(following.file_name)))
         else:
             out.print(_("[bold]That was the last one: every exercise is done.[/]"))
     return result.passed
@@ -239,7 +270,7 @@ def hint(name: OptionalName = None, workspace: WorkspaceOption = None) -> None:
     if exercise is None:
         console().print(_("Every exercise is done; no hint needed."))
         return
-    hints = exercise.hints()
+    hints = exercise.hints(space.speaking)
     record = space.of(exercise)
     tier = min(record.hints_shown, len(hints) - 1)
     record.hints_shown = min(record.hints_shown + 1, len(hints))
@@ -257,7 +288,6 @@ def hint(name: OptionalName = None, workspace: WorkspaceOption = None) -> None:
 
 @app.command(help=_("Start an exercise over from its stub (your version is backed up first)."))
 def reset(name: NameArgument, yes: YesOption = False, workspace: WorkspaceOption = None) -> None:
-    from lessons.toolkit.i18n import _
 
     space = open_workspace(workspace)
     exercise = exercise_named(name)
@@ -287,7 +317,6 @@ def solution(
     workspace: WorkspaceOption = None,
 ) -> None:
     from lessons.toolkit.common import UserError
-    from lessons.toolkit.i18n import _
 
     space = open_workspace(workspace)
     exercise = exercise_named(name)
@@ -302,7 +331,7 @@ def solution(
             return
     record.solution_seen = True
     space.save()
-    show_diff(space.existing_file(exercise), exercise.solution)
+    show_diff(space.existing_file(exercise), exercise.solution_in(space.language))
 
 
 def show_diff(yours: Path, reference: Path) -> None:
@@ -310,6 +339,7 @@ def show_diff(yours: Path, reference: Path) -> None:
     import difflib
 
     from rich.syntax import Syntax
+
 
     diff = "".join(difflib.unified_diff(
         yours.read_text(encoding="utf-8").splitlines(keepends=True),

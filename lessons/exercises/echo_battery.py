@@ -19,7 +19,7 @@ import pytest
 
 from lessons.exercises import peers
 from lessons.exercises.harness import LearnerThread, is_todo, listener_on_loopback, short
-from lessons.toolkit.i18n import _
+from lessons.toolkit.i18n import N_, _
 
 STOP_SECONDS = 5.0  # a server must return this soon after `stop` is set
 CROWD = 100
@@ -57,7 +57,9 @@ class EchoServer:
         return peers.read_exactly(sock, count, timeout, give_up=self.stopped)
 
     def fail_if_crashed(self, when: str = "") -> None:
-        """A crash is reported as what it is; the stub's NotImplementedError is raised as-is."""
+        """A crash is reported as what it is; the stub's NotImplementedError is raised as-is.
+
+        `when` (translated, e.g. " while stopping") says when it happened, after the crash."""
         error = self.thread.error
         if error is None:
             return
@@ -65,10 +67,9 @@ class EchoServer:
             raise error
         note = ""
         if isinstance(error, KeyError):
-            note = (_(" That is the notes' bug: the socket was looked up in the fd map after it "
-                      "had been deleted from it; take it out of the map only when you are done "
-                      "with it."))
-        pytest.fail(f"{self.thread.crash_text()}{when}.{note}", pytrace=False)
+            note = _(" That is the notes' bug: the socket was looked up in the fd map after it had "
+                     "been deleted from it; take it out of the map only when you are done with it.")
+        pytest.fail(_("{crash}{when}.").format(crash=self.thread.crash_text(), when=when) + note, pytrace=False)
 
     def shut_down(self) -> None:
         """Teardown: stop the server, close our clients; a crash nobody noticed yet fails here."""
@@ -132,33 +133,35 @@ def wait_until_waiting(thread: LearnerThread, timeout: float = 2.0) -> None:
 
 
 def expect_echo(server: EchoServer, sock: socket.socket, data: bytes, situation: str = "") -> None:
-    """Read len(data) bytes back; if they do not come, say what the client saw."""
+    """Read len(data) bytes back; if they do not come, say what the client saw (`situation`: translated)."""
     got = server.read(sock, len(data))
     if got == data:
         return
     when = f" {situation}" if situation else ""
     server.fail_if_crashed(when)
     if peers.closed_by_peer(sock, 0.2):
-        pytest.fail(_("your server closed the connection{when}: the client had sent {sent} and "
-                      "got back {got} before the connection ended.").format(when=when, sent=short(data), got=short(got)), pytrace=False)
+        pytest.fail(_("your server closed the connection{when}: the client had sent {sent} "
+                      "and got back {got} before the connection ended.").format(
+            when=when, sent=short(data), got=short(got)), pytrace=False)
     if got and data.startswith(got):
-        pytest.fail(_("the client sent {sent} bytes{when} and got only the first {got} back within "
-                      "{seconds:g} s: keep reading (and answering) until everything has come "
-                      "through.").format(sent=len(data), when=when, got=len(got), seconds=peers.DEADLINE), pytrace=False)
-    pytest.fail(_("the client sent {sent}{when} and got back {got} within {seconds:g} s; an "
-                  "echo server answers with exactly the bytes it received.").format(sent=short(data), when=when, got=short(got), seconds=peers.DEADLINE),
-                pytrace=False)
+        pytest.fail(_("the client sent {sent} bytes{when} and got only the first {got} back "
+                      "within {seconds} s: keep reading (and answering) until everything has "
+                      "come through.").format(sent=len(data), when=when, got=len(got),
+                                              seconds=f"{peers.DEADLINE:g}"), pytrace=False)
+    pytest.fail(_("the client sent {sent}{when} and got back {got} within {seconds} s; an echo server "
+                  "answers with exactly the bytes it received.").format(
+        sent=short(data), when=when, got=short(got), seconds=f"{peers.DEADLINE:g}"), pytrace=False)
 
 
+@pytest.mark.title(N_("Echoes what one client sends"))
 def test_echoes_what_one_client_sends(server: EchoServer) -> None:
-    """Echoes what one client sends."""
     client = server.connect()
     client.sendall(b"hello, poll\n")
     expect_echo(server, client, b"hello, poll\n")
 
 
+@pytest.mark.title(N_("Serves a second client while the first is connected and silent (a stalled peer)"))
 def test_serves_a_second_client_while_the_first_is_silent(server: EchoServer) -> None:
-    """Serves a second client while the first is connected and silent (a stalled peer)."""
     silent = peers.stall(server.address, b"half a mess")
     server.clients.append(silent)
     second = server.connect()
@@ -166,16 +169,16 @@ def test_serves_a_second_client_while_the_first_is_silent(server: EchoServer) ->
     got = server.read(second, 13)
     server.fail_if_crashed()
     if got != b"anyone there?":
-        pytest.fail(_("the second client got no answer while the first one was connected and "
-                      "silent: your server is waiting on one client's recv(); ask the multiplexer "
-                      "which sockets are ready and read only those."), pytrace=False)
+        pytest.fail(_("the second client got no answer while the first one was connected and silent: "
+                      "your server is waiting on one client's recv(); ask the multiplexer which "
+                      "sockets are ready and read only those."), pytrace=False)
     expect_echo(server, silent, b"half a mess", _("while another client was connected"))
     second.sendall(b"!")
     expect_echo(server, second, b"!", _("while another client was connected"))
 
 
+@pytest.mark.title(N_("Keeps serving after one client leaves (the notes' KeyError)"))
 def test_keeps_serving_after_a_client_leaves(server: EchoServer) -> None:
-    """Keeps serving after one client leaves (the notes' KeyError)."""
     first, second = server.connect(), server.connect()
     first.sendall(b"first")
     expect_echo(server, first, b"first")
@@ -189,8 +192,8 @@ def test_keeps_serving_after_a_client_leaves(server: EchoServer) -> None:
     expect_echo(server, third, b"new client", _("to a client that connected after the first one left"))
 
 
+@pytest.mark.title(N_("Survives a client that resets the connection mid-message (RST, ECONNRESET)"))
 def test_survives_a_client_that_resets_mid_message(server: EchoServer) -> None:
-    """Survives a client that resets the connection mid-message (RST, ECONNRESET)."""
     other = server.connect()
     rude = peers.connect(server.address)
     rude.sendall(b"this message is cut sh")
@@ -200,8 +203,8 @@ def test_survives_a_client_that_resets_mid_message(server: EchoServer) -> None:
                 _("after another client reset its connection (recv() raises ConnectionResetError then)"))
 
 
+@pytest.mark.title(N_("Answers a client that half-closes (shutdown SHUT_WR), then closes that connection"))
 def test_answers_a_half_closed_client_then_closes(server: EchoServer) -> None:
-    """Answers a client that half-closes (shutdown SHUT_WR), then closes that connection."""
     client = server.connect()
     client.sendall(b"last words")
     peers.half_close(client)
@@ -209,25 +212,26 @@ def test_answers_a_half_closed_client_then_closes(server: EchoServer) -> None:
     if data != b"last words":
         expect_echo(server, client, b"last words", _("and then shut down its sending side"))
     if not closed:
-        server.fail_if_crashed(_(" after the client shut down its sending side"))
+        server.fail_if_crashed(" " + _("after the client shut down its sending side"))
         pytest.fail(_("after the client's shutdown(SHUT_WR) your server answered but kept the "
-                      "connection open for {seconds:g} s: recv() returning b'' means the client "
-                      "has finished sending; close that socket.").format(seconds=peers.DEADLINE), pytrace=False)
+                      "connection open for {seconds} s: recv() returning b'' means the client "
+                      "has finished sending; close that socket.").format(seconds=f"{peers.DEADLINE:g}"),
+                    pytrace=False)
     other = server.connect()
     other.sendall(b"next")
     expect_echo(server, other, b"next", _("after a client half-closed its connection"))
 
 
+@pytest.mark.title(N_("Bytes sent one per send() come back complete and in order"))
 def test_bytes_sent_one_at_a_time_come_back_in_order(server: EchoServer) -> None:
-    """Bytes sent one per send() come back complete and in order."""
     client = server.connect()
     message = b"split into single bytes, every one its own segment"
     peers.send_bytewise(client, message)
     expect_echo(server, client, message, _("one byte per send()"))
 
 
+@pytest.mark.title(N_("Several messages merged into one large send come back whole (64 KiB)"))
 def test_a_large_merged_send_comes_back_whole(server: EchoServer) -> None:
-    """Several messages merged into one large send come back whole (64 KiB)."""
     client = server.connect()
     messages = [f"message {n:05d}\n".encode() for n in range(4096)]  # 4096 * 16 bytes = 64 KiB
     sender = peers.in_background(lambda: peers.send_merged(client, messages))  # send and read at once
@@ -236,8 +240,8 @@ def test_a_large_merged_send_comes_back_whole(server: EchoServer) -> None:
 
 
 @pytest.mark.limit(60)
+@pytest.mark.title(N_("A hundred clients connect at once, and every one gets its own bytes back"))
 def test_a_hundred_clients_at_once(server: EchoServer) -> None:
-    """A hundred clients connect at once, and every one gets its own bytes back."""
     crowd = peers.crowd(server.address, CROWD)
     server.clients.extend(crowd)
     for number, sock in enumerate(crowd):
@@ -251,27 +255,28 @@ def test_a_hundred_clients_at_once(server: EchoServer) -> None:
         elif server.stopped():
             break
     if answered < CROWD:
-        server.fail_if_crashed(_(" while {crowd} clients were connected").format(crowd=CROWD))
-    assert answered == CROWD, (
-        _("only {answered} of {crowd} clients that connected at once got their own bytes back: "
-          "accept every pending connection and keep them all registered.").format(answered=answered, crowd=CROWD))
+        server.fail_if_crashed(" " + _("while {n} clients were connected").format(n=CROWD))
+    assert answered == CROWD, _(
+        "only {answered} of {n} clients that connected at once got their own bytes back: "
+        "accept every pending connection and keep them all registered.").format(answered=answered, n=CROWD)
 
 
+@pytest.mark.title(N_("Returns soon after stop is set, and closes its clients"))
 def test_returns_soon_after_stop_is_set(server: EchoServer) -> None:
-    """Returns soon after stop is set, and closes its clients."""
     client = server.connect()
     client.sendall(b"ping")
     expect_echo(server, client, b"ping")
     wait_until_waiting(server.thread)  # set while it waits, not while it is about to look at stop anyway
     server.stop.set()
     if not server.thread.join(STOP_SECONDS):
-        pytest.fail(_("your server was still running {seconds:g} s after stop was set: wait "
-                      "with a timeout (poll() counts milliseconds, epoll and select seconds) and "
-                      "look at stop.is_set() every time the wait returns.").format(seconds=STOP_SECONDS), pytrace=False)
-    server.fail_if_crashed(_(" while stopping"))
+        pytest.fail(_("your server was still running {seconds} s after stop was set: wait with "
+                      "a timeout (poll() counts milliseconds, epoll and select seconds) and look at "
+                      "stop.is_set() every time the wait returns.").format(seconds=f"{STOP_SECONDS:g}"),
+                    pytrace=False)
+    server.fail_if_crashed(" " + _("while stopping"))
     left_open = [sock for sock in server.accepted if sock.fileno() != -1]
     if peers.closed_by_peer(client, 1.0) is not True or left_open:  # it has returned: any close is made
-        pytest.fail(_("your server returned but left {left} of {total} client "
-                      "connections open: close every client socket before returning (the garbage "
-                      "collector closing them some time later is not the same thing).").format(
-            left=len(left_open) or 1, total=len(server.accepted)), pytrace=False)
+        pytest.fail(_("your server returned but left {open} of {total} client connections open: close every "
+                      "client socket before returning (the garbage collector closing them some time later "
+                      "is not the same thing).").format(open=len(left_open) or 1, total=len(server.accepted)),
+                    pytrace=False)

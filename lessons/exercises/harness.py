@@ -21,6 +21,7 @@ import traceback
 from pathlib import Path
 from types import ModuleType, TracebackType
 from typing import Any, Callable
+
 from lessons.toolkit.i18n import _
 
 FILE_VARIABLE = "LEARN_EXERCISE_FILE"  # the learner's .py file
@@ -46,7 +47,7 @@ def load_learner_module(path: Path) -> ModuleType:
     name = f"learner_{path.stem}"
     spec = importlib.util.spec_from_file_location(name, path)
     if spec is None or spec.loader is None:
-        raise LearnerFileError(_("{name} cannot be loaded as Python.").format(name=path.name))
+        raise LearnerFileError(_("{file} cannot be loaded as Python.").format(file=path.name))
     module = importlib.util.module_from_spec(spec)
     sys.modules[name] = module  # dataclasses look their module up here
     try:
@@ -54,14 +55,13 @@ def load_learner_module(path: Path) -> ModuleType:
     except SyntaxError as err:
         raise LearnerFileError(syntax_error_text(path, err)) from None
     except BaseException as err:  # noqa: BLE001 - anything at import is the learner's to see
-        raise LearnerFileError(_("importing {name} failed: {error}").format(name=path.name, error=describe_exception(err))) from None
+        raise LearnerFileError(_("importing {file} failed: {error}").format(
+            file=path.name, error=describe_exception(err))) from None
     return module
 
 
 def syntax_error_text(path: Path, err: SyntaxError) -> str:
     """'frames.py does not compile: line 3: expected ':'.' and that line, with a caret under the place."""
-    from lessons.toolkit.i18n import _
-
     text = _("{file} does not compile: line {line}: {problem}.").format(
         file=path.name, line=err.lineno, problem=err.msg)
     source = (err.text or "").rstrip("\n")
@@ -78,8 +78,6 @@ def human_size(value: str | None) -> str:
     try:
         size = float(value or "")
     except ValueError:
-        from lessons.toolkit.i18n import _
-
         return _("the limit")
     for unit in ("bytes", "KiB", "MiB", "GiB"):
         if size < 1024 or unit == "GiB":
@@ -122,7 +120,8 @@ def where(tb: TracebackType | None) -> str:
     if entry is None:
         return ""
     code = (entry.line or "").strip()
-    return _("{file} line {line}").format(file=Path(entry.filename).name, line=entry.lineno) + (f": `{code}`" if code else "")
+    place = _("{file} line {line}").format(file=Path(entry.filename).name, line=entry.lineno)
+    return place + (f": `{code}`" if code else "")
 
 
 def describe_exception(err: BaseException) -> str:
@@ -130,7 +129,7 @@ def describe_exception(err: BaseException) -> str:
     text = "".join(traceback.format_exception_only(type(err), err)).strip()
     text = text.removeprefix(f"{type(err).__module__}.") if type(err).__module__.startswith("learner_") else text
     place = where(err.__traceback__)
-    return _("{text}, raised at {place}").format(text=text, place=place) if place else text
+    return _("{error}, raised at {place}").format(error=text, place=place) if place else text
 
 
 def is_todo(err: BaseException) -> bool:
@@ -140,8 +139,10 @@ def is_todo(err: BaseException) -> bool:
 
 def todo_text(err: BaseException) -> str:
     entry = learner_frame(err.__traceback__)
-    function = entry.name if entry else "this part"
-    return _("{function}() still raises NotImplementedError: {reason}").format(function=function, reason=err or _("the TODO is not done yet"))
+    if entry is None:
+        return _("this part still raises NotImplementedError: {todo}").format(todo=err or _("the TODO is not done yet"))
+    return _("{function}() still raises NotImplementedError: {todo}").format(
+        function=entry.name, todo=err or _("the TODO is not done yet"))
 
 
 # ----- running the learner's server --------------------------------------------------
@@ -189,7 +190,7 @@ class LearnerThread:
 def hexdump(data: bytes, width: int = 16, limit: int = 256) -> str:
     """Offset, hex and printable ASCII, like `xxd`; long data is cut after `limit` bytes."""
     if not data:
-        return _("    (no bytes)")
+        return "    " + _("(no bytes)")
     lines = []
     for offset in range(0, min(len(data), limit), width):
         chunk = data[offset:offset + width]
@@ -197,7 +198,7 @@ def hexdump(data: bytes, width: int = 16, limit: int = 256) -> str:
         text = "".join(chr(byte) if 32 <= byte < 127 else "." for byte in chunk)
         lines.append(f"    {offset:04x}  {hex_part:<{width * 3 - 1}}  {text}")
     if len(data) > limit:
-        lines.append(_("    ... {count} more bytes").format(count=len(data) - limit))
+        lines.append("    ... " + _("{n} more bytes").format(n=len(data) - limit))
     return "\n".join(lines)
 
 
@@ -205,12 +206,13 @@ def compare_bytes(expected: bytes, received: bytes) -> str:
     """Both dumps, and where they first differ: the heart of a framing failure message."""
     first = next((i for i, (a, b) in enumerate(zip(expected, received)) if a != b),
                  min(len(expected), len(received)))
-    return (_("expected {expected_size} bytes:\n{expected}\nreceived {received_size} bytes:\n{received}\nthey first "
-              "differ at offset {first} (0x{first:x}).").format(expected_size=len(expected), expected=hexdump(expected), received_size=len(received), received=hexdump(received), first=first))
+    return "\n".join([_("expected {n} bytes:").format(n=len(expected)), hexdump(expected),
+                      _("received {n} bytes:").format(n=len(received)), hexdump(received),
+                      _("they first differ at offset {offset} (0x{offset:x}).").format(offset=first)])
 
 
 def short(data: bytes, limit: int = 40) -> str:
-    return repr(data) if len(data) <= limit else _("{start}... ({size} bytes)").format(start=repr(data[:limit]), size=len(data))
+    return repr(data) if len(data) <= limit else _("{start}... ({n} bytes)").format(start=repr(data[:limit]), n=len(data))
 
 
 def listener_on_loopback() -> socket.socket:

@@ -38,6 +38,7 @@ class CheckTimeout(BaseException):
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "limit(seconds): how long this check may run")
     config.addinivalue_line("markers", "if_hangs(text): what to tell the learner when their code hangs here")
+    config.addinivalue_line("markers", "title(text): the check's name as the learner reads it")
 
 
 @pytest.fixture
@@ -60,7 +61,7 @@ def learner() -> ModuleType:
 @contextmanager
 def time_limit(seconds: float) -> Iterator[None]:
     def expire(signum: int, frame: Any) -> None:
-        raise CheckTimeout(_("still running after {seconds:g} s").format(seconds=seconds))
+        raise CheckTimeout(_("still running after {seconds} s").format(seconds=f"{seconds:g}"))
 
     previous = signal.signal(signal.SIGALRM, expire)
     signal.setitimer(signal.ITIMER_REAL, seconds)
@@ -107,8 +108,9 @@ def write_line(record: dict[str, Any]) -> None:
 
 
 def title_of(item: pytest.Item) -> str:
-    doc = getattr(getattr(item, "function", None), "__doc__", None) or item.name
-    title = doc.strip().splitlines()[0].rstrip(".")
+    """The check's title marker in the learner's language (its function's name if it has none)."""
+    marker = item.get_closest_marker("title")
+    title = _(marker.args[0]) if marker else getattr(item, "originalname", item.name)
     callspec = getattr(item, "callspec", None)
     return f"{title} [{callspec.id}]" if callspec else title
 
@@ -159,7 +161,7 @@ def took_too_long(error: CheckTimeout, item: pytest.Item | None) -> dict[str, An
     place = harness.where(error.__traceback__)
     if place:
         marker = item.get_closest_marker("if_hangs") if item is not None else None
-        advice = marker.args[0] if marker else _("Something waits forever: a blocking call with no data "
+        advice = _(marker.args[0]) if marker else _("Something waits forever: a blocking call with no data "
                                                  "coming, or a loop that never ends.")
         reason = _("your code was still running, at {place}. {advice}").format(place=place, advice=advice)
     else:

@@ -67,7 +67,7 @@ class CheckProgress:
             if self.outcome != "failed":  # setup, call, teardown: the first failure decides
                 self.outcome = record["outcome"]
         elif event == "finish" and self.plain:
-            word = {"passed": "PASS", "failed": "FAIL", "skipped": "SKIP"}.get(self.outcome, "?")
+            word = {"passed": _("PASS"), "failed": _("FAIL"), "skipped": _("SKIP")}.get(self.outcome, "?")
             self.say(_("  [{number}/{total}] {word} {title} ({seconds:.1f} s)").format(
                 number=self.number, total=self.total or "?", word=word, title=self.title,
                 seconds=time.monotonic() - self.started))

@@ -7,8 +7,10 @@ logs and pipes stay readable.
 
 from __future__ import annotations
 
+import re
 import textwrap
 
+from rich.cells import cell_len
 from rich.markup import escape
 
 from lessons.exercises.catalog import Exercise
@@ -20,14 +22,14 @@ INDENT = "      "
 
 def render(result: CheckResult, exercise: Exercise, file_name: str, plain: bool = False,
            verbose: bool = False, width: int = 100) -> str:
-    marks = {"passed": "PASS", "failed": "FAIL", "skipped": "SKIP"} if plain else \
+    marks = {"passed": _("PASS"), "failed": _("FAIL"), "skipped": _("SKIP")} if plain else \
         {"passed": "[green]✓[/]", "failed": "[red]✗[/]", "skipped": "[yellow]-[/]"}
     lines = [headline(result, exercise, file_name), ""]
     lines += check_lines(result, marks, width)
     lines += aftermath(result, plain, width)
     lines += ["", verdict(result, exercise, file_name)]
     if verbose:
-        lines += ["", _("[bold]pytest's own output:[/]"), escape(result.raw_output.rstrip() or "(none)")]
+        lines += ["", _("[bold]pytest's own output:[/]"), escape(result.raw_output.rstrip() or _("(none)"))]
     return "\n".join(lines)
 
 
@@ -35,9 +37,10 @@ def headline(result: CheckResult, exercise: Exercise, file_name: str) -> str:
     passed = sum(check.passed for check in result.checks)
     total = max(result.collected, len(result.checks))
     skipped = total - len(result.checks)
-    not_run = _(", {skipped} did not run").format(skipped=skipped) if skipped else ""
-    return (_("[bold]{exercise}[/]: {passed} of {total} checks pass{not_run} ({file}, "
-              "{elapsed:.1f} s)").format(exercise=escape(exercise.id), passed=passed, total=total, not_run=not_run, file=escape(file_name), elapsed=result.elapsed))
+    not_run = _(", {n} did not run").format(n=skipped) if skipped else ""
+    return _("[bold]{id}[/]: {passed} of {total} checks pass{not_run} ({file}, {seconds:.1f} s)").format(
+        id=escape(exercise.id), passed=passed, total=total, not_run=not_run, file=escape(file_name),
+        seconds=result.elapsed)
 
 
 def check_lines(result: CheckResult, marks: dict[str, str], width: int) -> list[str]:
@@ -45,7 +48,7 @@ def check_lines(result: CheckResult, marks: dict[str, str], width: int) -> list[
         return [f"  {marks[check.outcome]} {escape(check.title)}" for check in result.checks]
     file_errors = [check for check in result.checks if check.file_error]
     if file_errors and len(file_errors) == len(result.checks):
-        return [_("  {marks} your file does not load, so no check could run:").format(marks=marks['failed']),
+        return [f"  {marks['failed']} " + _("your file does not load, so no check could run:"),
                 indent(file_errors[0].message, width)]
     lines = []
     for check in result.checks:
@@ -57,10 +60,9 @@ def check_lines(result: CheckResult, marks: dict[str, str], width: int) -> list[
 
 def aftermath(result: CheckResult, plain: bool, width: int) -> list[str]:
     """Time limit, leaked processes, leftover socket files, problems of the runner itself."""
-    bang = "!" if plain else _("[bold red]![/]")
+    bang = "!" if plain else "[bold red]![/]"
     notes = [escape(note) for note in notes_after(result)]
-    lines = [f"  {bang} " + "\n    ".join(textwrap.wrap(note, width - 4, break_on_hyphens=False))
-             for note in notes]
+    lines = [f"  {bang} " + "\n    ".join(wrap(note, width - 4)) for note in notes]
     return ([""] + lines) if lines else []
 
 
@@ -68,15 +70,17 @@ def notes_after(result: CheckResult) -> list[str]:
     """Plain sentences about what happened around the checks."""
     lines = []
     if result.timed_out:
-        running = _(" (it was running: {step})").format(step=result.running_at_timeout) if result.running_at_timeout else ""
-        lines.append(_("the check did not finish within {time_limit:g} s and was stopped{running}; "
-                       "everything it had started was killed.").format(time_limit=result.time_limit, running=running))
+        running = _(" (it was running: {title})").format(title=result.running_at_timeout) \
+            if result.running_at_timeout else ""
+        lines.append(_("the check did not finish within {limit} s and was stopped{running}; "
+                       "everything it had started was killed.").format(limit=f"{result.time_limit:g}",
+                                                                       running=running))
     if result.interrupted:
         lines.append(_("the check was interrupted; everything it had started was killed."))
     lines += leak_notes(result.leaked)
     for name in result.leftover_files:
-        lines.append(_("a socket file was left behind: {name} (a server removes its socket file "
-                       "when it stops).").format(name=name))
+        lines.append(_("a socket file was left behind: {name} "
+                       "(a server removes its socket file when it stops).").format(name=name))
     if result.runner_problem:
         lines.append(result.runner_problem)
     if result.escaped:
@@ -86,11 +90,11 @@ def notes_after(result: CheckResult) -> list[str]:
                               "{n} processes of the check were still running when the check runner had gone; "
                               "they were found and killed.", count).format(n=count))
     if not result.followed_orphans:
-        lines.append(_("the check could not become a child subreaper (prctl failed), so a process "
-                       "that left its parent behind may have gone unnoticed."))
+        lines.append(_("the check could not become a child subreaper (prctl failed), so a process that "
+                       "left its parent behind may have gone unnoticed."))
     if not result.checks and not (result.timed_out or result.runner_problem):
-        lines.append(_("no check ran (pytest exit code {exit_code}); run again with --verbose to "
-                       "see pytest's output.").format(exit_code=result.exit_code))
+        lines.append(_("no check ran (pytest exit code {code}); "
+                       "run again with --verbose to see pytest's output.").format(code=result.exit_code))
     return lines
 
 
@@ -124,39 +128,61 @@ def leak_notes(leaks: list[LeakedProcess]) -> list[str]:
 
 def describe_leak(leak: LeakedProcess) -> str:
     if leak.state == "Z":
-        return (_("process {pid} ({command}) had exited but nobody waited for it: a zombie. The "
-                  "process that forks a child must reap it with os.waitpid().").format(pid=leak.pid, command=shorten(leak.command)))
-    how = (_("it had called setsid() and left the check's session, so no signal to the check's "
-             "process group would have reached it") if leak.own_session else _("nobody stopped and reaped it"))
-    listening = _("; it was listening on {addresses}").format(addresses=', '.join(leak.listening)) if leak.listening else ""
-    return (_("process {pid} ({command}) outlived the check, in state {state}: {how}{listening}. "
-              "It was killed.").format(pid=leak.pid, command=shorten(leak.command), state=leak.state, how=how, listening=listening))
+        return _("process {pid} ({command}) had exited but nobody waited for it: a zombie. The process "
+                 "that forks a child must reap it with os.waitpid().").format(pid=leak.pid,
+                                                                               command=shorten(leak.command))
+    how = _("it had called setsid() and left the check's session, so no signal to the check's "
+            "process group would have reached it") if leak.own_session else _("nobody stopped and reaped it")
+    listening = _("; it was listening on {addresses}").format(addresses=", ".join(leak.listening)) \
+        if leak.listening else ""
+    return _("process {pid} ({command}) outlived the check, in state {state}: {how}{listening}. "
+             "It was killed.").format(pid=leak.pid, command=shorten(leak.command), state=leak.state, how=how,
+                                      listening=listening)
 
 
 def verdict(result: CheckResult, exercise: Exercise, file_name: str) -> str:
     if result.passed:
-        return _("[bold green]{exercise} passes every check.[/]").format(exercise=escape(exercise.id))
+        return _("[bold green]{id} passes every check.[/]").format(id=escape(exercise.id))
     if result.untouched:
         failed = [check for check in result.checks if check.todo]
-        return (_("Not started yet: every check stops at the stub's NotImplementedError "
-                  "({exercise}). Open {file} and work through its TODOs; `learn show {lesson}` "
-                  "explains the idea.").format(exercise=escape(failed[0].message), file=escape(file_name), lesson=escape(exercise.lesson)))
+        return _("Not started yet: every check stops at the stub's NotImplementedError ({message}). "
+                 "Open {file} and work through its TODOs; `learn show {lesson}` explains the idea.").format(
+            message=escape(failed[0].message), file=escape(file_name), lesson=escape(exercise.lesson))
     if result.checks and all(check.passed for check in result.checks):
-        return (_("[bold yellow]The checks pass, but the code left something behind (above); that "
-                  "counts as a failure.[/]"))
-    return _("Not yet. Stuck? `learn exercise hint {exercise}` (ask again for a more direct one).").format(exercise=escape(exercise.id))
+        return _("[bold yellow]The checks pass, but the code left something behind (above); "
+                 "that counts as a failure.[/]")
+    return _("Not yet. Stuck? `learn exercise hint {id}` (ask again for a more direct one).").format(
+        id=escape(exercise.id))
 
 
 def indent(message: str, width: int) -> str:
     """Under its check, wrapped to the screen; lines that start with spaces (hexdumps) kept as they are."""
     lines = []
     for line in message.splitlines():
-        if line.startswith(" ") or len(line) + len(INDENT) <= width:
+        if line.startswith(" ") or cell_len(line) + len(INDENT) <= width:
             lines.append(INDENT + line)
         else:
-            lines += textwrap.wrap(line, width, initial_indent=INDENT, subsequent_indent=INDENT,
-                                   break_on_hyphens=False)
+            lines += wrap(line, width, INDENT)
     return "\n".join(escape(line) for line in lines)
+
+
+# one breakable piece: a wide (CJK) character with the closing punctuation after it, or a word and its spaces
+PIECE = re.compile(r"[\u2e80-\u9fff\uf900-\ufaff\uff00-\uffef][，。、：；！？）”’》]*|[^\s\u2e80-\u9fff\uf900-\ufaff\uff00-\uffef]+\s*|\s+")
+
+
+def wrap(text: str, width: int, indent: str = "") -> list[str]:
+    """Lines of at most `width` terminal cells. A Chinese character takes two cells and a line may
+    break after any of them (not before a closing ，。)); English text wraps as textwrap does."""
+    if cell_len(text) == len(text):
+        return textwrap.wrap(text, width, initial_indent=indent, subsequent_indent=indent, break_on_hyphens=False)
+    lines, current = [], indent
+    for piece in PIECE.findall(text):
+        if current.strip() and cell_len(current + piece.rstrip()) > width:
+            lines.append(current.rstrip())
+            current = indent + piece.lstrip()
+        else:
+            current += piece
+    return lines + [current.rstrip()] if current.strip() else lines
 
 
 def shorten(command: str, limit: int = 60) -> str:

@@ -114,8 +114,12 @@ def pytest_argv(exercise: Exercise, workdir: Path, only: str | None = None) -> l
 
 
 def check_environment(learner_file: Path, workdir: Path, sockets: Path, report: Path,
-                      limits: tuple[int, int] = (MEMORY_LIMIT, FILE_LIMIT)) -> dict[str, str]:
+                      limits: tuple[int, int] = (MEMORY_LIMIT, FILE_LIMIT),
+                      language: str | None = None) -> dict[str, str]:
+    """The checks' environment; `language` (zh, en) is what their messages are written in."""
     env = dict(os.environ)
+    if language:
+        env["LEARN_LANG"] = language  # the checks' _() follows the language rule, LEARN_LANG first
     env.update({
         MEMORY_VARIABLE: str(limits[0]),
         FILE_VARIABLE: str(limits[1]),
@@ -134,11 +138,12 @@ Progress = Callable[[dict], None]
 
 def run_check(exercise: Exercise, learner_file: Path, time_limit: float | None = None,
               progress: Progress | None = None, memory_limit: int = MEMORY_LIMIT,
-              file_limit: int = FILE_LIMIT, only: str | None = None) -> CheckResult:
+              file_limit: int = FILE_LIMIT, only: str | None = None, language: str | None = None) -> CheckResult:
     """Run the exercise's checks against `learner_file`; never raises for the learner's faults.
 
     `progress`, if given, is called with each record the checks write (a check started,
-    a result) while they run: the CLI shows them live.
+    a result) while they run: the CLI shows them live. `language` is the language of the
+    checks' messages (default: the language rule, in the checks' own process).
     """
     limit = time_limit if time_limit is not None else exercise.time_limit
     with tempfile.TemporaryDirectory(prefix="learn-check-", ignore_cleanup_errors=True) as temp:
@@ -155,7 +160,8 @@ def run_check(exercise: Exercise, learner_file: Path, time_limit: float | None =
                   "memory_limit": memory_limit, "file_limit": file_limit}
         config_path = workdir / "config.json"
         config_path.write_text(json.dumps(config), encoding="utf-8")
-        env = check_environment(learner_file, workdir, sockets, paths["report.jsonl"], (memory_limit, file_limit))
+        env = check_environment(learner_file, workdir, sockets, paths["report.jsonl"], (memory_limit, file_limit),
+                                language)
         started = time.monotonic()
         try:
             ended = supervise(config_path, env, workdir, paths, limit, hold, progress)
@@ -265,7 +271,8 @@ def gather(exercise: Exercise, limit: float, paths: dict[str, Path], sockets: Pa
     if ended.killed_by is not None:
         return killed_from_inside(exercise, limit, records, paths, sockets, ended.killed_by)
     if not sandbox and not runner_problem:
-        runner_problem = _("the check runner left no result: ") + _read_text(paths["sandbox.out"])[-2000:]
+        runner_problem = _("the check runner left no result: {output}").format(
+            output=_read_text(paths["sandbox.out"])[-2000:])
     session = next((r for r in records if r["event"] == "session"), None)
     exit_code = sandbox.get("exit_code")
     timed_out = bool(sandbox.get("timed_out"))
@@ -369,10 +376,10 @@ def cut_short(timed_out: bool, exit_code: int | None) -> str:
     if timed_out:
         return _("still running when the time limit was reached: it was stopped.")
     if exit_code is not None and exit_code < 0:
-        return (_("the process running the checks was killed by signal {exit_code} during this "
-                  "check (did your code signal its own process group, or exhaust the memory?).").format(exit_code=-exit_code))
-    return _("the process running the checks ended during this check (exit code {exit_code}): "
-             "os._exit() or exec()?").format(exit_code=exit_code)
+        return _("the process running the checks was killed by signal {number} during this check "
+                 "(did your code signal its own process group, or exhaust the memory?).").format(number=-exit_code)
+    return _("the process running the checks ended during this check (exit code {code}): "
+             "os._exit() or exec()?").format(code=exit_code)
 
 
 def unfinished(records: list[dict]) -> dict | None:
@@ -383,7 +390,7 @@ def unfinished(records: list[dict]) -> dict | None:
 
 
 def _collection_problem(exit_code: int) -> str:
-    return _("pytest stopped before running the checks (exit code {exit_code}); see --verbose.").format(exit_code=exit_code)
+    return _("pytest stopped before running the checks (exit code {code}); see --verbose.").format(code=exit_code)
 
 
 def _read_json(path: Path) -> dict:

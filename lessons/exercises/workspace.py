@@ -1,13 +1,17 @@
 """The learner's workspace: one file per exercise, and progress.json beside them.
 
     learn-exercises/
-        progress.json       what was checked, passed, hinted (small, readable JSON)
+        progress.json       what was checked, passed, hinted, and the workspace's language
         README.md           the commands, for when you forget them
         poll_echo.py ...    your code, copied from the stubs once and never overwritten
 
 Commands find the workspace the way git finds a repository: from the current directory
 upwards, looking for a progress.json that says it belongs to us (or in ./learn-exercises,
 or where --workspace says). Only the standard library here: `learn list` imports it.
+
+A workspace speaks the language it was created in (`learn exercise init --lang zh`, or
+the language rule): its stubs are copied in that language, and later commands on it
+(check, hint, list...) answer in it, unless LEARN_LANG (`learn --lang`) asks for another.
 """
 
 from __future__ import annotations
@@ -21,8 +25,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from lessons.toolkit.common import UserError
+from lessons.toolkit.i18n import CHOICE_VARIABLE, LANGUAGES, N_, _, language_from_environment, use_language
 from lessons.exercises.catalog import EXERCISES, Exercise
-from lessons.toolkit.i18n import N_, _
 
 PROGRESS_FILE = "progress.json"
 MARKER = "learn-exercises"  # the "workspace" value in progress.json: not some other tool's file
@@ -31,7 +35,11 @@ FORMAT = 1
 
 DONE, PENDING, NOT_STARTED = N_("done"), N_("pending"), N_("not started")  # stored as is, shown through _()
 
-README = """\
+
+
+def readme() -> str:
+    """The workspace's README.md, in the language spoken now."""
+    return _("""\
 # Your exercises
 
 Each .py file here is one exercise: open it, do its TODOs, then check it.
@@ -44,7 +52,7 @@ Each .py file here is one exercise: open it, do its TODOs, then check it.
     learn exercise solution NAME   the reference solution, once you have passed
 
 progress.json records what you did; `learn exercise list` reads it.
-"""
+""")
 
 
 @dataclass
@@ -60,6 +68,7 @@ class ExerciseProgress:
 class Workspace:
     root: Path
     progress: dict[str, ExerciseProgress] = field(default_factory=dict)
+    language: str = "en"  # of its stubs, hints and check messages; a workspace from before it had one is English
 
     # ----- finding and creating ---------------------------------------------------------
 
@@ -85,38 +94,63 @@ class Workspace:
             data = json.loads(path.read_text(encoding="utf-8"))
             entries = data.get("exercises", {})
             progress = {key: ExerciseProgress(**value) for key, value in entries.items()}
+            language = data.get("language", "en")
         except (json.JSONDecodeError, TypeError, AttributeError) as err:
             raise UserError(_("{path} is damaged ({err}); fix it, or delete it and run `learn "
                               "exercise init {root}` to start the record afresh.").format(path=path, err=err, root=root)) from None
-        return cls(root.resolve(), progress)
+        return cls(root.resolve(), progress, language if language in LANGUAGES else "en")
 
     @classmethod
-    def init(cls, root: Path) -> tuple[Workspace, list[str], list[str]]:
-        """Create the workspace or complete it; returns (files created, files kept as they were)."""
+    def init(cls, root: Path, language: str | None = None) -> tuple[Workspace, list[str], list[str]]:
+        """Create the workspace or complete it; returns (files created, files kept as they were).
+
+        `language` None keeps an existing workspace's language; a new one gets the language rule's.
+        """
         if root.exists() and not root.is_dir():
             raise UserError(_("{root} exists and is not a directory; choose another place.").format(root=root))
         try:
-            return cls._fill(root)
+            return cls._fill(root, language)
         except PermissionError as err:
             raise UserError(_("not allowed to write {path}; choose a folder of "
                               "your own (learn exercise init DIR).").format(path=err.filename or root)) from None
 
     @classmethod
-    def _fill(cls, root: Path) -> tuple[Workspace, list[str], list[str]]:
+    def _fill(cls, root: Path, language: str | None) -> tuple[Workspace, list[str], list[str]]:
         root.mkdir(parents=True, exist_ok=True)
+        workspace = cls.load(root) if is_workspace(root) else cls(root.resolve(), language=language_from_environment())
+        workspace.language = language or workspace.language
+        workspace.speak()
         created, kept = [], []
         for exercise in EXERCISES:
             target = root / exercise.file_name
             if target.exists():
                 kept.append(exercise.file_name)
             else:
-                shutil.copyfile(exercise.stub, target)
+                shutil.copyfile(exercise.stub_in(workspace.language), target)
                 created.append(exercise.file_name)
         if not (root / "README.md").exists():
-            (root / "README.md").write_text(README, encoding="utf-8")
-        workspace = cls.load(root) if is_workspace(root) else cls(root.resolve())
+            (root / "README.md").write_text(readme(), encoding="utf-8")
         workspace.save()
         return workspace, created, kept
+
+    @property
+    def speaking(self) -> str:
+        """The language its commands answer in: LEARN_LANG if set, else the workspace's own."""
+        return chosen_language() or self.language
+
+    def speak(self) -> str:
+        """From now on, this process's messages are in the workspace's language.
+
+        use_language() records a choice in LEARN_LANG for child processes; the workspace's
+        language is no such choice (the next workspace keeps its own), so it is taken back.
+        """
+        before = os.environ.get(CHOICE_VARIABLE)
+        spoken = use_language(self.speaking)
+        if before is None:
+            os.environ.pop(CHOICE_VARIABLE, None)
+        else:
+            os.environ[CHOICE_VARIABLE] = before
+        return spoken
 
     # ----- the learner's files ----------------------------------------------------------
 
@@ -132,7 +166,7 @@ class Workspace:
 
     def is_untouched(self, exercise: Exercise) -> bool:
         path = self.file_of(exercise)
-        return path.is_file() and path.read_bytes() == exercise.stub.read_bytes()
+        return path.is_file() and path.read_bytes() in {stub.read_bytes() for stub in exercise.stubs()}
 
     def reset(self, exercise: Exercise) -> Path | None:
         """Put the stub back; the learner's version is kept in .backup/ (returned)."""
@@ -143,7 +177,7 @@ class Workspace:
             backup_dir.mkdir(exist_ok=True)
             backup = backup_dir / f"{path.stem}-{time.strftime('%Y%m%d-%H%M%S')}.py"
             shutil.copyfile(path, backup)
-        shutil.copyfile(exercise.stub, path)
+        shutil.copyfile(exercise.stub_in(self.language), path)
         record = self.of(exercise)
         record.passed_at, record.last_result = None, None  # the pass was of the code now in .backup/
         self.save()
@@ -181,7 +215,7 @@ class Workspace:
                               "to another user (see --workspace).").format(path=self.root / PROGRESS_FILE)) from None
 
     def _write_progress(self) -> None:
-        data = {"workspace": MARKER, "format": FORMAT,
+        data = {"workspace": MARKER, "format": FORMAT, "language": self.language,
                 "exercises": {key: asdict(value) for key, value in sorted(self.progress.items())}}
         handle, temp = tempfile.mkstemp(dir=self.root, prefix=".progress-", suffix=".json")
         os.chmod(temp, 0o644)  # an ordinary readable file, like the exercise files beside it
@@ -189,6 +223,11 @@ class Workspace:
             json.dump(data, out, indent=2)
             out.write("\n")
         os.replace(temp, self.root / PROGRESS_FILE)
+
+
+def chosen_language() -> str | None:
+    """The language LEARN_LANG asks for (`learn --lang` sets it), or None: then the workspace's own."""
+    return language_from_environment() if os.environ.get(CHOICE_VARIABLE, "").strip() else None
 
 
 def is_workspace(path: Path) -> bool:

@@ -20,6 +20,7 @@ from lessons.exercises import peers
 from lessons.exercises.echo_battery import *  # noqa: F401,F403 - the shared echo-server checks
 from lessons.exercises.echo_battery import EchoServer, expect_echo, serving_on_loopback
 from lessons.exercises.harness import describe_exception
+from lessons.toolkit.i18n import N_, _
 
 BURST = 100_000  # bytes waiting at once: far more than one recv(65536)
 
@@ -43,56 +44,60 @@ def pair() -> Iterator[tuple[socket.socket, socket.socket]]:
 
 
 def call_read_available(learner: ModuleType, sock: socket.socket, situation: str) -> tuple[bytes, bool]:
+    """The learner's read_available(sock); `situation` (translated) says when, in a failure."""
     try:
         result = learner.read_available(sock)
     except BlockingIOError as err:
-        pytest.fail(f"read_available() let BlockingIOError out {situation} ({describe_exception(err)}): "
-                    "on a non-blocking socket that is how recv() says 'nothing more for now'; catch it "
-                    "and return what you have.", pytrace=False)
+        pytest.fail(_("read_available() let BlockingIOError out {situation} ({error}): on a non-blocking "
+                      "socket that is how recv() says 'nothing more for now'; catch it and return what "
+                      "you have.").format(situation=situation, error=describe_exception(err)), pytrace=False)
     except ConnectionResetError as err:
-        pytest.fail(f"read_available() let ConnectionResetError out {situation} ({describe_exception(err)}): "
-                    "a reset peer is a closed peer; return (data, True).", pytrace=False)
-    assert isinstance(result, tuple) and len(result) == 2, (
-        f"read_available() should return a pair (data, closed), it returned {result!r}.")
+        pytest.fail(_("read_available() let ConnectionResetError out {situation} ({error}): a reset peer is "
+                      "a closed peer; return (data, True).").format(situation=situation,
+                                                                   error=describe_exception(err)), pytrace=False)
+    assert isinstance(result, tuple) and len(result) == 2, _(
+        "read_available() should return a pair (data, closed), it returned {result}.").format(result=repr(result))
     return result
 
 
 @pytest.mark.limit(10)
+@pytest.mark.title(N_("read_available() takes everything waiting, not just one recv() worth"))
 def test_read_available_takes_everything_waiting(learner: ModuleType, pair) -> None:
-    """read_available() takes everything waiting, not just one recv() worth"""
     writer, reader = pair
     writer.sendall(b"x" * BURST)
-    data, closed = call_read_available(learner, reader, f"with {BURST} bytes waiting")
-    assert len(data) == BURST, (
-        f"read_available() returned {len(data)} of the {BURST} bytes waiting: with EPOLLET, epoll "
-        "reports them once, so keep calling recv() until it raises BlockingIOError.")
-    assert closed is False, "read_available() said the peer closed, but it had only sent data."
+    data, closed = call_read_available(learner, reader, _("with {n} bytes waiting").format(n=BURST))
+    assert len(data) == BURST, _(
+        "read_available() returned {got} of the {n} bytes waiting: with EPOLLET, epoll "
+        "reports them once, so keep calling recv() until it raises BlockingIOError.").format(got=len(data), n=BURST)
+    assert closed is False, _("read_available() said the peer closed, but it had only sent data.")
 
 
 @pytest.mark.limit(10)
+@pytest.mark.title(N_("read_available() returns (b'', False) at once when nothing is waiting"))
 def test_read_available_returns_when_nothing_is_waiting(learner: ModuleType, pair) -> None:
-    """read_available() returns (b'', False) at once when nothing is waiting"""
     _writer, reader = pair
-    data, closed = call_read_available(learner, reader, "with nothing waiting")
-    assert (data, closed) == (b"", False), (
-        f"with nothing waiting, read_available() returned {(data[:40], closed)!r}; expected (b'', False).")
+    data, closed = call_read_available(learner, reader, _("with nothing waiting"))
+    assert (data, closed) == (b"", False), _(
+        "with nothing waiting, read_available() returned {result}; expected (b'', False).").format(
+        result=repr((data[:40], closed)))
 
 
 @pytest.mark.limit(10)
+@pytest.mark.title(N_("read_available() returns the last bytes and closed=True when the peer has closed"))
 def test_read_available_sees_the_peer_close(learner: ModuleType, pair) -> None:
-    """read_available() returns the last bytes and closed=True when the peer has closed"""
     writer, reader = pair
     writer.sendall(b"goodbye")
     writer.close()
-    data, closed = call_read_available(learner, reader, "after the peer closed")
-    assert data == b"goodbye", f"the peer sent b'goodbye' and closed; read_available() returned {data!r}."
-    assert closed is True, ("the peer closed, but read_available() said closed=False: recv() returning "
-                            "b'' is the end of the stream.")
+    data, closed = call_read_available(learner, reader, _("after the peer closed"))
+    assert data == b"goodbye", _("the peer sent b'goodbye' and closed; read_available() returned {data}.").format(
+        data=repr(data))
+    assert closed is True, _("the peer closed, but read_available() said closed=False: recv() returning "
+                             "b'' is the end of the stream.")
 
 
 @pytest.mark.limit(10)
+@pytest.mark.title(N_("read_available() reports a reset connection (RST) as closed"))
 def test_read_available_treats_a_reset_as_closed(learner: ModuleType) -> None:
-    """read_available() reports a reset connection (RST) as closed"""
     client, accepted = peers.tcp_pair()
     try:
         accepted.setblocking(False)
@@ -100,8 +105,8 @@ def test_read_available_treats_a_reset_as_closed(learner: ModuleType) -> None:
         deadline = time.monotonic() + peers.DEADLINE
         while not select.select([accepted], [], [], 0.1)[0] and time.monotonic() < deadline:
             pass
-        _data, closed = call_read_available(learner, accepted, "after the peer reset the connection")
-        assert closed is True, "the peer reset the connection, but read_available() said closed=False."
+        _data, closed = call_read_available(learner, accepted, _("after the peer reset the connection"))
+        assert closed is True, _("the peer reset the connection, but read_available() said closed=False.")
     finally:
         accepted.close()
 
@@ -126,18 +131,18 @@ def epoll_registrations() -> dict[int, dict[int, int]]:
     return found
 
 
+@pytest.mark.title(N_("Clients are registered with EPOLLET (read from /proc/self/fdinfo)"))
 def test_clients_are_registered_edge_triggered(server: EchoServer) -> None:
-    """Clients are registered with EPOLLET (read from /proc/self/fdinfo)"""
     client = server.connect()
     client.sendall(b"edge")
     expect_echo(server, client, b"edge")
     listener_fd = server.listener.fileno()
     ours = [entries for entries in epoll_registrations().values() if listener_fd in entries]
-    assert ours, "no epoll instance of your server has the listener registered: use select.epoll()."
+    assert ours, _("no epoll instance of your server has the listener registered: use select.epoll().")
     clients = {fd: mask for entries in ours for fd, mask in entries.items() if fd != listener_fd}
-    assert clients, "your epoll instance has no client registered, yet the client got its answer."
+    assert clients, _("your epoll instance has no client registered, yet the client got its answer.")
     level = {fd: mask for fd, mask in clients.items() if not mask & select.EPOLLET}
-    assert not level, (
-        "clients are registered without EPOLLET (event masks "
-        + ", ".join(f"0x{mask:x}" for mask in level.values())
-        + "): register them with select.EPOLLIN | select.EPOLLET; this exercise is about edge-triggered mode.")
+    assert not level, _(
+        "clients are registered without EPOLLET (event masks {masks}): register them with "
+        "select.EPOLLIN | select.EPOLLET; this exercise is about edge-triggered mode.").format(
+        masks=", ".join(f"0x{mask:x}" for mask in level.values()))

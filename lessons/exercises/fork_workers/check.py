@@ -21,6 +21,7 @@ import pytest
 
 from lessons.toolkit import procfs
 from lessons.exercises.harness import NotStarted, describe_exception, is_todo, todo_text
+from lessons.toolkit.i18n import N_, _
 
 ESCAPED = 70  # the exit code of a worker that ran on into the caller's code
 BARRIER_WAIT = 8.0  # seconds a worker waits for the others (generous: forking takes milliseconds)
@@ -61,13 +62,14 @@ def run_staged(learner: ModuleType, jobs: list[Callable[[], int]],
         os.close(read_fd)
         stop_stage(pid)
     if not raw:
-        pytest.fail(f"run_workers() had not returned after {timeout:g} s (or its process died): is it "
-                    "waiting for a child that never ends, or for one it never started?", pytrace=False)
+        pytest.fail(_("run_workers() had not returned after {seconds} s (or its process died): is it "
+                      "waiting for a child that never ends, or for one it never started?").format(
+            seconds=f"{timeout:g}"), pytrace=False)
     report = json.loads(raw)
     if report.get("todo"):
         raise NotStarted(report["error"])
     if "error" in report:
-        pytest.fail(f"run_workers() raised {report['error']}.", pytrace=False)
+        pytest.fail(_("run_workers() raised {error}.").format(error=report["error"]), pytrace=False)
     return report
 
 
@@ -94,16 +96,18 @@ def stop_stage(pid: int) -> None:
 
 def codes_of(report: dict, count: int) -> list[int]:
     codes = report["codes"]
-    assert isinstance(codes, list), f"run_workers() should return a list of exit codes, it returned {codes!r}."
+    assert isinstance(codes, list), _("run_workers() should return a list of exit codes, it returned {codes}.").format(
+        codes=repr(codes))
     if ESCAPED in codes:
-        pytest.fail(f"a worker came back out of run_workers() and ran on into the caller's code (the check's "
-                    f"guard stopped it with exit code {ESCAPED}): end every child with os._exit(code) in a "
-                    "`finally:`, so neither a return nor an exception (nor sys.exit) gets it out.",
-                    pytrace=False)
-    assert len(codes) == count, f"run_workers() returned {len(codes)} exit codes for {count} jobs: {codes}."
-    assert all(code < 256 for code in codes), (
-        f"run_workers() returned {codes}: numbers of 256 and more are raw wait statuses, not exit codes; "
-        "turn each status into an exit code with os.waitstatus_to_exitcode(status).")
+        pytest.fail(_("a worker came back out of run_workers() and ran on into the caller's code (the check's "
+                      "guard stopped it with exit code {code}): end every child with os._exit(code) in a "
+                      "`finally:`, so neither a return nor an exception (nor sys.exit) gets it out.").format(
+            code=ESCAPED), pytrace=False)
+    assert len(codes) == count, _("run_workers() returned {n} exit codes for {count} jobs: {codes}.").format(
+        n=len(codes), count=count, codes=codes)
+    assert all(code < 256 for code in codes), _(
+        "run_workers() returned {codes}: numbers of 256 and more are raw wait statuses, not exit codes; "
+        "turn each status into an exit code with os.waitstatus_to_exitcode(status).").format(codes=codes)
     return codes
 
 
@@ -111,15 +115,16 @@ def returning(code: int) -> Callable[[], int]:
     return lambda: code
 
 
+@pytest.mark.title(N_("Returns each job's exit code, in job order"))
 def test_collects_exit_codes_in_job_order(learner: ModuleType) -> None:
-    """Returns each job's exit code, in job order"""
     report = run_staged(learner, [returning(0), returning(3), returning(42)])
     codes = codes_of(report, 3)
-    assert codes == [0, 3, 42], f"jobs returning 0, 3 and 42 gave exit codes {codes}; expected [0, 3, 42]."
+    assert codes == [0, 3, 42], _("jobs returning 0, 3 and 42 gave exit codes {codes}; expected [0, 3, 42].").format(
+        codes=codes)
 
 
+@pytest.mark.title(N_("Each job runs in a child of its own, whose parent is the caller"))
 def test_each_job_runs_in_its_own_child(learner: ModuleType) -> None:
-    """Each job runs in a child of its own, whose parent is the caller"""
     read_fd, write_fd = os.pipe()
 
     def tell_who_i_am() -> int:
@@ -133,15 +138,15 @@ def test_each_job_runs_in_its_own_child(learner: ModuleType) -> None:
         os.close(read_fd)
     codes_of(report, 3)
     pids, parents = lines[0::2], lines[1::2]
-    assert len(set(pids)) == 3, (
-        f"the 3 jobs ran in {len(set(pids))} distinct processes; each needs its own fork().")
-    assert len(set(parents)) == 1 and str(os.getpid()) not in pids, (
+    assert len(set(pids)) == 3, _("the 3 jobs ran in {n} distinct processes; each needs its own fork().").format(
+        n=len(set(pids)))
+    assert len(set(parents)) == 1 and str(os.getpid()) not in pids, _(
         "the workers do not all have the caller as their parent: fork them from run_workers() itself.")
 
 
 @pytest.mark.limit(40)
+@pytest.mark.title(N_("All workers are started before any is waited for (they run at the same time)"))
 def test_workers_run_at_the_same_time(learner: ModuleType) -> None:
-    """All workers are started before any is waited for (they run at the same time)"""
     started_read, started_write = os.pipe()
     go_read, go_write = os.pipe()
     give_up_read, give_up_write = os.pipe()
@@ -149,7 +154,7 @@ def test_workers_run_at_the_same_time(learner: ModuleType) -> None:
 
     def wait_for_the_others() -> int:
         os.write(started_write, b"+")
-        ready, _, _ = select.select([go_read, give_up_read], [], [], BARRIER_WAIT)
+        ready, _writable, _errors = select.select([go_read, give_up_read], [], [], BARRIER_WAIT)
         return 0 if go_read in ready else 99
 
     def release_when_all_started() -> None:
@@ -165,8 +170,9 @@ def test_workers_run_at_the_same_time(learner: ModuleType) -> None:
         for fd in (started_read, go_read, go_write, give_up_read, give_up_write):
             os.close(fd)
     codes = codes_of(report, count)
-    assert 99 not in codes, (f"the workers did not run at the same time (codes {codes}; 99 = a worker waited "
-                             f"{BARRIER_WAIT:g} s for the others): fork them all first, then wait for them.")
+    assert 99 not in codes, _("the workers did not run at the same time (codes {codes}; 99 = a worker waited "
+                              "{seconds} s for the others): fork them all first, then wait for them.").format(
+        codes=codes, seconds=f"{BARRIER_WAIT:g}")
 
 
 def read_count(fd: int, count: int, timeout: float) -> int:
@@ -181,8 +187,8 @@ def read_count(fd: int, count: int, timeout: float) -> int:
 
 
 @pytest.mark.limit(40)
+@pytest.mark.title(N_("The codes are in job order even when the last job finishes first"))
 def test_codes_follow_job_order_not_finish_order(learner: ModuleType) -> None:
-    """The codes are in job order even when the last job finishes first"""
     read_fd, write_fd = os.pipe()
 
     def slow() -> int:  # ends only once `fast` has ended, and was collected if anyone was waiting
@@ -202,9 +208,10 @@ def test_codes_follow_job_order_not_finish_order(learner: ModuleType) -> None:
     finally:
         os.close(read_fd)
         os.close(write_fd)
-    assert 99 not in codes, "the first worker waited in vain for the second: start every worker before waiting."
-    assert codes == [7, 5], (f"got {codes}; expected [7, 5]: the codes came back in the order the workers "
-                             "finished. Keep the pid of each job and put its code in that job's place.")
+    assert 99 not in codes, _("the first worker waited in vain for the second: start every worker before waiting.")
+    assert codes == [7, 5], _("got {codes}; expected [7, 5]: the codes came back in the order the workers "
+                              "finished. Keep the pid of each job and put its code in that job's place.").format(
+        codes=codes)
 
 
 def wait_until_collected(pid: int, grace: float) -> None:
@@ -228,39 +235,41 @@ def wait_until_ended(pid: int) -> None:
         time.sleep(0.005)
 
 
+@pytest.mark.title(N_("A worker killed by SIGKILL reads as -9"))
 def test_a_worker_killed_by_a_signal(learner: ModuleType) -> None:
-    """A worker killed by SIGKILL reads as -9"""
     def die() -> int:
         os.kill(os.getpid(), signal.SIGKILL)
         return 0
 
     codes = codes_of(run_staged(learner, [die, returning(2)]), 2)
-    assert codes == [-9, 2], (f"got {codes}; expected [-9, 2]: os.waitstatus_to_exitcode() turns 'killed by "
-                              "signal 9' into -9.")
+    assert codes == [-9, 2], _("got {codes}; expected [-9, 2]: os.waitstatus_to_exitcode() turns 'killed by "
+                               "signal 9' into -9.").format(codes=codes)
 
 
+@pytest.mark.title(N_("A job that raises makes its child exit with 1, and the exception stays in the child"))
 def test_a_job_that_raises_exits_1_inside_its_child(learner: ModuleType) -> None:
-    """A job that raises makes its child exit with 1, and the exception stays in the child"""
     def broken() -> int:
         raise RuntimeError("this job fails")
 
     codes = codes_of(run_staged(learner, [broken, returning(0)]), 2)
-    assert codes == [1, 0], f"got {codes}; expected [1, 0]: a job that raised should end its child with 1."
+    assert codes == [1, 0], _("got {codes}; expected [1, 0]: a job that raised should end its child with 1.").format(
+        codes=codes)
 
 
+@pytest.mark.title(N_("Leaves no zombie (and no running child) behind"))
 def test_leaves_no_zombie_and_no_running_child(learner: ModuleType) -> None:
-    """Leaves no zombie (and no running child) behind"""
     report = run_staged(learner, [returning(0)] * 5)
     codes_of(report, 5)
     left = report["left"]
     zombies = [pid for pid, state in left if state == "Z"]
-    assert not zombies, (f"after run_workers() returned, {len(zombies)} of its children were zombies (state Z): "
-                         "os.waitpid() every pid you forked.")
-    assert not left, f"after run_workers() returned, {len(left)} children were still running: wait for them all."
+    assert not zombies, _("after run_workers() returned, {n} of its children were zombies (state Z): "
+                          "os.waitpid() every pid you forked.").format(n=len(zombies))
+    assert not left, _("after run_workers() returned, {n} children were still running: wait for them all.").format(
+        n=len(left))
 
 
+@pytest.mark.title(N_("No jobs: an empty list, and no child"))
 def test_no_jobs_no_workers(learner: ModuleType) -> None:
-    """No jobs: an empty list, and no child"""
     report = run_staged(learner, [])
-    assert report["codes"] == [] and not report["left"], (
-        f"with no jobs, run_workers() returned {report['codes']!r}.")
+    assert report["codes"] == [] and not report["left"], _("with no jobs, run_workers() returned {codes}.").format(
+        codes=repr(report["codes"]))

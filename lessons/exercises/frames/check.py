@@ -14,6 +14,7 @@ import pytest
 
 from lessons.exercises import peers
 from lessons.exercises.harness import compare_bytes, describe_exception
+from lessons.toolkit.i18n import N_, _
 
 HEADER = struct.Struct("!I")
 PAYLOADS = [b"zhang", b"", b"\x00\x01\x02 binary \xff", "收到了".encode(), b"x" * 3000]
@@ -39,61 +40,66 @@ def pair() -> Iterator[tuple[socket.socket, socket.socket]]:
 
 
 def assert_frames(got: list[bytes], expected: list[bytes], how: str) -> None:
-    """Frame by frame; the first wrong one is shown as two hexdumps."""
-    assert isinstance(got, list), f"feed() should return a list of payloads; it returned {type(got).__name__}."
+    """Frame by frame; the first wrong one is shown as two hexdumps. `how` is already translated."""
+    assert isinstance(got, list), _("feed() should return a list of payloads; it returned {type}.").format(
+        type=type(got).__name__)
     for index, (want, have) in enumerate(zip(expected, got)):
-        assert have == want, f"{how}, frame {index + 1} of {len(expected)} is wrong:\n{compare_bytes(want, have)}"
-    assert len(got) == len(expected), (
-        f"{how}, your decoder returned {len(got)} frames; expected {len(expected)}"
-        + (" (it returned a frame before all of it had arrived?)" if len(got) > len(expected) else
-           " (a frame that was complete was not returned, or was kept for later)") + ".")
+        assert have == want, _("{how}, frame {number} of {total} is wrong:").format(
+            how=how, number=index + 1, total=len(expected)) + "\n" + compare_bytes(want, have)
+    too_many = _("{how}, your decoder returned {got} frames; expected {expected} (it returned a frame "
+                 "before all of it had arrived?).")
+    too_few = _("{how}, your decoder returned {got} frames; expected {expected} (a frame that was "
+                "complete was not returned, or was kept for later).")
+    assert len(got) == len(expected), (too_many if len(got) > len(expected) else too_few).format(
+        how=how, got=len(got), expected=len(expected))
 
 
 # ----- recv_exact ------------------------------------------------------------------------
 
 
 @pytest.mark.limit(15)
+@pytest.mark.title(N_("recv_exact() collects bytes that arrive one per recv()"))
 def test_recv_exact_gets_bytes_that_arrive_one_at_a_time(learner: ModuleType, pair) -> None:
-    """recv_exact() collects bytes that arrive one per recv()"""
     peer, yours = pair
     data = b"\x00\x00\x00\x05zhang"
     peers.in_background(lambda: peers.trickle(peer, yours, data))
     got = learner.recv_exact(yours, len(data))
-    assert got == data, ("with the bytes arriving one at a time, recv_exact() returned the wrong bytes:\n"
-                         + compare_bytes(data, got) + "\nOne recv() is not one message: loop until all arrived.")
+    assert got == data, (_("with the bytes arriving one at a time, recv_exact() returned the wrong bytes:") + "\n"
+                         + compare_bytes(data, got) + "\n"
+                         + _("One recv() is not one message: loop until all arrived."))
 
 
 @pytest.mark.limit(15)
+@pytest.mark.title(N_("recv_exact() over real TCP, the peer sending one byte per send()"))
 def test_recv_exact_over_tcp_with_bytes_sent_one_per_send(learner: ModuleType) -> None:
-    """recv_exact() over real TCP, the peer sending one byte per send()"""
     client, server_side = peers.tcp_pair()
     try:
         data = stream_of(PAYLOADS[:3])
         peers.in_background(lambda: peers.send_bytewise(client, data))
         got = learner.recv_exact(server_side, len(data))
-        assert got == data, "recv_exact() over TCP returned the wrong bytes:\n" + compare_bytes(data, got)
+        assert got == data, _("recv_exact() over TCP returned the wrong bytes:") + "\n" + compare_bytes(data, got)
     finally:
         client.close()
         server_side.close()
 
 
 @pytest.mark.limit(15)
+@pytest.mark.title(N_("recv_exact() leaves the bytes of the next message in the socket"))
 def test_recv_exact_takes_no_more_than_asked(learner: ModuleType, pair) -> None:
-    """recv_exact() leaves the bytes of the next message in the socket"""
     peer, yours = pair
     peer.sendall(b"HEADrest of it")  # merged: two reads' worth in one send
     first = learner.recv_exact(yours, 4)
-    assert first == b"HEAD", "recv_exact(sock, 4) returned the wrong bytes:\n" + compare_bytes(b"HEAD", first)
+    assert first == b"HEAD", _("recv_exact(sock, 4) returned the wrong bytes:") + "\n" + compare_bytes(b"HEAD", first)
     second = learner.recv_exact(yours, 10)
     assert second == b"rest of it", (
-        "after recv_exact(sock, 4), recv_exact(sock, 10) returned the wrong bytes (did the first call "
-        "read more than 4 and drop the rest? ask recv() only for what is still missing):\n"
+        _("after recv_exact(sock, 4), recv_exact(sock, 10) returned the wrong bytes (did the first call "
+          "read more than 4 and drop the rest? ask recv() only for what is still missing):") + "\n"
         + compare_bytes(b"rest of it", second))
 
 
 @pytest.mark.limit(15)
+@pytest.mark.title(N_("recv_exact() asks recv() only for the bytes still missing, not for `count` every time"))
 def test_recv_exact_asks_only_for_what_is_still_missing(learner: ModuleType, pair) -> None:
-    """recv_exact() asks recv() only for the bytes still missing, not for `count` every time"""
     peer, yours = pair
     first, second = b"record one!!!", b"RECORD TWO!!!"  # 13 bytes each
 
@@ -105,18 +111,19 @@ def test_recv_exact_asks_only_for_what_is_still_missing(learner: ModuleType, pai
     peers.in_background(part_then_rest_and_next)
     got = learner.recv_exact(yours, 13)
     assert got == first, (
-        "5 bytes arrived, then the other 8 together with the next 13-byte record; recv_exact(sock, 13) "
-        "returned the wrong bytes (after the first 5, recv() must be asked for 13 - 5 = 8 bytes, not 13: "
-        "anything more is the next record's):\n" + compare_bytes(first, got))
+        _("5 bytes arrived, then the other 8 together with the next 13-byte record; recv_exact(sock, 13) "
+          "returned the wrong bytes (after the first 5, recv() must be asked for 13 - 5 = 8 bytes, not 13: "
+          "anything more is the next record's):") + "\n" + compare_bytes(first, got))
     rest = learner.recv_exact(yours, 13)
-    assert rest == second, "the next recv_exact(sock, 13) returned the wrong bytes:\n" + compare_bytes(second, rest)
+    assert rest == second, (_("the next recv_exact(sock, 13) returned the wrong bytes:") + "\n"
+                            + compare_bytes(second, rest))
 
 
 @pytest.mark.limit(10)
-@pytest.mark.if_hangs("The peer had closed: from then on recv() returns b'' at once, every time. "
-                      "Check for b'' and raise EOFError.")
+@pytest.mark.if_hangs(N_("The peer had closed: from then on recv() returns b'' at once, every time. "
+                         "Check for b'' and raise EOFError."))
+@pytest.mark.title(N_("recv_exact() raises EOFError when the peer half-closes mid-frame (no hang, no short read)"))
 def test_recv_exact_raises_eoferror_when_the_peer_stops_mid_frame(learner: ModuleType, pair) -> None:
-    """recv_exact() raises EOFError when the peer half-closes mid-frame (no hang, no short read)"""
     peer, yours = pair
     peer.sendall(b"\x00\x00\x00\x08abc")  # a frame of 8 bytes, cut after 3
     peers.half_close(peer)
@@ -124,16 +131,16 @@ def test_recv_exact_raises_eoferror_when_the_peer_stops_mid_frame(learner: Modul
         got = learner.recv_exact(yours, 11)
     except EOFError:
         return
-    pytest.fail(f"the peer sent 7 of 11 bytes and shut down its side; recv_exact() returned {got!r} "
-                "instead of raising EOFError. Returning fewer bytes than asked lets the caller "
-                "unpack half a record.", pytrace=False)
+    pytest.fail(_("the peer sent 7 of 11 bytes and shut down its side; recv_exact() returned {got} "
+                  "instead of raising EOFError. Returning fewer bytes than asked lets the caller "
+                  "unpack half a record.").format(got=repr(got)), pytrace=False)
 
 
 @pytest.mark.limit(10)
-@pytest.mark.if_hangs("The peer had reset the connection: recv() raises ConnectionResetError, or returns b'' "
-                      "once the error is consumed. Let the exception out, or raise EOFError on b''.")
+@pytest.mark.if_hangs(N_("The peer had reset the connection: recv() raises ConnectionResetError, or returns b'' "
+                         "once the error is consumed. Let the exception out, or raise EOFError on b''."))
+@pytest.mark.title(N_("recv_exact() raises (EOFError or ConnectionResetError) when the peer resets mid-frame"))
 def test_recv_exact_fails_when_the_peer_resets_mid_frame(learner: ModuleType) -> None:
-    """recv_exact() raises (EOFError or ConnectionResetError) when the peer resets mid-frame"""
     client, server_side = peers.tcp_pair()
     try:
         client.sendall(b"\x00\x00\x00\x10half")
@@ -142,32 +149,32 @@ def test_recv_exact_fails_when_the_peer_resets_mid_frame(learner: ModuleType) ->
             got = learner.recv_exact(server_side, 20)
         except (EOFError, ConnectionResetError):
             return
-        pytest.fail(f"the peer reset the connection mid-frame; recv_exact() returned {got!r} instead of "
-                    "raising.", pytrace=False)
+        pytest.fail(_("the peer reset the connection mid-frame; recv_exact() returned {got} instead of "
+                      "raising.").format(got=repr(got)), pytrace=False)
     finally:
         server_side.close()
 
 
 @pytest.mark.limit(15)
+@pytest.mark.title(N_("recv_frame() reads each frame of several merged into one send()"))
 def test_recv_frame_reads_frames_merged_into_one_send(learner: ModuleType, pair) -> None:
-    """recv_frame() reads each frame of several merged into one send()"""
     peer, yours = pair
     peers.in_background(lambda: peers.send_merged(peer, [frame(payload) for payload in PAYLOADS]))
     for index, payload in enumerate(PAYLOADS):
         got = learner.recv_frame(yours)
-        assert got == payload, (f"frames merged into one send(): recv_frame() call {index + 1} returned the "
-                                f"wrong payload:\n" + compare_bytes(payload, got))
+        assert got == payload, (_("frames merged into one send(): recv_frame() call {number} returned the "
+                                  "wrong payload:").format(number=index + 1) + "\n" + compare_bytes(payload, got))
 
 
 @pytest.mark.limit(15)
+@pytest.mark.title(N_("recv_frame() reads a frame whose header and payload arrive one byte per recv()"))
 def test_recv_frame_reads_a_frame_whose_bytes_arrive_one_at_a_time(learner: ModuleType, pair) -> None:
-    """recv_frame() reads a frame whose header and payload arrive one byte per recv()"""
     peer, yours = pair
     payload = "收到了, one byte at a time".encode()
     peers.in_background(lambda: peers.trickle(peer, yours, frame(payload)))
     got = learner.recv_frame(yours)
-    assert got == payload, ("with every byte arriving on its own, recv_frame() returned the wrong payload "
-                            "(read the header with recv_exact too: one recv(4) may return 1 byte):\n"
+    assert got == payload, (_("with every byte arriving on its own, recv_frame() returned the wrong payload "
+                              "(read the header with recv_exact too: one recv(4) may return 1 byte):") + "\n"
                             + compare_bytes(payload, got))
 
 
@@ -178,67 +185,67 @@ def new_decoder(learner: ModuleType, max_payload: int = 65536):
     return learner.FrameDecoder(max_payload=max_payload)
 
 
+@pytest.mark.title(N_("The decoder returns a frame fed whole"))
 def test_decoder_returns_one_whole_frame(learner: ModuleType) -> None:
-    """The decoder returns a frame fed whole"""
-    assert_frames(new_decoder(learner).feed(frame(b"zhang")), [b"zhang"], "fed one whole frame")
+    assert_frames(new_decoder(learner).feed(frame(b"zhang")), [b"zhang"], _("fed one whole frame"))
 
 
+@pytest.mark.title(N_("The decoder gets every frame right when fed one byte at a time"))
 def test_decoder_with_frames_split_at_every_byte(learner: ModuleType) -> None:
-    """The decoder gets every frame right when fed one byte at a time"""
     decoder = new_decoder(learner)
     data = stream_of(PAYLOADS)
     got: list[bytes] = []
     for index in range(len(data)):
         got += decoder.feed(data[index:index + 1])
-    assert_frames(got, PAYLOADS, "fed one byte at a time")
+    assert_frames(got, PAYLOADS, _("fed one byte at a time"))
 
 
+@pytest.mark.title(N_("The decoder returns every frame of several merged into one feed, in order"))
 def test_decoder_with_frames_merged_into_one_feed(learner: ModuleType) -> None:
-    """The decoder returns every frame of several merged into one feed, in order"""
-    assert_frames(new_decoder(learner).feed(stream_of(PAYLOADS)), PAYLOADS, "fed 5 frames in one piece")
+    assert_frames(new_decoder(learner).feed(stream_of(PAYLOADS)), PAYLOADS, _("fed 5 frames in one piece"))
 
 
+@pytest.mark.title(N_("The decoder keeps half a frame until the rest arrives"))
 def test_decoder_keeps_a_partial_frame_for_later(learner: ModuleType) -> None:
-    """The decoder keeps half a frame until the rest arrives"""
     decoder = new_decoder(learner)
     data = stream_of([b"first", b"second"])
     cut = len(frame(b"first")) + 6  # the whole first frame, then the second's header and 2 bytes
-    assert_frames(decoder.feed(data[:cut]), [b"first"], "fed one frame and a half")
-    assert_frames(decoder.feed(data[cut:]), [b"second"], "then fed the rest of the second frame")
+    assert_frames(decoder.feed(data[:cut]), [b"first"], _("fed one frame and a half"))
+    assert_frames(decoder.feed(data[cut:]), [b"second"], _("then fed the rest of the second frame"))
 
 
+@pytest.mark.title(N_("The decoder survives 200 frames cut at random places (seeded, so repeatable)"))
 def test_decoder_with_random_splits(learner: ModuleType) -> None:
-    """The decoder survives 200 frames cut at random places (seeded, so repeatable)"""
     chance = random.Random(20240501)
-    payloads = [bytes(chance.randrange(256) for _ in range(chance.choice((0, 1, 7, 300))))
-                for _ in range(200)]
+    payloads = [bytes(chance.randrange(256) for _byte in range(chance.choice((0, 1, 7, 300))))
+                for _frame in range(200)]
     data = stream_of(payloads)
     decoder, got, start = new_decoder(learner), [], 0
     while start < len(data):
         size = chance.randint(1, 40)
         got += decoder.feed(data[start:start + size])
         start += size
-    assert_frames(got, payloads, "fed 200 frames in random pieces")
+    assert_frames(got, payloads, _("fed 200 frames in random pieces"))
 
 
+@pytest.mark.title(N_("The decoder raises FrameTooLarge from the header alone, before any payload arrives"))
 def test_decoder_rejects_an_oversized_header_at_once(learner: ModuleType) -> None:
-    """The decoder raises FrameTooLarge from the header alone, before any payload arrives"""
     decoder = new_decoder(learner, max_payload=1000)
     try:
         got = decoder.feed(HEADER.pack(1001))
     except ValueError:  # FrameTooLarge is a ValueError
         return
     except MemoryError as err:
-        pytest.fail(f"an oversized header made your decoder run out of memory ({describe_exception(err)}).",
-                    pytrace=False)
-    pytest.fail(f"a header announcing 1001 bytes (max_payload=1000) was accepted (feed returned {got!r}): "
-                "raise FrameTooLarge as soon as the header is complete, or a peer can make you wait "
-                "for, and buffer, up to 4 GiB.", pytrace=False)
+        pytest.fail(_("an oversized header made your decoder run out of memory ({error}).").format(
+            error=describe_exception(err)), pytrace=False)
+    pytest.fail(_("a header announcing 1001 bytes (max_payload=1000) was accepted (feed returned {got}): "
+                  "raise FrameTooLarge as soon as the header is complete, or a peer can make you wait "
+                  "for, and buffer, up to 4 GiB.").format(got=repr(got)), pytrace=False)
 
 
 @pytest.mark.limit(15)
+@pytest.mark.title(N_("The decoder behind a real TCP socket, the peer sending byte by byte and in bulk"))
 def test_decoder_behind_a_real_socket(learner: ModuleType) -> None:
-    """The decoder behind a real TCP socket, the peer sending byte by byte and in bulk"""
     client, server_side = peers.tcp_pair()
     try:
         data = stream_of(PAYLOADS)
@@ -254,7 +261,7 @@ def test_decoder_behind_a_real_socket(learner: ModuleType) -> None:
         server_side.settimeout(peers.DEADLINE)
         while chunk := server_side.recv(7):
             got += decoder.feed(chunk)
-        assert_frames(got, PAYLOADS, "behind a TCP socket read 7 bytes at a time")
+        assert_frames(got, PAYLOADS, _("behind a TCP socket read 7 bytes at a time"))
     finally:
         client.close()
         server_side.close()

@@ -16,6 +16,7 @@ import pytest
 
 from lessons.toolkit import procfs
 from lessons.exercises.harness import describe_exception
+from lessons.toolkit.i18n import N_, _
 
 STATE_WAIT = 10.0
 
@@ -77,66 +78,69 @@ def ask(learner: ModuleType, pid: int, what: str):
     try:
         info = learner.read_process(pid)
     except (FileNotFoundError, ProcessLookupError) as err:
-        pytest.fail(f"read_process() let {type(err).__name__} out for {what} ({describe_exception(err)}); "
-                    "return None: processes come and go while you look.", pytrace=False)
+        pytest.fail(_("read_process() let {error_name} out for {what} ({error}); return None: processes come "
+                      "and go while you look.").format(error_name=type(err).__name__, what=what,
+                                                       error=describe_exception(err)), pytrace=False)
     except (IndexError, ValueError) as err:
-        pytest.fail(f"read_process() could not parse the stat line of {what}: {describe_exception(err)}.",
-                    pytrace=False)
+        pytest.fail(_("read_process() could not parse the stat line of {what}: {error}.").format(
+            what=what, error=describe_exception(err)), pytrace=False)
     return info
 
 
 def expect(learner: ModuleType, pid: int, state: str, nice: int, what: str, ppid: int | None = None) -> None:
-    """Ask the learner's read_process() about `pid` and compare with what /proc says."""
+    """Ask the learner's read_process() about `pid` and compare with what /proc says (`what`: translated)."""
     ppid = os.getpid() if ppid is None else ppid
     info = ask(learner, pid, what)
-    assert info is not None, f"read_process() returned None for {what}, which exists."
-    assert isinstance(info, tuple) and len(info) == 3, (
-        f"read_process() should return ProcessInfo(state, ppid, nice); for {what} it returned {info!r}.")
+    assert info is not None, _("read_process() returned None for {what}, which exists.").format(what=what)
+    assert isinstance(info, tuple) and len(info) == 3, _(
+        "read_process() should return ProcessInfo(state, ppid, nice); for {what} it returned {info}.").format(
+        what=what, info=repr(info))
     got = tuple(info)  # a ProcessInfo is a tuple: (state, ppid, nice)
-    fields_hint = " (count the fields after the last ')': state is field 3, ppid 4, nice 19)"
-    assert got == (state, ppid, nice), (
-        f"for {what}, read_process() returned state={got[0]!r} ppid={got[1]!r} nice={got[2]!r}; "
-        f"/proc says state={state!r} ppid={ppid} nice={nice}"
-        + (fields_hint if got[0] != state or got[2] != nice else "") + ".")
+    fields_hint = _(" (count the fields after the last ')': state is field 3, ppid 4, nice 19)")
+    assert got == (state, ppid, nice), _(
+        "for {what}, read_process() returned state={got_state} ppid={got_ppid} nice={got_nice}; "
+        "/proc says state={state} ppid={ppid} nice={nice}{hint}.").format(
+        what=what, got_state=repr(got[0]), got_ppid=repr(got[1]), got_nice=repr(got[2]), state=repr(state),
+        ppid=ppid, nice=nice, hint=fields_hint if got[0] != state or got[2] != nice else "")
 
 
+@pytest.mark.title(N_("Reads the running process itself: state R, its parent, its nice value"))
 def test_reads_its_own_process(learner: ModuleType) -> None:
-    """Reads the running process itself: state R, its parent, its nice value"""
     expect(learner, os.getpid(), "R", os.getpriority(os.PRIO_PROCESS, 0),
-           "this process (it is running while it reads /proc)", ppid=os.getppid())
+           _("this process (it is running while it reads /proc)"), ppid=os.getppid())
 
 
+@pytest.mark.title(N_("A child blocked in read() is S, sleeping, and its ppid is the check"))
 def test_sleeping_child(learner: ModuleType, children: list[Child]) -> None:
-    """A child blocked in read() is S, sleeping, and its ppid is the check"""
     child = start_child(children)
     truth = procfs.wait_for_state(child.pid, "S", STATE_WAIT)
-    expect(learner, child.pid, "S", truth.nice, "a child blocked in read()")
+    expect(learner, child.pid, "S", truth.nice, _("a child blocked in read()"))
 
 
+@pytest.mark.title(N_("A child stopped by SIGSTOP is T"))
 def test_stopped_child(learner: ModuleType, children: list[Child]) -> None:
-    """A child stopped by SIGSTOP is T"""
     child = start_child(children)
     os.kill(child.pid, signal.SIGSTOP)
     truth = procfs.wait_for_state(child.pid, "T", STATE_WAIT)
-    expect(learner, child.pid, "T", truth.nice, "a child stopped by SIGSTOP")
+    expect(learner, child.pid, "T", truth.nice, _("a child stopped by SIGSTOP"))
     os.kill(child.pid, signal.SIGCONT)
 
 
+@pytest.mark.title(N_("A child that exited and was not reaped yet is Z, a zombie"))
 def test_zombie_child(learner: ModuleType, children: list[Child]) -> None:
-    """A child that exited and was not reaped yet is Z, a zombie"""
     child = start_child(children)
     child.release()
     truth = procfs.wait_for_state(child.pid, "Z", STATE_WAIT)
-    expect(learner, child.pid, "Z", truth.nice, "a child that exited, not reaped")
+    expect(learner, child.pid, "Z", truth.nice, _("a child that exited, not reaped"))
 
 
+@pytest.mark.title(N_("A child that called os.nice(5) shows its new nice value"))
 def test_niced_child(learner: ModuleType, children: list[Child]) -> None:
-    """A child that called os.nice(5) shows its new nice value"""
     child = start_child(children, lambda: os.nice(5))
     truth = procfs.wait_for_state(child.pid, "S", STATE_WAIT)
     expected = min(19, os.getpriority(os.PRIO_PROCESS, 0) + 5)
-    assert truth.nice == expected, "the check's own reader disagrees with os.nice(); /proc is odd here."
-    expect(learner, child.pid, "S", expected, "a child that called os.nice(5)")
+    assert truth.nice == expected, _("the check's own reader disagrees with os.nice(); /proc is odd here.")
+    expect(learner, child.pid, "S", expected, _("a child that called os.nice(5)"))
 
 
 def rename_to(name: bytes) -> Callable[[], None]:
@@ -146,19 +150,20 @@ def rename_to(name: bytes) -> Callable[[], None]:
     return action
 
 
+@pytest.mark.title(N_("A child named 'x) Z 1 (y' is still read right (split at the last ')')"))
 def test_name_with_spaces_and_parentheses(learner: ModuleType, children: list[Child]) -> None:
-    """A child named 'x) Z 1 (y' is still read right (split at the last ')')"""
     child = start_child(children, rename_to(b"x) Z 1 (y"))
     truth = procfs.wait_for_state(child.pid, "S", STATE_WAIT)
-    assert truth.name == "x) Z 1 (y", "the child could not rename itself; /proc is odd here."
+    assert truth.name == "x) Z 1 (y", _("the child could not rename itself; /proc is odd here.")
     expect(learner, child.pid, "S", truth.nice,
-           "a child named 'x) Z 1 (y' (a name may hold spaces and ')': split at the LAST ')')")
+           _("a child named 'x) Z 1 (y' (a name may hold spaces and ')': split at the LAST ')')"))
 
 
+@pytest.mark.title(N_("A process that has exited and been reaped reads as None"))
 def test_a_process_that_is_gone(learner: ModuleType, children: list[Child]) -> None:
-    """A process that has exited and been reaped reads as None"""
     child = start_child(children)
     child.release()
     child.reap()
-    info = ask(learner, child.pid, "a process that is gone")
-    assert info is None, f"read_process() returned {info!r} for a process that no longer exists; return None."
+    info = ask(learner, child.pid, _("a process that is gone"))
+    assert info is None, _("read_process() returned {info} for a process that no longer exists; return None.").format(
+        info=repr(info))
