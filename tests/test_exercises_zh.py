@@ -3,10 +3,8 @@ its language, and check messages that reach the learner in it.
 
 A zh stub must be the English stub with only its comments, docstrings and TODO texts
 translated: both parse to the same tree once those are taken out. A zh hints file has the
-same tiers and the very same code blocks. The messages come from the gettext catalog:
-these tests compile the catalog's sources (learn.po, if the lead has merged it, and
-parts/*.po) into a temporary directory, so they test what the sources say, before and
-after the merge.
+same tiers and the very same code blocks. The messages come from the gettext catalog
+(learn.po; tests/test_catalog.py makes sure the compiled learn.mo says the same).
 """
 
 from __future__ import annotations
@@ -14,15 +12,13 @@ from __future__ import annotations
 import ast
 import io
 import json
-import os
+
 import re
 import tokenize
 from pathlib import Path
 from typing import Iterator
 
 import pytest
-from babel.messages.catalog import Catalog
-from babel.messages.mofile import write_mo
 from babel.messages.pofile import read_po
 from typer.testing import CliRunner
 
@@ -34,7 +30,7 @@ from lessons.exercises.workspace import Workspace
 from lessons.toolkit import i18n
 
 MESSAGES = Path(i18n.LOCALE_DIR) / "zh" / "LC_MESSAGES"
-PART = MESSAGES / "parts" / "exzh.po"
+CATALOG = MESSAGES / "learn.po"
 MISTAKES = Path(__file__).resolve().parent / "exercise_mistakes"
 HAN = re.compile(r"[\u4e00-\u9fff]")
 FIELD = re.compile(r"\{[^{}]*\}")
@@ -109,11 +105,11 @@ def test_the_zh_hints_have_the_same_tiers_and_code(exercise: Exercise) -> None:
         assert code_blocks(zh_tier) == code_blocks(en_tier), f"{exercise.id}: tier {number} changed its code"
 
 
-# ----- the catalog part ---------------------------------------------------------------
+# ----- the catalog ---------------------------------------------------------------------
 
 
-def test_every_message_of_the_part_is_translated_with_the_same_fields() -> None:
-    with open(PART, "rb") as source:
+def test_every_message_is_translated_into_chinese_with_the_same_fields() -> None:
+    with open(CATALOG, "rb") as source:
         part = read_po(source)
     assert part.locale and str(part.locale) == "zh"
     for message in part:
@@ -147,9 +143,9 @@ def check_markers(exercise: Exercise) -> list[tuple[str, str, str | None]]:
 
 
 @pytest.mark.parametrize("exercise", EXERCISES, ids=lambda exercise: exercise.id)
-def test_every_check_has_a_title_the_part_translates(exercise: Exercise) -> None:
+def test_every_check_has_a_title_the_catalog_translates(exercise: Exercise) -> None:
     """Titles and if_hangs advice are N_() marked, so that extraction finds them, and translated."""
-    with open(PART, "rb") as source:
+    with open(CATALOG, "rb") as source:
         part = read_po(source)
     for check, marker, text in check_markers(exercise):
         assert text is not None, f"{exercise.id}: {check} needs @pytest.mark.{marker}(N_(\"...\"))"
@@ -157,44 +153,14 @@ def test_every_check_has_a_title_the_part_translates(exercise: Exercise) -> None
     assert part.get(exercise.title) is not None, f"no zh for the title of {exercise.id}"
 
 
-# ----- a throwaway compiled catalog, in this process and in the checks' processes ---------
-
-
-@pytest.fixture(scope="module")
-def zh_locale(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """learn.po (if merged already) and parts/*.po, compiled into a temporary locale dir."""
-    merged = Catalog(locale="zh")
-    for source_path in [MESSAGES / "learn.po", *sorted((MESSAGES / "parts").glob("*.po"))]:
-        if source_path.is_file():
-            with open(source_path, "rb") as source:
-                for message in read_po(source):
-                    if message.id and message.string:
-                        merged.delete(message.id)  # the parts win, as the catalog tool's merge decides
-                        merged[message.id] = message
-    root = tmp_path_factory.mktemp("locale")
-    (root / "zh" / "LC_MESSAGES").mkdir(parents=True)
-    with open(root / "zh" / "LC_MESSAGES" / "learn.mo", "wb") as out:
-        write_mo(out, merged)
-    return root
+# ----- the learner's language, in this process and in the checks' processes -----------------
 
 
 @pytest.fixture
-def in_chinese(zh_locale: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
-    """This process and every check process it starts read the throwaway catalog.
-
-    The checks run in fresh interpreters, so a sitecustomize on PYTHONPATH points their
-    i18n at the same directory before anything is translated.
-    """
-    shim = tmp_path / "shim"
-    shim.mkdir()
-    (shim / "sitecustomize.py").write_text(
-        "import os, pathlib\nimport lessons.toolkit.i18n as i18n\n"
-        "i18n.LOCALE_DIR = pathlib.Path(os.environ['LEARN_TEST_LOCALE_DIR'])\n", encoding="utf-8")
-    monkeypatch.setenv("LEARN_TEST_LOCALE_DIR", str(zh_locale))
-    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(filter(None, [str(shim), os.environ.get("PYTHONPATH")])))
+def in_chinese(monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """The language comes from the workspace (or LEARN_LANG), never from a test before."""
     monkeypatch.delenv("LEARN_LANG", raising=False)
-    monkeypatch.setattr(i18n, "LOCALE_DIR", zh_locale)
-    yield zh_locale
+    yield Path(i18n.LOCALE_DIR)
     i18n.use_language("en")  # the next test starts in English, as from a fresh `learn`
 
 
