@@ -132,6 +132,9 @@ def wait_until_waiting(thread: LearnerThread, timeout: float = 2.0) -> None:
         time.sleep(0.005)
 
 
+CRASH_GRACE = 0.5  # seconds: how long a closed connection may wait for its server thread's crash
+
+
 def expect_echo(server: EchoServer, sock: socket.socket, data: bytes, situation: str = "") -> None:
     """Read len(data) bytes back; if they do not come, say what the client saw (`situation`: translated)."""
     got = server.read(sock, len(data))
@@ -140,6 +143,9 @@ def expect_echo(server: EchoServer, sock: socket.socket, data: bytes, situation:
     when = f" {situation}" if situation else ""
     server.fail_if_crashed(when)
     if peers.closed_by_peer(sock, 0.2):
+        # a server thread that crashed closes its sockets a moment before its error is recorded
+        server.thread.join(CRASH_GRACE)
+        server.fail_if_crashed(when)
         pytest.fail(_("your server closed the connection{when}: the client had sent {sent} "
                       "and got back {got} before the connection ended.").format(
             when=when, sent=short(data), got=short(got)), pytrace=False)
