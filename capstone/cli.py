@@ -24,16 +24,27 @@ def serve(
         help="Bytes queued for all connections together; past it the slowest readers are dropped first.")] = 64 << 20,
     admin_socket: Annotated[Optional[str], typer.Option(help="Path of the administrator's Unix socket.")] = None,
     trace: Annotated[bool, typer.Option(help="Log every readiness event the multiplexer reports.")] = False,
+    cluster: Annotated[Optional[str], typer.Option(
+        help="Serve one room with other nodes through NATS JetStream: nats://HOST:PORT[,nats://...].",
+        show_default=False)] = None,
+    room: Annotated[str, typer.Option(help="With --cluster: the room's name (nodes with one name serve one room).")] = "main",
+    reuse_port: Annotated[bool, typer.Option(
+        help="With --cluster: share the port with other nodes on this machine (SO_REUSEPORT).")] = False,
+    lease: Annotated[float, typer.Option(
+        help="With --cluster: seconds a dead node's names stay claimed (its members leave within about 4/3 of it).")] = 10.0,
+    replicas: Annotated[int, typer.Option(
+        help="With --cluster: copies NATS keeps of the room (3 on a 3-server NATS cluster).", min=1, max=5)] = 1,
 ) -> None:
     """Run the chat server (Ctrl-C or SIGTERM stops it cleanly)."""
     from capstone.room import Limits
-    from capstone.serve import ServeOptions
+    from capstone.serve import ClusterOptions, ServeOptions
     from capstone.serve import serve as run_server
     from capstone.server import OutputLimits
 
     limits = Limits(max_payload=max_payload, join_timeout=join_timeout, rate_limit=rate_limit)
     output = OutputLimits(max_queue=max_queue, max_buffered=max_buffered)
-    run_server(ServeOptions(host, port, unix, engine, limits, admin_socket, trace, output))
+    nodes = ClusterOptions([url.strip() for url in cluster.split(",")], room, lease, replicas) if cluster else None
+    run_server(ServeOptions(host, port, unix, engine, limits, admin_socket, trace, output, nodes, reuse_port))
 
 
 class Language(str, Enum):

@@ -29,6 +29,16 @@ class ServeOptions:
     admin_socket: str | None = None
     trace: bool = False
     output: OutputLimits = OutputLimits()
+    cluster: ClusterOptions | None = None  # serve one room together with other nodes, through NATS
+    reuse_port: bool = False  # SO_REUSEPORT: several nodes on one port
+
+
+@dataclass(frozen=True)
+class ClusterOptions:
+    urls: list[str]
+    room: str = "main"
+    lease: float = 10.0  # seconds a name stays claimed without renewal (a dead node's members: LEFT after ~4/3 of it)
+    replicas: int = 1  # copies of the stream and the bucket (3 on a 3-server NATS cluster)
 
 
 def pick_engine(engine: str):  # noqa: ANN201 - (server class, backend class)
@@ -65,7 +75,7 @@ def open_listeners(options: ServeOptions) -> tuple[Listeners, str]:
         chat, chat_file = bind_socket_file(options.unix, mode=0o666 & ~_umask(), backlog=CHAT_BACKLOG)
         where, port, chat_path = options.unix, None, options.unix
     else:
-        chat = open_listener(options.host, options.port, backlog=CHAT_BACKLOG)
+        chat = open_listener(options.host, options.port, backlog=CHAT_BACKLOG, reuse_port=options.reuse_port)
         where, port, chat_path = address_text(chat.getsockname()), chat.getsockname()[1], None
     try:
         admin_path = options.admin_socket or str(default_admin_socket(port=port, unix_path=options.unix))
@@ -84,9 +94,53 @@ def _umask() -> int:
     return current
 
 
+def check_cluster(options: ServeOptions) -> None:
+    from capstone.cluster.events import ROOM_NAME
+
+    cluster = options.cluster
+    if cluster is None:
+        if options.reuse_port:
+            raise UserError(_("--reuse-port makes sense only with --cluster: separate servers on one port "
+                              "would each be a room of their own."))
+        return
+    if options.engine == "fork":
+        raise UserError(_("the fork engine cannot serve a cluster room; use --engine epoll (or poll, select, selectors)."))
+    for url in cluster.urls:
+        if not url.startswith(("nats://", "tls://")) or len(url.split("://", 1)[1]) == 0:
+            raise UserError(_("--cluster takes nats://HOST:PORT addresses separated by commas, not {url!r}.").format(
+                url=url))
+    if not ROOM_NAME.fullmatch(cluster.room):
+        raise UserError(_("a room name is 1 to 64 letters, digits, '-' or '_', not {room!r}.").format(room=cluster.room))
+    if cluster.lease < 1:
+        raise UserError(_("--lease must be at least 1 second."))
+
+
 def serve(options: ServeOptions) -> None:
     check_limits(options.limits, options.output)
+    check_cluster(options)
     server_class, backend_class = pick_engine(options.engine)
+    room = join_cluster(options)
+    try:
+        serve_room(options, server_class, backend_class, room)
+    finally:
+        if room is not None:
+            room.close(SHUTDOWN_PUBLISH_SECONDS)
+
+
+SHUTDOWN_PUBLISH_SECONDS = 1.0  # at stop, how long the broker may take to publish our members' LEFTs
+
+
+def join_cluster(options: ServeOptions):  # noqa: ANN201 - ClusterRoom | None
+    """This node's room, connected to NATS before any port is opened (unreachable: exit 2)."""
+    if options.cluster is None:
+        return None
+    from capstone.cluster.backend import open_cluster_room
+
+    cluster = options.cluster
+    return open_cluster_room(cluster.urls, cluster.room, options.limits, cluster.lease, cluster.replicas)
+
+
+def serve_room(options: ServeOptions, server_class, backend_class, room) -> None:  # noqa: ANN001
     listeners, where = open_listeners(options)
     signal.signal(signal.SIGPIPE, signal.SIG_IGN)  # a closed peer or log is an EPIPE to handle, not death
     sys.stdout.flush()
@@ -94,11 +148,17 @@ def serve(options: ServeOptions) -> None:
     log = rich_log(sink) if sink.isatty() else plain_log(sink)
     trace = (lambda text: log("trace", text)) if options.trace else None
     console = sys.stdin.fileno() if sys.stdin.isatty() else None
-    server = server_class(listeners, backend_class(trace), options.limits, log, console, output=options.output)
+    server = server_class(listeners, backend_class(trace), options.limits, log, console, output=options.output,
+                          room=room)
+    if room is not None:
+        server.watch_descriptor(room.wakeup_fd(), lambda: room.on_wakeup(server.clock()))
 
     def announce_ready() -> None:
         sink.write(f"listening on {where}\n")
         sink.write(f"admin socket {listeners.admin_path}\n")
+        if room is not None:
+            log("cluster", _("node {node} of room {room} through {urls}").format(
+                node=room.node, room=options.cluster.room, urls=", ".join(options.cluster.urls)))
         if console is not None:
             log("admin", _("type a line here to announce it to everyone; /help lists the console's commands; "
                            "Ctrl-C stops the server"))

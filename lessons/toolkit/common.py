@@ -43,8 +43,12 @@ DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8888  # as in the notes
 
 
-def open_listener(host: str = DEFAULT_HOST, port: int = DEFAULT_PORT, backlog: int = 128) -> socket.socket:
-    """Bind and listen with SO_REUSEADDR, turning the usual mistakes into one sentence."""
+def open_listener(host: str = DEFAULT_HOST, port: int = DEFAULT_PORT, backlog: int = 128,
+                  reuse_port: bool = False) -> socket.socket:
+    """Bind and listen with SO_REUSEADDR, turning the usual mistakes into one sentence.
+
+    `reuse_port`: SO_REUSEPORT, so that several processes can listen on one port and the
+    kernel spreads the connections over them."""
     if not 0 <= port <= 65535:
         raise UserError(f"port {port} does not exist; ports go from 0 to 65535 (0 picks a free one).")
     try:
@@ -54,6 +58,8 @@ def open_listener(host: str = DEFAULT_HOST, port: int = DEFAULT_PORT, backlog: i
     family, kind, proto, _canonical_name, address = infos[0]  # `_` is gettext here
     server = socket.socket(family, kind, proto)
     server.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    if reuse_port:
+        server.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
     try:
         server.bind(address)
         server.listen(backlog)

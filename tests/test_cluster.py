@@ -1,0 +1,231 @@
+"""One room served by two server processes (nodes) through a real NATS JetStream server.
+
+Each test starts its own nats-server (port and store of its own) and two
+`learn chat serve --cluster` nodes; clients speak PROTOCOL.md to either node. No mocks,
+no sleeps: every wait is for a frame or a line, with a deadline.
+"""
+
+from __future__ import annotations
+
+import signal
+import threading
+import time
+
+import pytest
+
+from chatserver import ServerProcess, run_failing_server
+from chatwire import Code, Kind, WireClient, admin_list, admin_say
+from natsserver import NatsServer
+
+LEASE = 1.5  # seconds: a dead node's members are announced LEFT within about 4/3 of it
+LEFT_WITHIN = 4 * LEASE + 10.0  # the stated bound (4/3 of a lease) with room for a loaded machine
+
+
+@pytest.fixture
+def nats(tmp_path):
+    server = NatsServer(tmp_path / "nats-store").start()
+    yield server
+    server.stop()
+
+
+def start_node(nats_server: NatsServer, *extra: str) -> ServerProcess:
+    return ServerProcess.start("--port", "0", "--cluster", nats_server.url, "--room", "test",
+                               "--lease", str(LEASE), *extra)
+
+
+@pytest.fixture
+def nodes(nats):
+    first, second = start_node(nats), start_node(nats)
+    yield first, second
+    for node in (first, second):
+        node.stop()
+
+
+def joined(node: ServerProcess, name: str) -> WireClient:
+    client = node.connect(name)
+    client.join(name)
+    return client
+
+
+def test_a_member_on_one_node_hears_a_member_on_the_other(nodes):
+    first, second = nodes
+    ann = joined(first, "ann")
+    bob = joined(second, "bob")
+    ann.expect(Kind.JOINED, "bob")
+    bob.send_frame(Kind.SAY, "hello from node two")
+    assert ann.expect(Kind.MESSAGE).message() == ("bob", "hello from node two")
+    ann.send_frame(Kind.SAY, "and back")
+    assert bob.expect(Kind.MESSAGE).message() == ("ann", "and back")
+    assert ann.who() == bob.who() == ["ann", "bob"]  # WHO lists the whole room, in join order
+
+
+def test_one_order_for_every_member_on_every_node(nodes):
+    """Two senders on each node, readers on both: all readers see one sequence."""
+    first, second = nodes
+    senders = [joined(node, f"s{index}{label}") for index, node in enumerate((first, second)) for label in "ab"]
+    readers = [joined(first, "r1"), joined(second, "r2")]
+    for client in senders + readers:  # everyone has seen every JOINED: the room is complete
+        wait_for_members(client, 6)
+    per_sender = 15
+    for round_number in range(per_sender):
+        for sender in senders:
+            sender.send_frame(Kind.SAY, f"{sender.label} {round_number}")
+    sequences = []
+    for reader in readers:
+        messages = []
+        while len(messages) < per_sender * len(senders):
+            frame = reader.recv_frame(20)
+            if frame.kind == Kind.MESSAGE:
+                messages.append(frame.message())
+        sequences.append(messages)
+    assert sequences[0] == sequences[1]
+    for sender in senders:  # and each sender's own messages keep the order they were sent in
+        own = [text for name, text in sequences[0] if name == sender.label]
+        assert own == [f"{sender.label} {n}" for n in range(per_sender)]
+
+
+def test_fifty_claims_of_one_name_through_two_nodes_one_wins(nodes):
+    first, second = nodes
+    clients = [(first if index % 2 else second).connect(f"c{index}") for index in range(50)]
+    barrier = threading.Barrier(len(clients))
+    outcomes: dict[int, str] = {}
+
+    def claim(index: int, client: WireClient) -> None:
+        barrier.wait(10)
+        client.send_frame(Kind.JOIN, "Zed")
+        frame = client.recv_frame(30)
+        outcomes[index] = "won" if frame.kind == Kind.WELCOME else f"error {frame.error()[0]}"
+
+    threads = [threading.Thread(target=claim, args=(index, client)) for index, client in enumerate(clients)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(40)
+    assert sorted(outcomes.values()).count("won") == 1, outcomes
+    assert set(outcomes.values()) == {"won", f"error {Code.NAME_TAKEN}"}, outcomes
+    assert first.members() == second.members() == ["Zed"]
+
+
+def test_killed_node_members_leave_and_their_names_become_free(nats):
+    survivor, doomed = start_node(nats), start_node(nats)
+    try:
+        watcher = joined(survivor, "watcher")
+        joined(doomed, "victim")
+        watcher.expect(Kind.JOINED, "victim")
+        doomed.process.send_signal(signal.SIGKILL)
+        doomed.wait_exit(10)
+        started = time.monotonic()
+        watcher.expect(Kind.LEFT, "victim", timeout=LEFT_WITHIN)
+        print(f"LEFT after {time.monotonic() - started:.2f} s (lease {LEASE} s)")
+        again = survivor.connect("again")
+        assert again.join("victim") == "victim"
+        watcher.expect(Kind.JOINED, "victim")
+    finally:
+        doomed.stop()
+        survivor.stop()
+
+
+def test_admin_on_one_node_acts_on_the_whole_room(nodes):
+    first, second = nodes
+    ann = joined(first, "ann")
+    bob = joined(second, "bob")
+    ann.expect(Kind.JOINED, "bob")
+    admin = second.admin()
+    assert admin_list(admin) == ["ann", "bob"]
+    admin_say(admin, "hello everyone")
+    ann.expect(Kind.ANNOUNCE, "hello everyone")
+    bob.expect(Kind.ANNOUNCE, "hello everyone")
+    admin.send_frame(Kind.KICK, "ANN")  # ann is on the other node
+    admin.expect(Kind.OK)
+    ann.expect_error(Code.KICKED)
+    ann.expect_closed()
+    bob.expect(Kind.LEFT, "ann")
+    assert joined(second, "ann").who() == ["bob", "ann"]  # the name is free again
+
+
+def test_a_member_leaving_or_vanishing_is_left_on_every_node(nodes):
+    first, second = nodes
+    ann, bob, cy = joined(first, "ann"), joined(second, "bob"), joined(second, "cy")
+    ann.expect(Kind.JOINED, "bob")
+    ann.expect(Kind.JOINED, "cy")
+    bob.send_frame(Kind.LEAVE)
+    ann.expect(Kind.LEFT, "bob")
+    cy.abort()
+    ann.expect(Kind.LEFT, "cy")
+    assert ann.who() == ["ann"]
+
+
+def test_stopping_a_node_tells_the_others(nodes):
+    first, second = nodes
+    ann, bob = joined(first, "ann"), joined(second, "bob")
+    ann.expect(Kind.JOINED, "bob")
+    second.signal(signal.SIGTERM)
+    bob.expect_error(Code.SHUTDOWN)
+    assert second.wait_exit(15) == 0
+    ann.expect(Kind.LEFT, "bob")
+
+
+def test_broker_unreachable_at_start_is_one_sentence_and_exit_2(nats):
+    port = nats.port
+    nats.stop()
+    result = run_failing_server("--port", "0", "--cluster", f"nats://127.0.0.1:{port}")
+    assert result.returncode == 2, result
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "cannot reach a NATS server" in lines[0], result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_lost_broker_refuses_join_and_say_then_recovers(nats, tmp_path):
+    first, second = start_node(nats), start_node(nats)
+    try:
+        ann, bob = joined(first, "ann"), joined(second, "bob")
+        ann.expect(Kind.JOINED, "bob")
+        nats.kill()
+        refused = wait_for_refusal(ann)
+        assert "broker" in refused
+        late = first.connect("late")
+        late.send_frame(Kind.JOIN, "late")
+        assert "broker" in late.expect_error(Code.NAME_TAKEN)
+        nats.start()  # same port, same store: the stream and the names are still there
+        wait_until_sent(ann, "back again")
+        assert bob.expect(Kind.MESSAGE, timeout=30).message() == ("ann", "back again")
+        assert late.join("late") == "late"
+    finally:
+        first.stop()
+        second.stop()
+
+
+def wait_for_refusal(client: WireClient, timeout: float = 30.0) -> str:
+    """SAY until the node has noticed the broker is gone: the reason of its RATE_LIMITED."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        client.send_frame(Kind.SAY, "anyone?")
+        for frame in client.frames_until_pong():
+            if frame.kind == Kind.ERROR and frame.error()[0] == Code.RATE_LIMITED:
+                return frame.error()[1]
+        time.sleep(0.1)  # polling interval of a deadline loop
+    raise AssertionError("the node never noticed that its broker was gone")
+
+
+def wait_until_sent(client: WireClient, text: str, timeout: float = 30.0) -> None:
+    """SAY `text` once the node accepts SAYs again (no RATE_LIMITED before the PONG)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        client.send_frame(Kind.SAY, text)
+        if not any(frame.kind == Kind.ERROR for frame in client.frames_until_pong()):
+            return
+        time.sleep(0.1)  # polling interval of a deadline loop
+    raise AssertionError("the node never took SAYs again after the broker came back")
+
+
+def wait_for_members(client: WireClient, count: int, timeout: float = 20.0) -> None:
+    """WHO until the room has `count` members (skipping the JOINED frames on the way)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        client.send_frame(Kind.WHO)
+        while (frame := client.recv_frame()).kind != Kind.MEMBERS:
+            assert frame.kind == Kind.JOINED, f"{client.label}: unexpected {frame!r}"
+        if len(frame.text.split("\n")) >= count:
+            return
+        assert time.monotonic() < deadline, f"{client.label}: the room never had {count} members"
+        time.sleep(0.02)  # polling interval of a deadline loop
