@@ -79,13 +79,26 @@ def open_listeners(options: ServeOptions) -> tuple[Listeners, str]:
         where, port, chat_path = address_text(chat.getsockname()), chat.getsockname()[1], None
     try:
         admin_path = options.admin_socket or str(default_admin_socket(port=port, unix_path=options.unix))
-        admin, admin_file = bind_socket_file(admin_path, mode=0o600)
+        admin, admin_file, admin_path = bind_admin_socket(admin_path, shared_port=options.reuse_port and
+                                                          not options.admin_socket)
     except BaseException:
         chat.close()
         if chat_file is not None:
             chat_file.remove()
         raise
     return Listeners(chat, admin, chat_path, admin_path, chat_file, admin_file), where
+
+
+def bind_admin_socket(path: str, shared_port: bool):  # noqa: ANN201 - (socket, SocketFile, path)
+    """Nodes sharing a port (--reuse-port) would share its default admin path: the first
+    takes it (so `learn chat admin --port N` finds the room), the others add their pid."""
+    try:
+        return (*bind_socket_file(path, mode=0o600), path)
+    except UserError:
+        if not shared_port:
+            raise
+    path = path.removesuffix(".sock") + f"-{os.getpid()}.sock"
+    return (*bind_socket_file(path, mode=0o600), path)
 
 
 def _umask() -> int:

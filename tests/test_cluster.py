@@ -167,6 +167,34 @@ def test_stopping_a_node_tells_the_others(nodes):
     ann.expect(Kind.LEFT, "bob")
 
 
+def test_other_engines_and_one_shared_port(nats):
+    """poll and select nodes, sharing one port (SO_REUSEPORT): one room all the same."""
+    first = start_node(nats, "--engine", "poll", "--reuse-port")
+    try:
+        second = start_node(nats, "--engine", "select", "--reuse-port", "--port", str(first.port))
+        try:
+            assert second.port == first.port
+            clients = [joined(first, "ann"), joined(second, "bob")]
+            clients[0].expect(Kind.JOINED, "bob")
+            assert first.members() == second.members() == ["ann", "bob"]
+        finally:
+            second.stop()
+    finally:
+        first.stop()
+
+
+@pytest.mark.parametrize(("options", "complaint"), [
+    (["--cluster", "nats://127.0.0.1:4222", "--engine", "fork"], "fork engine cannot serve a cluster"),
+    (["--reuse-port"], "--reuse-port makes sense only with --cluster"),
+    (["--cluster", "http://127.0.0.1:4222"], "nats://HOST:PORT"),
+    (["--cluster", "nats://127.0.0.1:4222", "--room", "a room"], "a room name is"),
+])
+def test_cluster_option_mistakes_are_one_sentence(options, complaint):
+    result = run_failing_server("--port", "0", *options)
+    assert result.returncode == 2 and complaint in result.stderr, result
+    assert len(result.stderr.strip().splitlines()) == 1, result.stderr
+
+
 def test_broker_unreachable_at_start_is_one_sentence_and_exit_2(nats):
     port = nats.port
     nats.stop()

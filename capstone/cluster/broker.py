@@ -222,7 +222,7 @@ class Broker:
         except (asyncio.TimeoutError, nats.errors.Error) as err:
             await self._nc.close()
             raise UserError(_("the NATS server at {where} refused the room's stream ({error}); "
-                              "is JetStream on (nats-server -js)?").format(
+                              "JetStream must be on: start it with nats-server -js.").format(
                 where=where, error=str(err) or type(err).__name__)) from None
 
     async def _prepare_room(self) -> None:
