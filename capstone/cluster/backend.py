@@ -59,6 +59,7 @@ class ClusterRoom(Room):
         self.broker_up = True
         self._serials = itertools.count(1)
         self._lag_logged_at = -math.inf
+        self.in_step = False  # caught up with the stream since the last lag warning
 
     def wakeup_fd(self) -> int:
         return self.broker.wakeup_fd()
@@ -177,9 +178,16 @@ class ClusterRoom(Room):
         return Log("cluster", "lost the message broker: refusing JOIN and SAY while reconnecting")
 
     def _lag_report(self, now: float) -> list[Effect]:
+        """How far behind the stream the loop is: a line when it first catches up (after
+        reading the room's history at start), then one every few seconds while it lags."""
+        if self.behind == 0 and not self.in_step and self.last_seq:
+            self.in_step = True
+            return [Log("cluster", f"in step with the room's stream at event #{self.last_seq}: "
+                                   f"{len(self.roster)} in the room")]
         if self.behind < LAG_WARNING or now - self._lag_logged_at < LAG_LOG_EVERY:
             return []
         self._lag_logged_at = now
+        self.in_step = False
         return [Log("cluster", f"{self.behind} events behind the room's stream (applied up to #{self.last_seq})")]
 
     # ----- where the room's own rules give way to the stream -----------------------------
