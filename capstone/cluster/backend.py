@@ -114,7 +114,8 @@ class ClusterRoom(Room):
         self._members_changed()
         connection = self.connections.get(self.conn_of.get(mid, -1))
         if connection is None:  # another node's member (or ours, gone while its JOINED travelled)
-            return effects + [self._broadcast(codec.encode_text(Kind.JOINED, name))]
+            return effects + [self._broadcast(codec.encode_text(Kind.JOINED, name)),
+                              Log("join", f"{name} joined on another node")]
         connection.held = None
         return effects + self._welcome(connection, name, now) + self._read_on(connection, now)
 
@@ -137,8 +138,11 @@ class ClusterRoom(Room):
             if conn in self.connections:  # ours and still here: kicked elsewhere, or its name lost
                 self.broker.submit(Leave(mid, seat.name, quiet=True))
                 effects += self._close_with_error(conn, *self._why_closed(why, seat.name), tell_others=False)
-        return effects + [self._broadcast(codec.encode_text(Kind.LEFT, seat.name)),
-                          Log("leave", f"{seat.name} {self._why_text(why)}")]
+        effects.append(self._broadcast(codec.encode_text(Kind.LEFT, seat.name)))
+        closed_here_before = conn is None and mid.startswith(f"{self.node}.")  # and logged then, with why
+        if not closed_here_before:
+            effects.append(Log("leave", f"{seat.name} {self._why_text(why)}"))
+        return effects
 
     @staticmethod
     def _why_closed(why: str, name: str) -> tuple[ErrorCode, str]:
@@ -153,7 +157,7 @@ class ClusterRoom(Room):
             return "was kicked by the administrator"
         if why == events.LEFT_LOST:
             return "was lost with its node (the name's lease ran out)"
-        return "left"
+        return "left on another node"
 
     def _claim_refused(self, refused: ClaimRefused, now: float) -> list[Effect]:
         conn = self.conn_of.pop(refused.mid, None)
