@@ -38,6 +38,7 @@ CONNECT_DEADLINE = 3.0  # seconds to reach a NATS server at start; then exit 2
 REQUEST_TIMEOUT = 2.0  # seconds to wait for JetStream's acknowledgement of one publish
 RETRY_LONGEST = 2.0  # the backoff of a republish grows to this
 DUPLICATE_WINDOW = 120.0  # seconds JetStream remembers message ids (its default)
+RENEW_BATCH = 256  # lease renewals in flight at once
 HEARTBEAT = 1.0  # the ordered consumer notices a lost consumer after two silent heartbeats
 
 
@@ -352,9 +353,27 @@ class Broker:
         if not leave.quiet:
             await self._publish(*events.left(leave.mid, leave.name, leave.why))
         try:
-            await self._kv.delete(lease.key, last=lease.revision)
+            await self._release(lease)
         except (asyncio.TimeoutError, nats.errors.Error):
-            pass  # no longer ours, or unreachable: the key expires within a lease anyway
+            pass  # unreachable: the key expires within a lease anyway
+
+    async def _release(self, lease: NameLease) -> None:
+        """Delete the key if it is still ours. A renewal may have rewritten it meanwhile (a new
+        revision, the same value: still ours); another member's value means it is not."""
+        from nats.js.errors import KeyNotFoundError, KeyWrongLastSequenceError
+
+        for _attempt in range(3):
+            try:
+                await self._kv.delete(lease.key, last=lease.revision)
+                return
+            except KeyWrongLastSequenceError:
+                try:
+                    entry = await self._kv.get(lease.key)
+                except KeyNotFoundError:
+                    return
+                if entry.value != lease.value:
+                    return
+                lease.revision = entry.revision
 
     # ----- leases ------------------------------------------------------------------------
 
@@ -376,14 +395,23 @@ class Broker:
         were cut off longer than a lease) or changed hands is lost, and so is its member."""
         from nats.js.errors import KeyWrongLastSequenceError
 
-        for mid, lease in list(self._leases.items()):
-            try:
-                lease.revision = await self._kv.update(lease.key, lease.value, last=lease.revision)
-            except KeyWrongLastSequenceError:
-                if self._leases.pop(mid, None) is not None:
+        leases = list(self._leases.items())
+        for start in range(0, len(leases), RENEW_BATCH):  # many in flight at once: one round trip a batch
+            batch = leases[start:start + RENEW_BATCH]
+            outcomes = await asyncio.gather(
+                *(self._kv.update(lease.key, lease.value, last=lease.revision) for _mid, lease in batch),
+                return_exceptions=True)
+            for (mid, lease), outcome in zip(batch, outcomes):
+                if isinstance(outcome, int):
+                    lease.revision = outcome
+                elif isinstance(outcome, KeyWrongLastSequenceError) and self._leases.pop(mid, None) is not None:
                     self._post(Note(_("lost the name {name}: its lease ran out while this server was cut off "
                                       "from the broker").format(name=lease.name)))
                     await self._publish(*events.left(mid, lease.name, events.LEFT_LOST))
+            failure = next((outcome for outcome in outcomes if isinstance(outcome, Exception)
+                            and not isinstance(outcome, KeyWrongLastSequenceError)), None)
+            if failure is not None:
+                raise failure
 
     async def _sweep(self) -> None:
         """LEFT for every member of another node whose key is gone (its node died)."""
