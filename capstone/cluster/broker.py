@@ -140,7 +140,10 @@ class Broker:
         return self._wake_r.fileno()
 
     def submit(self, command: Claim | Publish | Leave) -> None:
-        self._loop.call_soon_threadsafe(self._commands.put_nowait, command)
+        try:
+            self._loop.call_soon_threadsafe(self._commands.put_nowait, command)
+        except RuntimeError:  # the broker's loop has ended (the server is stopping)
+            pass
 
     def take(self, most: int) -> tuple[list, bool]:
         """Up to `most` results, and whether more are waiting (then the wake-up stays armed)."""
@@ -305,12 +308,19 @@ class Broker:
 
     async def _work(self) -> None:
         while (command := await self._commands.get()) is not None:
-            if isinstance(command, Claim):
-                await self._claim(command)
-            elif isinstance(command, Publish):
-                await self._publish(command.event, command.msg_id)
-            else:
-                await self._leave(command)
+            try:
+                await self._carry_out(command)
+            except Exception as err:  # noqa: BLE001 - one command's surprise must not end the node's broker
+                self._post(Note(_("the broker could not carry out {command}: {error}").format(
+                    command=type(command).__name__, error=repr(err))))
+
+    async def _carry_out(self, command: Claim | Publish | Leave) -> None:
+        if isinstance(command, Claim):
+            await self._claim(command)
+        elif isinstance(command, Publish):
+            await self._publish(command.event, command.msg_id)
+        else:
+            await self._leave(command)
 
     async def _claim(self, claim: Claim) -> None:
         import nats
@@ -389,6 +399,8 @@ class Broker:
                 await self._sweep()
             except (asyncio.TimeoutError, nats.errors.Error):
                 pass  # the disconnection callback says so; the next round tries again
+            except Exception as err:  # noqa: BLE001 - the leases must be kept whatever happened
+                self._post(Note(_("renewing the names failed: {error}").format(error=repr(err))))
 
     async def _refresh_leases(self) -> None:
         """Rewrite each of our keys, expecting our own last revision: a key that expired (we
