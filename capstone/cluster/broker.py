@@ -426,13 +426,26 @@ class Broker:
                 raise failure
 
     async def _sweep(self) -> None:
-        """LEFT for every member of another node whose key is gone (its node died)."""
-        from nats.js.errors import NoKeysError
+        """LEFT for every member of another node whose key is gone (its node died).
 
+        The members are read before the keys: a member whose JOINED we have seen had its key
+        created before that, so the listing shows it unless it is really gone. A key missing
+        from the listing is asked for once more before its member is declared lost."""
+        from nats.js.errors import KeyNotFoundError, NoKeysError
+
+        members = [(mid, key, name) for mid, (key, name) in self._roster.items() if mid not in self._leases]
+        if not members:
+            return
         try:
             present = set(await self._kv.keys())
         except NoKeysError:
             present = set()
-        for mid, (key, name) in list(self._roster.items()):
-            if key not in present and mid not in self._leases and mid in self._roster:
-                await self._publish(*events.left(mid, name, events.LEFT_LOST))
+        for mid, key, name in members:
+            if key in present or mid not in self._roster:
+                continue
+            try:
+                await self._kv.get(key)
+                continue
+            except KeyNotFoundError:
+                pass
+            await self._publish(*events.left(mid, name, events.LEFT_LOST))
