@@ -12,7 +12,7 @@ from __future__ import annotations
 from capstone import codec
 from capstone.cluster import events
 from capstone.cluster.backend import ClusterRoom
-from capstone.cluster.broker import BrokerState, Claim, ClaimRefused, Delivered, Leave, Publish
+from capstone.cluster.broker import BrokerState, Claim, ClaimRefused, Delivered, Kick, Leave, Publish
 from capstone.codec import ErrorCode, Kind
 from capstone.room import Broadcast, Close, Defer, Limits, Resume, Send
 
@@ -155,3 +155,11 @@ def test_the_room_reports_how_far_behind_the_stream_it_is():
     in_step = deliver(room, broker, Delivered(2, events.announced("n2", "news", 2)[0], 0))
     assert any("in step with the room's stream at event #2" in effect.text
                for effect in in_step if hasattr(effect, "text"))
+
+
+def test_a_kick_of_another_nodes_member_goes_through_the_broker():
+    room, broker = new_room()
+    deliver(room, broker, Delivered(1, events.joined("n2.7", "zoe")[0], 0))
+    assert room.kick("ZOE") is not None
+    assert broker.commands[-1] == Kick("n2.7", "zoe")
+    assert room.kick("nobody") is None

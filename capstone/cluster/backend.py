@@ -27,7 +27,7 @@ from dataclasses import dataclass
 
 from capstone import codec
 from capstone.cluster import events
-from capstone.cluster.broker import Broker, BrokerState, Claim, ClaimRefused, Delivered, Leave, Note, Publish
+from capstone.cluster.broker import Broker, BrokerState, Claim, ClaimRefused, Delivered, Kick, Leave, Note, Publish
 from capstone.codec import ErrorCode, Kind
 from capstone.names import name_key, normalize
 from capstone.room import Connection, Defer, Effect, Limits, Log, Resume, Room
@@ -201,8 +201,6 @@ class ClusterRoom(Room):
         if not self.broker_up:
             return self._error(conn, ErrorCode.NAME_TAKEN, "the room cannot check names now: this server "
                                "lost its message broker; try again soon")
-        if name_key(name) in self.roster:  # known taken: no need to ask
-            return self._error(conn, ErrorCode.NAME_TAKEN, f"the name {name} is taken")
         mid = f"{self.node}.{next(self._serials)}"
         self.claims[conn] = (mid, name)
         self.conn_of[mid] = conn
@@ -231,7 +229,7 @@ class ClusterRoom(Room):
         seat = self.roster.get(name_key(normalize(wanted)))
         if seat is None:
             return None
-        self.broker.submit(Publish(*events.left(seat.mid, seat.name, events.LEFT_KICKED)))
+        self.broker.submit(Kick(seat.mid, seat.name))
         return [Log("admin", f"asked the room to remove {seat.name}")]
 
     def member_names(self) -> list[str]:

@@ -15,7 +15,8 @@ What it does with NATS:
 - the names bucket (JetStream key-value, one key per name, a TTL of one lease period):
   a JOIN is an atomic `create`, which only the first claimer wins; the node rewrites its
   members' keys every third of a lease with `update(last=revision)`, which fails once
-  somebody else holds the key (fencing: that member is dropped); LEAVE deletes the key;
+  somebody else holds the key (fencing: that member is dropped); LEAVE deletes the key
+  before the LEFT is published, so whoever has seen a LEFT may take the name at once;
 - a node that dies stops rewriting, its keys expire, and every other node's sweep (once
   a third of a lease) publishes LEFT for the members whose key is gone: one LEFT in the
   stream, whoever saw it first, thanks to one message id per member's LEFT.
@@ -97,6 +98,12 @@ class Leave:
     quiet: bool = False
 
 
+@dataclass(frozen=True)
+class Kick:
+    mid: str
+    name: str
+
+
 @dataclass
 class NameLease:
     key: str
@@ -139,7 +146,7 @@ class Broker:
     def wakeup_fd(self) -> int:
         return self._wake_r.fileno()
 
-    def submit(self, command: Claim | Publish | Leave) -> None:
+    def submit(self, command: Claim | Publish | Leave | Kick) -> None:
         try:
             self._loop.call_soon_threadsafe(self._commands.put_nowait, command)
         except RuntimeError:  # the broker's loop has ended (the server is stopping)
@@ -314,11 +321,13 @@ class Broker:
                 self._post(Note(_("the broker could not carry out {command}: {error}").format(
                     command=type(command).__name__, error=repr(err))))
 
-    async def _carry_out(self, command: Claim | Publish | Leave) -> None:
+    async def _carry_out(self, command: Claim | Publish | Leave | Kick) -> None:
         if isinstance(command, Claim):
             await self._claim(command)
         elif isinstance(command, Publish):
             await self._publish(command.event, command.msg_id)
+        elif isinstance(command, Kick):
+            await self._kick(command)
         else:
             await self._leave(command)
 
@@ -327,7 +336,7 @@ class Broker:
         from nats.js.errors import KeyWrongLastSequenceError
 
         key = events.name_bucket_key(claim.name)
-        value = events.encode({"node": self.node, "mid": claim.mid, "name": claim.name})
+        value = events.encode_claim(self.node, claim.mid, claim.name)
         try:
             revision = await self._kv.create(key, value)
         except KeyWrongLastSequenceError:
@@ -358,14 +367,28 @@ class Broker:
         import nats
 
         lease = self._leases.pop(leave.mid, None)
-        if lease is None:  # the claim failed, or the name was already lost (its LEFT is out)
+        if lease is None:  # the claim failed, or the name was already lost (a sweep publishes its LEFT)
             return
-        if not leave.quiet:
-            await self._publish(*events.left(leave.mid, leave.name, leave.why))
-        try:
+        try:  # the name first: whoever has seen the LEFT can take the name at once
             await self._release(lease)
         except (asyncio.TimeoutError, nats.errors.Error):
             pass  # unreachable: the key expires within a lease anyway
+        if not leave.quiet:
+            await self._publish(*events.left(leave.mid, leave.name, leave.why))
+
+    async def _kick(self, kick: Kick) -> None:
+        """The administrator removes a member of any node: its name is freed here (if it still
+        holds it), then its LEFT goes to the stream, where its own node sees it and closes it."""
+        from nats.js.errors import KeyNotFoundError, KeyWrongLastSequenceError
+
+        key = events.name_bucket_key(kick.name)
+        try:
+            entry = await self._kv.get(key)
+            if events.decode_claim(entry.value).get("mid") == kick.mid:
+                await self._kv.delete(key, last=entry.revision)
+        except (KeyNotFoundError, KeyWrongLastSequenceError):
+            pass  # gone already, or renewed this instant: its node frees it when it sees the LEFT
+        await self._publish(*events.left(kick.mid, kick.name, events.LEFT_KICKED))
 
     async def _release(self, lease: NameLease) -> None:
         """Delete the key if it is still ours. A renewal may have rewritten it meanwhile (a new
@@ -417,9 +440,10 @@ class Broker:
                 if isinstance(outcome, int):
                     lease.revision = outcome
                 elif isinstance(outcome, KeyWrongLastSequenceError) and self._leases.pop(mid, None) is not None:
+                    # Its LEFT comes from a sweep (this node's too, now that the lease is not ours)
+                    # or from the new holder's JOINED; either closes the member here.
                     self._post(Note(_("lost the name {name}: its lease ran out while this server was cut off "
                                       "from the broker").format(name=lease.name)))
-                    await self._publish(*events.left(mid, lease.name, events.LEFT_LOST))
             failure = next((outcome for outcome in outcomes if isinstance(outcome, Exception)
                             and not isinstance(outcome, KeyWrongLastSequenceError)), None)
             if failure is not None:

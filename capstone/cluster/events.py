@@ -52,11 +52,25 @@ def encode(event: dict) -> bytes:
 
 def decode(data: bytes) -> dict | None:
     """An event, or None for something that is not one of ours (it is skipped, never fatal)."""
+    event = decode_json(data)
+    return event if isinstance(event, dict) and isinstance(event.get("type"), str) else None
+
+
+def encode_claim(node: str, mid: str, name: str) -> bytes:
+    """The value of a name's key: who holds it."""
+    return encode({"node": node, "mid": mid, "name": name})
+
+
+def decode_claim(data: bytes) -> dict:
+    claim = decode_json(data)
+    return claim if isinstance(claim, dict) else {}
+
+
+def decode_json(data: bytes) -> object:
     try:
-        event = json.loads(data)
+        return json.loads(data)
     except (ValueError, UnicodeDecodeError):
         return None
-    return event if isinstance(event, dict) and isinstance(event.get("type"), str) else None
 
 
 def joined(mid: str, name: str) -> tuple[dict, str]:
