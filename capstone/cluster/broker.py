@@ -215,6 +215,9 @@ class Broker:
         from nats.js.api import DeliverPolicy
 
         where = ", ".join(self.urls)
+        if not await self._any_server_answers():  # refused at once: no point in waiting for the deadline
+            raise UserError(_("no NATS server answers at {where} (connection refused); start one "
+                              "(nats-server -js) or fix --cluster.").format(where=where))
         try:
             self._nc = await asyncio.wait_for(nats.connect(
                 servers=self.urls, connect_timeout=CONNECT_DEADLINE / 2, max_reconnect_attempts=-1,
@@ -236,6 +239,23 @@ class Broker:
             raise UserError(_("the NATS server at {where} refused the room's stream ({error}); "
                               "JetStream must be on: start it with nats-server -js.").format(
                 where=where, error=str(err) or type(err).__name__)) from None
+
+    async def _any_server_answers(self) -> bool:
+        """False only when every server refused a TCP connection (a timeout is not a refusal)."""
+        from urllib.parse import urlsplit
+
+        for url in self.urls:
+            address = urlsplit(url)
+            try:
+                _reader, writer = await asyncio.wait_for(
+                    asyncio.open_connection(address.hostname, address.port or 4222), CONNECT_DEADLINE / 2)
+            except ConnectionRefusedError:
+                continue
+            except (OSError, asyncio.TimeoutError):
+                return True  # not a refusal (unresolvable, silent): the client's own attempt says why
+            writer.close()
+            return True
+        return False
 
     async def _prepare_room(self) -> None:
         """The stream and the names bucket, created if missing, adjusted if they differ."""
