@@ -29,9 +29,9 @@ class HandOver:
     def submit(self, command) -> None:  # noqa: ANN001
         self.commands.append(command)
 
-    def take(self, most: int) -> tuple[list, bool]:
+    def take(self, most: int) -> list:
         taken, self.results = self.results[:most], self.results[most:]
-        return taken, bool(self.results)
+        return taken
 
 
 def new_room() -> tuple[ClusterRoom, HandOver]:
@@ -77,7 +77,7 @@ def test_a_refused_claim_is_name_taken_and_the_connection_reads_on():
     room, broker = new_room()
     room.connect(1, NOW)
     room.receive_data(1, frame(Kind.JOIN, "ann") + frame(Kind.PING, b"x"), NOW)
-    effects = deliver(room, broker, ClaimRefused(broker.commands[0].mid, True, "the name ann is taken"))
+    effects = deliver(room, broker, ClaimRefused(broker.commands[0].mid, "the name ann is taken"))
     assert effects[0] == Send(1, codec.encode_error(ErrorCode.NAME_TAKEN, "the name ann is taken"))
     assert effects[1:] == [Send(1, frame(Kind.PONG, b"x")), Resume(1)]
 

@@ -72,7 +72,7 @@ class ClusterRoom(Room):
 
     def on_wakeup(self, now: float) -> list[Effect]:
         """The broker woke the loop: apply what it handed over, in order."""
-        results, _more = self.broker.take(WAKE_BATCH)
+        results = self.broker.take(WAKE_BATCH)
         effects: list[Effect] = []
         for result in results:
             if isinstance(result, Delivered):
@@ -107,7 +107,9 @@ class ClusterRoom(Room):
         key = name_key(name)
         effects: list[Effect] = []
         holder = self.roster.get(key)
-        if holder is not None and holder.mid != mid:  # its lease ran out and the name changed hands:
+        if holder is not None and holder.mid == mid:  # published twice, further apart than de-duplication
+            return []
+        if holder is not None:  # its lease ran out and the name changed hands:
             effects += self._on_left(holder.mid, events.LEFT_LOST)  # the old holder leaves first, for all
         self.roster[key] = Seat(mid, name)
         self.seat_of[mid] = key

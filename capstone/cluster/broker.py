@@ -56,8 +56,9 @@ class Delivered:
 
 @dataclass(frozen=True)
 class ClaimRefused:
+    """Another member holds the name, or the broker could not be asked: `reason` says which."""
+
     mid: str
-    taken: bool  # True: another member holds the name; False: the broker could not be asked
     reason: str
 
 
@@ -152,8 +153,8 @@ class Broker:
         except RuntimeError:  # the broker's loop has ended (the server is stopping)
             pass
 
-    def take(self, most: int) -> tuple[list, bool]:
-        """Up to `most` results, and whether more are waiting (then the wake-up stays armed)."""
+    def take(self, most: int) -> list:
+        """Up to `most` results; when more are waiting, the wake-up stays armed for them."""
         try:
             while self._wake_r.recv(4096):
                 pass
@@ -165,7 +166,7 @@ class Broker:
             taken.append(results.popleft())
         if results:
             self._wake()
-        return taken, bool(results)
+        return taken
 
     def close(self, timeout: float) -> None:
         """Carry out what was submitted (the LEFTs of a shutdown), then disconnect; at most `timeout`."""
@@ -360,10 +361,10 @@ class Broker:
         try:
             revision = await self._kv.create(key, value)
         except KeyWrongLastSequenceError:
-            self._post(ClaimRefused(claim.mid, True, _("the name {name} is taken").format(name=claim.name)))
+            self._post(ClaimRefused(claim.mid, _("the name {name} is taken").format(name=claim.name)))
             return
         except (asyncio.TimeoutError, nats.errors.Error):
-            self._post(ClaimRefused(claim.mid, False, _(
+            self._post(ClaimRefused(claim.mid, _(
                 "the room cannot check names now: this server lost its message broker; try again soon")))
             return
         self._leases[claim.mid] = NameLease(key, claim.name, value, revision)
