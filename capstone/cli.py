@@ -32,6 +32,8 @@ def serve(
         help="With --cluster: share the port with other nodes on this machine (SO_REUSEPORT).")] = False,
     lease: Annotated[float, typer.Option(
         help="With --cluster: seconds a dead node's names stay claimed (its members leave within about 4/3 of it).")] = 10.0,
+    workers: Annotated[int, typer.Option(
+        help="With --cluster: run this many nodes here, one process each, sharing the port.", min=1, max=64)] = 1,
     replicas: Annotated[int, typer.Option(
         help="With --cluster: copies NATS keeps of the room (3 on a 3-server NATS cluster).", min=1, max=5)] = 1,
 ) -> None:
@@ -44,7 +46,8 @@ def serve(
     limits = Limits(max_payload=max_payload, join_timeout=join_timeout, rate_limit=rate_limit)
     output = OutputLimits(max_queue=max_queue, max_buffered=max_buffered)
     nodes = ClusterOptions([url.strip() for url in cluster.split(",")], room, lease, replicas) if cluster else None
-    run_server(ServeOptions(host, port, unix, engine, limits, admin_socket, trace, output, nodes, reuse_port))
+    run_server(ServeOptions(host, port, unix, engine, limits, admin_socket, trace, output, nodes, reuse_port,
+                            workers))
 
 
 class Language(str, Enum):

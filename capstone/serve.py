@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import sys
 from dataclasses import dataclass
 
@@ -31,6 +32,7 @@ class ServeOptions:
     output: OutputLimits = OutputLimits()
     cluster: ClusterOptions | None = None  # serve one room together with other nodes, through NATS
     reuse_port: bool = False  # SO_REUSEPORT: several nodes on one port
+    workers: int = 1  # with a cluster: this many nodes on this machine, one process each, one port
 
 
 @dataclass(frozen=True)
@@ -112,10 +114,12 @@ def check_cluster(options: ServeOptions) -> None:
 
     cluster = options.cluster
     if cluster is None:
-        if options.reuse_port:
-            raise UserError(_("--reuse-port makes sense only with --cluster: separate servers on one port "
-                              "would each be a room of their own."))
+        if options.reuse_port or options.workers > 1:
+            raise UserError(_("--reuse-port and --workers make sense only with --cluster: separate servers "
+                              "on one port would each be a room of their own."))
         return
+    if options.workers > 1 and options.unix:
+        raise UserError(_("--workers shares a TCP port between processes; it does not work with --unix."))
     if options.engine == "fork":
         raise UserError(_("the fork engine cannot serve a cluster room; use --engine epoll (or poll, select, selectors)."))
     for url in cluster.urls:
@@ -132,12 +136,83 @@ def serve(options: ServeOptions) -> None:
     check_limits(options.limits, options.output)
     check_cluster(options)
     server_class, backend_class = pick_engine(options.engine)
+    if options.workers > 1:
+        serve_workers(options)
+        return
     room = join_cluster(options)
     try:
         serve_room(options, server_class, backend_class, room)
     finally:
         if room is not None:
             room.close(SHUTDOWN_PUBLISH_SECONDS)
+
+
+WORKER_STOP_SECONDS = 5.0  # how long the first node waits for the others to stop
+
+
+def serve_workers(options: ServeOptions) -> None:
+    """--workers N: N nodes of the room on this machine, one process each, on one port.
+
+    The port is fixed first (0 picks one), then N-1 children are forked before any thread
+    exists (a broker thread must never be forked), and every node opens its own listener
+    (SO_REUSEPORT: the kernel spreads connections over them) and its own NATS connection.
+    The first node keeps the terminal; Ctrl-C reaches them all, and when the first stops
+    for another reason (SIGTERM) it stops the others."""
+    import dataclasses
+
+    holder = socket.socket(socket.AF_INET6 if ":" in options.host else socket.AF_INET)
+    holder.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    try:
+        holder.bind((options.host, options.port))  # bound, not listening: it takes no connection
+    except OSError as err:
+        holder.close()
+        raise UserError(_("cannot use port {port} on {host}: {reason}.").format(
+            port=options.port, host=options.host, reason=err.strerror or err)) from None
+    node = dataclasses.replace(options, port=holder.getsockname()[1], reuse_port=True, workers=1)
+    children = [fork_node(node, holder) for _ in range(options.workers - 1)]
+    try:
+        serve(node)
+    finally:
+        holder.close()
+        stop_children(children)
+
+
+def fork_node(options: ServeOptions, holder: socket.socket) -> int:
+    """A child process that serves one more node; returns its pid."""
+    pid = os.fork()
+    if pid:
+        return pid
+    holder.close()
+    sys.stdin = open(os.devnull)  # the first node keeps the console
+    code = 0
+    try:
+        serve(options)
+    except UserError as err:
+        sys.stderr.write(f"error: {err}\n")
+        code = 2
+    except BaseException:  # noqa: BLE001 - a child must end here, never return into the parent's code
+        code = 1
+    finally:
+        sys.stderr.flush()
+        os._exit(code)
+
+
+def stop_children(pids: list[int]) -> None:
+    import time
+
+    for pid in pids:
+        try:
+            os.kill(pid, signal.SIGTERM)
+        except ProcessLookupError:
+            pass
+    deadline = time.monotonic() + WORKER_STOP_SECONDS
+    for pid in pids:
+        while os.waitpid(pid, os.WNOHANG) == (0, 0):
+            if time.monotonic() > deadline:
+                os.kill(pid, signal.SIGKILL)
+                os.waitpid(pid, 0)
+                break
+            time.sleep(0.05)
 
 
 SHUTDOWN_PUBLISH_SECONDS = 1.0  # at stop, how long the broker may take to publish our members' LEFTs

@@ -211,9 +211,37 @@ def test_other_engines_and_one_shared_port(nats):
         first.stop()
 
 
+def test_workers_are_nodes_of_one_room_on_one_port(nats):
+    """--workers 2: two processes, one port, one room; SIGTERM to the first stops both."""
+    server = ServerProcess(["--port", "0", "--cluster", nats.url, "--room", "workers", "--workers", "2"])
+    try:
+        lines = server.stdout.lines(6, 30)
+        assert lines is not None, server.diagnostics()
+        admins = [line.removeprefix("admin socket ") for line in lines if line.startswith("admin socket ")]
+        ports = {line.rsplit(":", 1)[1] for line in lines if line.startswith("listening on ")}
+        assert len(admins) == 2 and len(ports) == 1, lines
+        port = int(ports.pop())
+        clients = [WireClient.tcp(("127.0.0.1", port), f"m{index}") for index in range(6)]
+        for index, client in enumerate(clients):
+            client.join(f"m{index}")
+        for admin_path in admins:  # each node lists the whole room
+            deadline = time.monotonic() + 20
+            while len(listed := admin_list(WireClient.unix(admin_path))) < 6:
+                assert time.monotonic() < deadline, listed
+                time.sleep(0.02)  # polling interval of a deadline loop
+        server.signal(signal.SIGTERM)
+        assert server.wait_exit(20) == 0, server.diagnostics()
+        assert server.stdout.wait_ended(10)  # every node's end of the pipe is closed: all exited
+        stopped = [line for line in server.stdout.text.splitlines() if line.endswith(" stopped")]
+        assert len(stopped) == 2, server.diagnostics()
+    finally:
+        server.stop()
+
+
 @pytest.mark.parametrize(("options", "complaint"), [
     (["--cluster", "nats://127.0.0.1:4222", "--engine", "fork"], "fork engine cannot serve a cluster"),
-    (["--reuse-port"], "--reuse-port makes sense only with --cluster"),
+    (["--reuse-port"], "--reuse-port and --workers make sense only with --cluster"),
+    (["--workers", "2"], "--reuse-port and --workers make sense only with --cluster"),
     (["--cluster", "http://127.0.0.1:4222"], "nats://HOST:PORT"),
     (["--cluster", "nats://127.0.0.1:4222", "--room", "a room"], "a room name is"),
 ])
