@@ -242,7 +242,7 @@ class Room:
         if kind == Kind.WHO:
             if connection.name is None:
                 return self._error(connection.id, ErrorCode.NOT_JOINED, "JOIN before WHO")
-            return self._query(connection, kind, payload, now) or [Send(connection.id, self.members_frame())]
+            return self._query(connection, kind, payload, now) or self._members_reply(connection)
         return self._leave(connection)
 
     def _query(self, connection: Connection, kind: int, payload: bytes, now: float) -> list[Effect]:
@@ -262,6 +262,10 @@ class Room:
         connection.held = (kind, payload)
         self.deferred[connection.id] = until
         return [Defer(connection.id, until)]
+
+    def _members_reply(self, connection: Connection) -> list[Effect]:
+        """MEMBERS for a WHO or a LIST. (A cluster room first catches up with its stream.)"""
+        return [Send(connection.id, self.members_frame())]
 
     def members_frame(self) -> bytes:
         """MEMBERS for WHO and LIST: encoded once per change, the same bytes for every asker."""
@@ -354,7 +358,7 @@ class Room:
         if kind not in ADMIN_KINDS:
             return self._error(conn, ErrorCode.BAD_FRAME, f"unknown admin frame kind 0x{kind:02x}")
         if kind == Kind.LIST:
-            return [Send(conn, self.members_frame())]
+            return self._members_reply(connection)
         try:
             text = payload.decode()
         except UnicodeDecodeError:

@@ -12,7 +12,7 @@ from __future__ import annotations
 from capstone import codec
 from capstone.cluster import events
 from capstone.cluster.backend import ClusterRoom
-from capstone.cluster.broker import BrokerState, Claim, ClaimRefused, Delivered, Kick, Leave, Publish
+from capstone.cluster.broker import BrokerState, Claim, ClaimRefused, Delivered, Kick, Leave, Publish, Sync, Synced
 from capstone.codec import ErrorCode, Kind
 from capstone.room import Broadcast, Close, Defer, Limits, Resume, Send
 
@@ -69,8 +69,22 @@ def test_a_join_waits_for_its_claim_and_its_own_joined():
     mid = broker.commands[0].mid
     effects = deliver(room, broker, Delivered(1, events.joined(mid, "ann")[0], 0))
     sends = [effect for effect in effects if isinstance(effect, Send)]
-    assert sends == [Send(1, frame(Kind.WELCOME, "ann")), Send(1, frame(Kind.MEMBERS, "ann"))]
-    assert Resume(1) in effects  # the WHO behind the JOIN was answered, then reading resumes
+    assert sends == [Send(1, frame(Kind.WELCOME, "ann"))]
+    sync = broker.commands[-1]  # the WHO behind the JOIN: first, how long is the stream now?
+    assert isinstance(sync, Sync) and Resume(1) not in effects
+    effects = deliver(room, broker, Synced(sync.token, 1))
+    assert effects == [Send(1, frame(Kind.MEMBERS, "ann")), Resume(1)]
+
+
+def test_who_and_list_wait_until_the_node_has_caught_up_with_the_stream():
+    room, broker = new_room()
+    join(room, broker, 1, "ann", seq=1)
+    room.connect(9, NOW, admin=True)
+    assert room.receive_data(9, frame(Kind.LIST), NOW) == [Defer(9, float("inf"))]
+    # The stream already holds bob's JOINED (event 2), which this node has not applied yet
+    assert deliver(room, broker, Synced(broker.commands[-1].token, 2)) == []
+    effects = deliver(room, broker, Delivered(2, events.joined("n2.1", "bob")[0], 0))
+    assert effects[-2:] == [Send(9, frame(Kind.MEMBERS, "ann\nbob")), Resume(9)]
 
 
 def test_a_refused_claim_is_name_taken_and_the_connection_reads_on():

@@ -27,10 +27,11 @@ from dataclasses import dataclass
 
 from capstone import codec
 from capstone.cluster import events
-from capstone.cluster.broker import Broker, BrokerState, Claim, ClaimRefused, Delivered, Kick, Leave, Note, Publish
+from capstone.cluster.broker import (Broker, BrokerState, Claim, ClaimRefused, Delivered, Kick, Leave, Note, Publish,
+                                     Sync, Synced)
 from capstone.codec import ErrorCode, Kind
 from capstone.names import name_key, normalize
-from capstone.room import Connection, Defer, Effect, Limits, Log, Resume, Room
+from capstone.room import Connection, Defer, Effect, Limits, Log, Resume, Room, Send
 
 WAKE_BATCH = 512  # stream events applied per wake-up, so a long replay never starves the members
 LAG_WARNING = 1000  # events behind the stream worth a log line
@@ -60,6 +61,8 @@ class ClusterRoom(Room):
         self._serials = itertools.count(1)
         self._lag_logged_at = -math.inf
         self.in_step = False  # caught up with the stream since the last lag warning
+        self.reads: dict[int, tuple[int, int]] = {}  # Sync token -> (conn, stream seq to reach first)
+        self._tokens = itertools.count(1)
 
     def wakeup_fd(self) -> int:
         return self.broker.wakeup_fd()
@@ -83,7 +86,9 @@ class ClusterRoom(Room):
                 effects.append(self._broker_state(result.up))
             elif isinstance(result, Note):
                 effects.append(Log("cluster", result.text))
-        return effects + self._lag_report(now)
+            elif isinstance(result, Synced):
+                effects += self._synced(result, now)
+        return effects + self._answer_reads(now) + self._lag_report(now)
 
     def _delivered(self, delivered: Delivered, now: float) -> list[Effect]:
         if delivered.seq <= self.last_seq:  # delivered again after a reconnection
@@ -169,6 +174,35 @@ class ClusterRoom(Room):
         connection = self.connections[conn]
         connection.held = None
         return self._error(conn, ErrorCode.NAME_TAKEN, refused.reason) + self._read_on(connection, now)
+
+    def _members_reply(self, connection: Connection) -> list[Effect]:
+        """WHO and LIST answer for the whole room, so first the node catches up with the stream
+        as it is now: a member who joined on another node a moment ago is listed too. The
+        connection waits meanwhile, as for its JOIN."""
+        if not self.broker_up:
+            return super()._members_reply(connection)
+        token = next(self._tokens)
+        self.reads[token] = (connection.id, -1)  # -1: the stream's length is not known yet
+        connection.held = (Kind.WHO, b"")
+        self.broker.submit(Sync(token))
+        return [Defer(connection.id, math.inf)]
+
+    def _synced(self, synced: Synced, now: float) -> list[Effect]:
+        if synced.token in self.reads:
+            conn, _unknown = self.reads[synced.token]
+            self.reads[synced.token] = (conn, synced.seq)
+        return []
+
+    def _answer_reads(self, now: float) -> list[Effect]:
+        effects: list[Effect] = []
+        for token, (conn, seq) in list(self.reads.items()):
+            if 0 <= seq <= self.last_seq or not self.broker_up:
+                del self.reads[token]
+                connection = self.connections.get(conn)
+                if connection is not None:  # not closed while it waited
+                    connection.held = None
+                    effects += [Send(conn, self.members_frame())] + self._read_on(connection, now)
+        return effects
 
     def _read_on(self, connection: Connection, now: float) -> list[Effect]:
         """The claim is settled: the frames that waited behind the JOIN, then read again."""

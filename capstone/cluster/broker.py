@@ -63,6 +63,14 @@ class ClaimRefused:
 
 
 @dataclass(frozen=True)
+class Synced:
+    """The stream held `seq` events when `Sync` `token` was asked (0: the broker could not say)."""
+
+    token: int
+    seq: int
+
+
+@dataclass(frozen=True)
 class BrokerState:
     up: bool
 
@@ -97,6 +105,13 @@ class Leave:
     name: str
     why: str = events.LEFT_ON_ITS_OWN
     quiet: bool = False
+
+
+@dataclass(frozen=True)
+class Sync:
+    """How far the stream goes right now: a WHO or LIST is answered once the node got there."""
+
+    token: int
 
 
 @dataclass(frozen=True)
@@ -147,7 +162,7 @@ class Broker:
     def wakeup_fd(self) -> int:
         return self._wake_r.fileno()
 
-    def submit(self, command: Claim | Publish | Leave | Kick) -> None:
+    def submit(self, command: Claim | Publish | Leave | Kick | Sync) -> None:
         try:
             self._loop.call_soon_threadsafe(self._commands.put_nowait, command)
         except RuntimeError:  # the broker's loop has ended (the server is stopping)
@@ -342,13 +357,15 @@ class Broker:
                 self._post(Note(_("the broker could not carry out {command}: {error}").format(
                     command=type(command).__name__, error=repr(err))))
 
-    async def _carry_out(self, command: Claim | Publish | Leave | Kick) -> None:
+    async def _carry_out(self, command: Claim | Publish | Leave | Kick | Sync) -> None:
         if isinstance(command, Claim):
             await self._claim(command)
         elif isinstance(command, Publish):
             await self._publish(command.event, command.msg_id)
         elif isinstance(command, Kick):
             await self._kick(command)
+        elif isinstance(command, Sync):
+            await self._sync(command)
         else:
             await self._leave(command)
 
@@ -396,6 +413,16 @@ class Broker:
             pass  # unreachable: the key expires within a lease anyway
         if not leave.quiet:
             await self._publish(*events.left(leave.mid, leave.name, leave.why))
+
+    async def _sync(self, sync: Sync) -> None:
+        import nats
+
+        try:
+            info = await self._js.stream_info(self.names.stream)
+            seq = info.state.last_seq
+        except (asyncio.TimeoutError, nats.errors.Error):
+            seq = 0  # unreachable: the node answers with what it has
+        self._post(Synced(sync.token, seq))
 
     async def _kick(self, kick: Kick) -> None:
         """The administrator removes a member of any node: its name is freed here (if it still
