@@ -29,15 +29,29 @@ def serve(
         help=_("Also let IRC clients (irssi, WeeChat, ii) in on this TCP port; 0 picks a free one."),
         show_default=False)] = None,
     irc_channel: Annotated[str, typer.Option(help=_("The IRC channel that stands for the room."))] = "#chat",
+    cluster: Annotated[Optional[str], typer.Option(
+        help=_("Serve one room with other nodes through NATS JetStream: nats://HOST:PORT[,nats://...]."),
+        show_default=False)] = None,
+    room: Annotated[str, typer.Option(help=_("With --cluster: the room's name (nodes with one name serve one room)."))] = "main",
+    reuse_port: Annotated[bool, typer.Option(
+        help=_("With --cluster: share the port with other nodes on this machine (SO_REUSEPORT)."))] = False,
+    lease: Annotated[float, typer.Option(
+        help=_("With --cluster: seconds a dead node's names stay claimed (its members leave within about 4/3 of it)."))] = 10.0,
+    workers: Annotated[int, typer.Option(
+        help=_("With --cluster: run this many nodes here, one process each, sharing the port."), min=1, max=64)] = 1,
+    replicas: Annotated[int, typer.Option(
+        help=_("With --cluster: copies NATS keeps of the room (3 on a 3-server NATS cluster)."), min=1, max=5)] = 1,
 ) -> None:
     from capstone.room import Limits
-    from capstone.serve import ServeOptions
+    from capstone.serve import ClusterOptions, ServeOptions
     from capstone.serve import serve as run_server
     from capstone.server import OutputLimits
 
     limits = Limits(max_payload=max_payload, join_timeout=join_timeout, rate_limit=rate_limit)
     output = OutputLimits(max_queue=max_queue, max_buffered=max_buffered)
-    run_server(ServeOptions(host, port, unix, engine, limits, admin_socket, trace, output, irc_port, irc_channel))
+    nodes = ClusterOptions([url.strip() for url in cluster.split(",")], room, lease, replicas) if cluster else None
+    run_server(ServeOptions(host, port, unix, engine, limits, admin_socket, trace, output, irc_port, irc_channel,
+                            nodes, reuse_port, workers))
 
 
 class Language(str, Enum):

@@ -242,7 +242,7 @@ class Room:
         if kind == Kind.WHO:
             if connection.name is None:
                 return self._error(connection.id, ErrorCode.NOT_JOINED, "JOIN before WHO")
-            return self._query(connection, kind, payload, now) or [Send(connection.id, self.members_frame())]
+            return self._query(connection, kind, payload, now) or self._members_reply(connection)
         return self._leave(connection)
 
     def _query(self, connection: Connection, kind: int, payload: bytes, now: float) -> list[Effect]:
@@ -262,6 +262,10 @@ class Room:
         connection.held = (kind, payload)
         self.deferred[connection.id] = until
         return [Defer(connection.id, until)]
+
+    def _members_reply(self, connection: Connection) -> list[Effect]:
+        """MEMBERS for a WHO or a LIST. (A cluster room first catches up with its stream.)"""
+        return [Send(connection.id, self.members_frame())]
 
     def members_frame(self) -> bytes:
         """MEMBERS for WHO and LIST: encoded once per change, the same bytes for every asker."""
@@ -287,15 +291,25 @@ class Room:
         problem = why_invalid(name)
         if problem:
             return self._error(conn, ErrorCode.NAME_INVALID, problem)
+        return self._admit(connection, name, now)
+
+    def _admit(self, connection: Connection, name: str, now: float) -> list[Effect]:
+        """A valid name: the member joins if nobody holds it. (A cluster room claims it from
+        its broker here instead, and admits the member when the claim comes back.)"""
         key = name_key(name)
         if key in self.by_key:
-            return self._error(conn, ErrorCode.NAME_TAKEN, f"the name {name} is taken")
+            return self._error(connection.id, ErrorCode.NAME_TAKEN, f"the name {name} is taken")
+        self.by_key[key] = connection
+        return self._welcome(connection, name, now)
+
+    def _welcome(self, connection: Connection, name: str, now: float) -> list[Effect]:
+        """`connection` is a member from now on: WELCOME to it, JOINED to the others."""
+        conn = connection.id
         connection.name = name
         connection.tokens = 2 * self.limits.rate_limit
         connection.refilled_at = now
         self.waiting.pop(conn, None)
         self.members[conn] = connection
-        self.by_key[key] = connection
         self._members_changed()
         return [Send(conn, codec.encode_text(Kind.WELCOME, name)),
                 self._broadcast(codec.encode_text(Kind.JOINED, name), exclude=conn), Log("join", f"{name} joined")]
@@ -314,7 +328,11 @@ class Room:
         if not self._take_token(connection, now):
             return self._error(conn, ErrorCode.RATE_LIMITED,
                                f"more than {self.limits.rate_limit:g} messages per second; this one was dropped")
-        return [self._broadcast(codec.encode_message(connection.name, text), exclude=conn)]
+        return self._said(connection, text)
+
+    def _said(self, connection: Connection, text: str) -> list[Effect]:
+        """An accepted SAY: MESSAGE to every other member (a cluster room publishes it instead)."""
+        return [self._broadcast(codec.encode_message(connection.name, text), exclude=connection.id)]
 
     def _take_token(self, connection: Connection, now: float) -> bool:
         """Token bucket: 2N tokens, refilled continuously at N per second."""
@@ -340,7 +358,7 @@ class Room:
         if kind not in ADMIN_KINDS:
             return self._error(conn, ErrorCode.BAD_FRAME, f"unknown admin frame kind 0x{kind:02x}")
         if kind == Kind.LIST:
-            return [Send(conn, self.members_frame())]
+            return self._members_reply(connection)
         try:
             text = payload.decode()
         except UnicodeDecodeError:

@@ -153,6 +153,7 @@ class ChatServer:
         self._repeat_texts: dict[str, Callable[[int], str]] = {}
         self._enforcing_budget = False
         self._console = ServerConsole()  # what the administrator types on that terminal
+        self._watched: dict[int, Callable[[], list]] = {}  # extra descriptors: fd -> what gives their effects
         self._spare_fd: int | None = None
         self._signals_installed = False
         self._wakeup_r, self._wakeup_w = socket.socketpair()
@@ -240,6 +241,14 @@ class ChatServer:
             self._spare_fd = None
         self.backend.close()
 
+    def watch_descriptor(self, fd: int, on_readable: Callable[[], list]) -> None:
+        """Watch one more descriptor; when it is readable, apply the effects `on_readable` returns.
+
+        A cluster room's broker thread wakes the loop this way: the loop never waits on the
+        broker, it only hears that there is something to take."""
+        self.backend.register(fd)
+        self._watched[fd] = on_readable
+
     # ----- the loop ----------------------------------------------------------------------
 
     def run_once(self, timeout: float | None = None) -> bool:
@@ -285,6 +294,8 @@ class ChatServer:
                 self._out_of_memory(fd, peer)
         elif fd == self._wakeup_r.fileno():
             self._drain_wakeup()
+        elif fd in self._watched:
+            self._apply(self._watched[fd]())
         elif fd == self.console:
             self._on_console()
         elif self.listeners.chat.fileno() == fd:

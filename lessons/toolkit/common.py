@@ -65,9 +65,12 @@ DEFAULT_PORT = 8888  # as in the notes
 
 
 def open_listener(host: str = DEFAULT_HOST, port: int = DEFAULT_PORT, backlog: int = 128,
-                  option: str = "--port") -> socket.socket:
+                  option: str = "--port", reuse_port: bool = False) -> socket.socket:
     """Bind and listen with SO_REUSEADDR, turning the usual mistakes into one sentence
-    (which names `option`, the command-line option that chose the port)."""
+    (which names `option`, the command-line option that chose the port).
+
+    `reuse_port`: SO_REUSEPORT, so that several processes can listen on one port and the
+    kernel spreads the connections over them."""
     if not 0 <= port <= 65535:
         raise UserError(_("port {port} does not exist; ports go from 0 to 65535 (0 picks a free "
                           "one).").format(port=port))
@@ -78,6 +81,8 @@ def open_listener(host: str = DEFAULT_HOST, port: int = DEFAULT_PORT, backlog: i
     family, kind, proto, _canonical_name, address = infos[0]  # `_` is gettext here
     server = socket.socket(family, kind, proto)
     server.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    if reuse_port:
+        server.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
     try:
         server.bind(address)
         server.listen(backlog)
