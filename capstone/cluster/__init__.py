@@ -7,5 +7,5 @@
 - `broker`: the NATS client on its own asyncio loop in a thread; it claims names, keeps
   their leases, publishes, consumes the stream in order and wakes the server's loop.
 
-docs/lessons/scale-out.md tells why it is built this way.
+docs/scale-out.md (`learn show scale-out`) tells why it is built this way.
 """
