@@ -16,6 +16,7 @@ import pytest
 
 from chatserver import ServerProcess, run_failing_server
 from chatwire import Code, Kind, WireClient, admin_list, admin_say
+from ircwire import IrcClient
 from natsserver import NatsCluster, NatsServer
 
 LEASE = 1.5  # seconds: a dead node's members are announced LEFT within about 4/3 of it
@@ -353,3 +354,40 @@ def wait_for_list(node: ServerProcess, names: list[str], timeout: float = 20.0) 
     while (members := node.members()) != names:
         assert time.monotonic() < deadline, f"{node.admin_path}: {members} instead of {names}"
         time.sleep(0.02)  # polling interval of a deadline loop
+
+
+def irc_address_of(node: ServerProcess) -> tuple[str, int]:
+    """The node's third banner line, `irc listening on HOST:PORT`."""
+    for line in node.stdout.lines(3, 30.0) or []:
+        if line.startswith("irc listening on "):
+            host, _, port = line.removeprefix("irc listening on ").rpartition(":")
+            return host, int(port)
+    raise AssertionError(f"no 'irc listening on' line: {node.diagnostics()}")
+
+
+def test_an_irc_member_on_one_node_and_a_binary_member_on_the_other(nats):
+    """The IRC listener serves a cluster room too: registration waits for the name's claim,
+    and messages cross both protocols and both nodes."""
+    first = start_node(nats, "--irc-port", "0", "--rate-limit", "0")
+    second = start_node(nats, "--rate-limit", "0")
+    bob = None
+    try:
+        ann = joined(second, "ann")
+        bob = IrcClient(irc_address_of(first))
+        burst = bob.register("bob")
+        assert [line.command for line in burst][-3:] == ["JOIN", "353", "366"]
+        assert sorted(burst[-2].params[-1].split(" ")) == ["ann", "bob"]
+        ann.expect(Kind.JOINED, "bob")
+        ann.send_frame(Kind.SAY, "hello from the binary side")
+        heard = [(line.command, line.nick, line.params[-1]) for line in bob.until("PRIVMSG")]
+        assert heard[-1] == ("PRIVMSG", "ann", "hello from the binary side")
+        bob.send("PRIVMSG #chat :hello from IRC")
+        ann.expect(Kind.MESSAGE, b"\x03bobhello from IRC")
+        bob.send("QUIT :bye")
+        bob.closed()
+        ann.expect(Kind.LEFT, "bob")
+    finally:
+        if bob is not None:
+            bob.close()
+        for node in (first, second):
+            node.stop()
