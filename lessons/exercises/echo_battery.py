@@ -18,9 +18,9 @@ from typing import Callable, Iterator
 import pytest
 
 from lessons.exercises import peers
-from lessons.exercises.harness import LearnerThread, is_todo, listener_on_loopback, short
+from lessons.exercises.harness import LearnerThread, is_todo, listener_on_loopback, patience, short
 
-STOP_SECONDS = 5.0  # a server must return this soon after `stop` is set
+STOP_SECONDS = patience(5.0)  # a server must return this soon after `stop` is set
 CROWD = 100
 
 __all__ = [
