@@ -239,7 +239,7 @@ def list_lessons() -> None:
 
 @app.command("show")
 def show(
-    lesson_id: Annotated[str, typer.Argument(metavar="LESSON", help="A lesson id, or capstone/protocol/exercises/benchmarks.")],
+    lesson_id: Annotated[str, typer.Argument(metavar="LESSON", help="A lesson id, or a page: capstone, protocol, exercises, benchmarks, architecture.")],
     source: Annotated[bool, typer.Option("--source", help="Show the lesson's code instead of its page.")] = False,
 ) -> None:
     """Show a lesson's page (rendered Markdown) or, with --source, its code.
