@@ -24,6 +24,11 @@ from lessons.toolkit.common import UserError
 from lessons.toolkit.framing import Frame, FrameTooLarge
 
 OUTBOX_FULL = 2 * MAX_PARTS  # pipe mode stops reading stdin while this many frames wait
+# select() wakes up at least this often, even with nothing to do. Python runs a signal's
+# handler (Ctrl-C, SIGTERM) between two steps of the program; a signal that arrives after
+# the last step but before select() starts waiting does not interrupt it, and without a
+# timeout the client would sleep on, Ctrl-C unheard, until a byte came.
+SIGNAL_CHECK_SECONDS = 0.5
 
 
 class LineSplitter:
@@ -104,7 +109,8 @@ def pipe_loop(link: Link, view: View, screen: PlainScreen, linger: float) -> Non
                 return
             wait = leave_at - now
         watched = [link.sock, stdin] if reading and len(outbox) < OUTBOX_FULL else [link.sock]
-        readable, _, _ = select.select(watched, [], [], wait)
+        readable, _, _ = select.select(watched, [], [], min(wait, SIGNAL_CHECK_SECONDS) if wait is not None
+                                       else SIGNAL_CHECK_SECONDS)
         if link.sock in readable:
             ended = show_frames(receive_some(link, view), view, screen.show)
             if ended:
