@@ -40,9 +40,7 @@ import termios
 import time
 
 from capstone.server import LINGER_SECONDS, ChatServer
-
-if sys.platform == "linux":  # imported here, in the hub: a new relay imports nothing
-    from lessons.toolkit.children import die_with_parent, libc
+from lessons.toolkit.children import die_with_parent, libc, reap_exited
 
 RELAY_BUFFER = 256 * 1024  # a child stops reading from one side while this much waits for the other
 RELAY_EXIT_WAIT = 0.15  # a hub ending without a stop signal (an error) reaps relays this long
@@ -87,7 +85,7 @@ class ForkingChatServer(ChatServer):
         signal.signal(signal.SIGCHLD, lambda signum, frame: None)  # wakes the loop to reap
 
     def on_signal(self) -> None:
-        self.relays -= reap_children()
+        self.relays -= set(reap_exited())  # relays that ended: no zombie stays
 
     def close_everything(self) -> None:
         """Closing the pairs tells every relay to end; relays that linger for a client
@@ -105,19 +103,6 @@ class ForkingChatServer(ChatServer):
 
 
 # ----- in the hub: reaping and ending relays ----------------------------------------------
-
-
-def reap_children() -> set[int]:
-    """Collect every relay that has exited, so none stays a zombie; returns their pids."""
-    reaped = set()
-    while True:
-        try:
-            pid, _ = os.waitpid(-1, os.WNOHANG)
-        except ChildProcessError:
-            return reaped
-        if pid == 0:
-            return reaped
-        reaped.add(pid)
 
 
 def end_relays(pids: set[int], deadline: float) -> None:
@@ -143,7 +128,7 @@ def reap_until(pids: set[int], deadline: float) -> set[int]:
     """Reap until every pid in `pids` is reaped or `deadline` passes; returns the rest."""
     alive = set(pids)
     while True:
-        alive -= reap_children()
+        alive -= set(reap_exited())
         if not alive or time.monotonic() >= deadline:
             return alive
         time.sleep(0.005)  # polling interval while relays exit

@@ -83,7 +83,7 @@ LESSONS: tuple[Lesson, ...] = (
 )
 
 # Pages in docs/ that are not lessons but that `learn show` renders too.
-EXTRA_PAGES = ("capstone", "protocol", "irc", "scale-out", "exercises", "benchmarks")
+EXTRA_PAGES = ("capstone", "protocol", "irc", "scale-out", "exercises", "benchmarks", "architecture")
 
 
 def find(lesson_id: str) -> Lesson | None:

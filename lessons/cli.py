@@ -269,7 +269,8 @@ def list_lessons() -> None:
     "piped, it comes out whole: `learn show poll-server --source > copy.py` is the file, "
     "after one `# path` comment line."))
 def show(
-    lesson_id: Annotated[str, typer.Argument(metavar="LESSON", help=_("A lesson id, or capstone/protocol/exercises/benchmarks."))],
+    lesson_id: Annotated[str, typer.Argument(metavar="LESSON", help=_(
+        "A lesson id, or a page: capstone, protocol, irc, scale-out, exercises, benchmarks, architecture."))],
     source: Annotated[bool, typer.Option("--source", help=_("Show the lesson's code instead of its page."))] = False,
 ) -> None:
     lesson = catalog.find(lesson_id)

@@ -828,7 +828,9 @@ def test_interactive_client_retries_a_taken_name_and_chats(clients, server) -> N
         carol.stop()
 
 
-def test_interactive_ctrl_d_leaves_cleanly(clients, server) -> None:
+@contextlib.contextmanager
+def dave_at_the_prompt_seen_by_bob(clients, server):
+    """bob chats in pipe mode; dave joins on a terminal, and his prompt is up: (bob, dave, offset)."""
     bob = clients("--name", "bob")
     bob.expect("you are in the room as bob")
     dave = Terminal("--port", str(server.port), "--name", "dave")
@@ -836,12 +838,17 @@ def test_interactive_ctrl_d_leaves_cleanly(clients, server) -> None:
         at = dave.expect("/quit or Ctrl-D leaves")
         dave.wait_prompt(at)
         bob.expect("dave entered the room")
+        yield bob, dave, at
+    finally:
+        dave.stop()
+
+
+def test_interactive_ctrl_d_leaves_cleanly(clients, server) -> None:
+    with dave_at_the_prompt_seen_by_bob(clients, server) as (bob, dave, at):
         dave.type("\x04")
         dave.expect("you left the room", at)
         assert dave.wait_exit() == 0
         bob.expect("dave left the room")
-    finally:
-        dave.stop()
 
 
 ANSI = re.compile(rb"\x1b\[[0-9;?]*[A-Za-z]|\x1b\][^\x07]*\x07")
@@ -850,13 +857,7 @@ ANSI = re.compile(rb"\x1b\[[0-9;?]*[A-Za-z]|\x1b\][^\x07]*\x07")
 @pytest.mark.parametrize("how", ["key", "SIGINT", "SIGTERM"])
 def test_interactive_ctrl_c_leaves_with_one_line_and_no_traceback(clients, server, how: str) -> None:
     """Finding 1: Ctrl-C printed "Task exception was never retrieved" and a 35-line traceback."""
-    bob = clients("--name", "bob")
-    bob.expect("you are in the room as bob")
-    dave = Terminal("--port", str(server.port), "--name", "dave")
-    try:
-        at = dave.expect("/quit or Ctrl-D leaves")
-        dave.wait_prompt(at)
-        bob.expect("dave entered the room")
+    with dave_at_the_prompt_seen_by_bob(clients, server) as (bob, dave, at):
         if how == "key":
             dave.type("\x03")
         else:
@@ -872,8 +873,6 @@ def test_interactive_ctrl_c_leaves_with_one_line_and_no_traceback(clients, serve
         assert b"\x1b[?2004l" in dave.output[at:]  # the prompt ended properly: bracketed paste off again
         bob.expect("dave left the room")
         server_log_has(server, "dave left")  # a LEAVE, not only a closed connection
-    finally:
-        dave.stop()
 
 
 def test_ctrl_c_while_waiting_for_the_close_stops_the_waiting() -> None:

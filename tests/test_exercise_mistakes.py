@@ -22,9 +22,12 @@ from lessons.exercises.runner import CheckResult, run_check
 MISTAKES = Path(__file__).resolve().parent / "exercise_mistakes"
 RUN_TIMEOUT = 600  # every mistake of every exercise, three at a time, on a busy 2-core machine
 TIME_LIMIT = 60.0  # per run: a mistake that hangs is stopped by its check's own limit well before
+# Most mistakes hang or stay silent, and the check gives up after its deadline: a mistake
+# fails the check as surely after 40% of each wait, and the module ends in half the time.
+PATIENCE = 0.4
 CAUGHT_BY = re.compile(r"^Caught by: (test_\w+)\s*$", re.MULTILINE)
-# Runs that mostly wait out a deadline of their check (four workers in turn each wait 8 s for
-# the others; a second client waits 10 s for an answer): they get threads of their own, so
+# Runs that mostly wait out a deadline of their check (four workers in turn each wait for the
+# others; a second client waits for an answer): they get threads of their own, so
 # the other runs use the cores meanwhile instead of queueing behind them.
 WAITING_RUNS = ("fork_workers/waits_after_each_fork", "poll_echo/serves_one_client_at_a_time")
 
@@ -50,7 +53,7 @@ def runs() -> dict[Path, Future[CheckResult]]:
     for path in mistake_files():
         pool = waiting if run_id(path) in WAITING_RUNS else busy
         futures[path] = pool.submit(run_check, catalog.find(path.parent.name), path, TIME_LIMIT,
-                                    only=expected_check(path))
+                                    only=expected_check(path), patience=PATIENCE)
     busy.shutdown(wait=False)
     waiting.shutdown(wait=False)
     return futures

@@ -36,6 +36,7 @@ from lessons import catalog as lesson_catalog
 from lessons.cli import app
 from lessons.exercises import catalog
 from lessons.exercises.catalog import EXERCISES, Exercise
+from lessons.exercises.harness import PATIENCE_VARIABLE
 from lessons.exercises.runner import CheckResult, run_check
 from lessons.exercises.workspace import Workspace, find_root
 from lessonrun import as_nobody
@@ -43,6 +44,8 @@ from lessonrun import as_nobody
 ROOT = Path(__file__).resolve().parent.parent
 RUN_TIMEOUT = 240  # the whole batch of concurrent checks, on a busy 2-core machine
 HANG_LIMIT = 8.0  # the time limit given to the deliberately hanging solution
+PATIENCE = 0.4  # runs that wait out a check's own limit on purpose wait 40% of it (harness.patience)
+HANGING_CHECK = f"took longer than {10 * PATIENCE:g} s"  # frames' EOF check has a 10 s limit
 NOBODY = 65534
 cli = CliRunner()
 
@@ -150,7 +153,8 @@ def runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Future[CheckResu
         "        if not chunk:\n", "        if False:  # b'' forever: recv_exact spins\n")))
     waiting = ("hanging", "frames-spins")  # they mostly wait out a time limit: threads of their own
     busy, idle = ThreadPoolExecutor(max_workers=3), ThreadPoolExecutor(max_workers=len(waiting))
-    futures = {key: (idle if key in waiting else busy).submit(run_check, *arguments) for key, arguments in jobs.items()}
+    futures = {key: (idle if key in waiting else busy).submit(
+        run_check, *arguments, patience=PATIENCE if key in waiting else None) for key, arguments in jobs.items()}
     busy.shutdown(wait=False)
     idle.shutdown(wait=False)
     return futures
@@ -218,7 +222,7 @@ def test_a_hang_in_the_learners_code_is_reported_at_their_line(runs) -> None:
     result = result_of(runs, "frames-spins")
     stuck = {check.title: check.message for check in result.checks if not check.passed}
     message = stuck["recv_exact() raises EOFError when the peer half-closes mid-frame (no hang, no short read)"]
-    assert "this check took longer than 10 s: your code was still running, at frames.py line" in message, message
+    assert f"this check {HANGING_CHECK}: your code was still running, at frames.py line" in message, message
     assert "raise EOFError" in message, message
     assert result.elapsed < 60 and not result.timed_out
 
@@ -339,14 +343,15 @@ def test_check_shows_each_check_as_it_runs_and_why_one_hit_its_limit(tmp_path: P
         "        if not chunk:\n", "        if False:  # b'' forever: recv_exact spins\n")
     (space / "frames.py").write_text(spinning)
     learn = subprocess.Popen(learn_command("exercise", "check", "frames", "--workspace", str(space)),
-                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                             env=os.environ | {PATIENCE_VARIABLE: str(PATIENCE)})
     try:
         early = read_until(learn, "raises EOFError when the peer half-closes", 30)
         assert "[1/15] PASS recv_exact() collects bytes" in early, early
         assert learn.poll() is None, "the line came only once the whole check had finished"
         late = read_until(learn, "took longer than", 60)
-        assert re.search(r"check 'recv_exact\(\) raises EOFError.*' took longer than 10 s: "
-                         r"your code was still running, at frames.py line \d+", late), late
+        assert re.search(r"check 'recv_exact\(\) raises EOFError.*' " + re.escape(HANGING_CHECK)
+                         + r": your code was still running, at frames.py line \d+", late), late
         rest = learn.stdout.read().decode()
         assert learn.wait(60) == 1
         assert "frames: 13 of 15 checks pass" in rest or "frames: 14 of 15 checks pass" in rest, rest

@@ -27,6 +27,7 @@ from lessons.toolkit.i18n import _
 FILE_VARIABLE = "LEARN_EXERCISE_FILE"  # the learner's .py file
 TEMP_VARIABLE = "LEARN_CHECK_TMP"  # a private directory for socket files, one per check run
 REPORT_VARIABLE = "LEARN_REPORT"  # where the plugin writes its JSON lines for the runner
+PATIENCE_VARIABLE = "LEARN_CHECK_PATIENCE"  # a factor on how long checks wait before giving up (default 1)
 _counter = itertools.count(1)
 
 
@@ -36,6 +37,19 @@ class LearnerFileError(Exception):
 
 class NotStarted(Exception):
     """A TODO was hit somewhere the plugin cannot see it (in a forked child): report it as one."""
+
+
+def patience(seconds: float) -> float:
+    """`seconds` of waiting for the learner's code, times LEARN_CHECK_PATIENCE.
+
+    A check gives up on a hang only after a wait long enough for a busy machine. The
+    project's own tests run files that hang on purpose; they set a factor below 1 so
+    that they do not wait out every one of those hangs in full."""
+    try:
+        factor = float(os.environ.get(PATIENCE_VARIABLE, "1"))
+    except ValueError:
+        factor = 1.0
+    return seconds * factor if factor > 0 else seconds
 
 
 def learner_path() -> Path:

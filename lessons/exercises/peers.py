@@ -24,7 +24,9 @@ import threading
 import time
 from typing import Callable
 
-DEADLINE = 10.0  # seconds a peer waits for an answer on a busy machine
+from lessons.exercises.harness import patience
+
+DEADLINE = patience(10.0)  # seconds a peer waits for an answer on a busy machine
 SLICE = 0.1  # while waiting, look this often whether to give up early
 Address = tuple[str, int] | str
 GiveUp = Callable[[], bool] | None

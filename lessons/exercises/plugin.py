@@ -74,7 +74,7 @@ def time_limit(seconds: float) -> Iterator[None]:
 
 def limit_of(item: pytest.Item) -> float:
     marker = item.get_closest_marker("limit")
-    return float(marker.args[0]) if marker else DEFAULT_LIMIT
+    return harness.patience(float(marker.args[0]) if marker else DEFAULT_LIMIT)
 
 
 @pytest.hookimpl(wrapper=True)
@@ -157,7 +157,7 @@ def explain(error: BaseException, item: pytest.Item | None = None) -> dict[str, 
 
 def took_too_long(error: CheckTimeout, item: pytest.Item | None) -> dict[str, Any]:
     """'this check took longer than 10 s: your code was still running, at frames.py line 12: ...'."""
-    limit = limit_of(item) if item is not None else DEFAULT_LIMIT
+    limit = limit_of(item) if item is not None else harness.patience(DEFAULT_LIMIT)
     place = harness.where(error.__traceback__)
     if place:
         marker = item.get_closest_marker("if_hangs") if item is not None else None

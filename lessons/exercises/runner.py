@@ -115,11 +115,13 @@ def pytest_argv(exercise: Exercise, workdir: Path, only: str | None = None) -> l
 
 def check_environment(learner_file: Path, workdir: Path, sockets: Path, report: Path,
                       limits: tuple[int, int] = (MEMORY_LIMIT, FILE_LIMIT),
-                      language: str | None = None) -> dict[str, str]:
+                      language: str | None = None, patience: float | None = None) -> dict[str, str]:
     """The checks' environment; `language` (zh, en) is what their messages are written in."""
     env = dict(os.environ)
     if language:
         env["LEARN_LANG"] = language  # the checks' _() follows the language rule, LEARN_LANG first
+    if patience is not None:
+        env[harness.PATIENCE_VARIABLE] = str(patience)
     env.update({
         MEMORY_VARIABLE: str(limits[0]),
         FILE_VARIABLE: str(limits[1]),
@@ -138,12 +140,15 @@ Progress = Callable[[dict], None]
 
 def run_check(exercise: Exercise, learner_file: Path, time_limit: float | None = None,
               progress: Progress | None = None, memory_limit: int = MEMORY_LIMIT,
-              file_limit: int = FILE_LIMIT, only: str | None = None, language: str | None = None) -> CheckResult:
+              file_limit: int = FILE_LIMIT, only: str | None = None, language: str | None = None,
+              patience: float | None = None) -> CheckResult:
     """Run the exercise's checks against `learner_file`; never raises for the learner's faults.
 
     `progress`, if given, is called with each record the checks write (a check started,
     a result) while they run: the CLI shows them live. `language` is the language of the
-    checks' messages (default: the language rule, in the checks' own process).
+    checks' messages (default: the language rule, in the checks' own process). `patience`
+    scales how long the checks wait before giving up on a hang (harness.patience); the
+    project's tests pass less than 1 for files that hang on purpose.
     """
     limit = time_limit if time_limit is not None else exercise.time_limit
     with tempfile.TemporaryDirectory(prefix="learn-check-", ignore_cleanup_errors=True) as temp:
@@ -161,7 +166,7 @@ def run_check(exercise: Exercise, learner_file: Path, time_limit: float | None =
         config_path = workdir / "config.json"
         config_path.write_text(json.dumps(config), encoding="utf-8")
         env = check_environment(learner_file, workdir, sockets, paths["report.jsonl"], (memory_limit, file_limit),
-                                language)
+                                language, patience)
         started = time.monotonic()
         try:
             ended = supervise(config_path, env, workdir, paths, limit, hold, progress)

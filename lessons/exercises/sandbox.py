@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from lessons.toolkit import procfs
-from lessons.toolkit.children import become_subreaper, signal_when_parent_dies
+from lessons.toolkit.children import become_subreaper, reap_exited, signal_when_parent_dies
 from lessons.exercises import containment
 
 TCP_LISTEN = "0A"  # the st column of /proc/net/tcp
@@ -66,24 +66,11 @@ def start_pytest(argv: list[str], output: str) -> int:
     return os.posix_spawn(argv[0], argv, os.environ, file_actions=actions, setpgroup=0)
 
 
-def reap_children() -> dict[int, int]:
-    """Collect every child that has exited (ours and adopted orphans): pid -> exit code."""
-    reaped = {}
-    while True:
-        try:
-            pid, status = os.waitpid(-1, os.WNOHANG)
-        except ChildProcessError:
-            return reaped
-        if pid == 0:
-            return reaped
-        reaped[pid] = os.waitstatus_to_exitcode(status)
-
-
 def wait_for(pid: int, time_limit: float) -> int | None:
     """pytest's exit code, or None if it was still running at the time limit."""
     deadline = time.monotonic() + time_limit
     while not _stop_requested and time.monotonic() < deadline:
-        reaped = reap_children()
+        reaped = reap_exited()
         if pid in reaped:
             return reaped[pid]
         time.sleep(POLL_SECONDS)
@@ -176,7 +163,7 @@ def kill_everything_below(root: int, timeout: float = 10.0) -> None:
                 os.kill(pid, signal.SIGKILL)
             except ProcessLookupError:
                 pass
-        reap_children()
+        reap_exited()
         if not alive and not descendants(root):
             return
         time.sleep(POLL_SECONDS)
@@ -215,7 +202,7 @@ def main(config_path: str) -> int:
 
 def survivors(me: int, pytest_pid: int) -> list[dict[str, Any]]:
     """Everything below us but pytest itself, described before it is killed."""
-    reap_children()  # orphans that already ended on their own are not leaks
+    reap_exited()  # orphans that already ended on their own are not leaks
     listening = listening_sockets()
     our_session = os.getsid(0)
     return [describe_leak(info, our_session, listening) for info in descendants(me)

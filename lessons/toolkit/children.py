@@ -112,6 +112,23 @@ class Children:
                 self.unreaped.discard(pid)
 
 
+def reap_exited() -> dict[int, int]:
+    """Collect every child that has already exited, without waiting: pid -> exit code.
+
+    waitpid(-1, WNOHANG) until it says "none ended" (0) or "no children" (ECHILD). A
+    process that forks many children (the fork engine's hub, the check sandbox) calls it
+    whenever SIGCHLD may have come, so none stays a zombie."""
+    reaped = {}
+    while True:
+        try:
+            pid, status = os.waitpid(-1, os.WNOHANG)
+        except ChildProcessError:
+            return reaped
+        if pid == 0:
+            return reaped
+        reaped[pid] = os.waitstatus_to_exitcode(status)
+
+
 def leave_signals_to_parent() -> None:
     """In a child: Ctrl-C reaches the whole process group, but only the parent acts on it
     (it kills and reaps us); SIGTERM and SIGHUP get back their default effect: ending us."""

@@ -2,9 +2,8 @@
 
 The driver below does what the server's I/O loop (capstone/server.py) does with the
 effects, on in-memory inboxes instead of sockets: Send to one connection, Broadcast to
-every connection in `room.members` when the effect is carried out (after the room's
-method returned) but `exclude`, Close. The
-frames are read back with struct "!IB" exactly as PROTOCOL.md writes them, not with the
+every connection the effect names in `to` but `exclude`, Close. It never looks inside
+the room: the effects alone say who gets what. The frames are read back with struct "!IB" exactly as PROTOCOL.md writes them, not with the
 capstone's codec. The same checks run against the capstone's own Room in the project's
 test suite: one set of rules for both.
 """
@@ -79,6 +78,7 @@ class Driver:
         self.conns: dict[str, int] = {}
         self.names: dict[int, str] = {}
         self.closed: set[int] = set()
+        self.welcomed: set[int] = set()  # connections that got WELCOME: members, as far as the frames tell
         self.now = 1000.0
 
     def open(self, who: str) -> str:
@@ -116,7 +116,8 @@ class Driver:
             if isinstance(effect, Send):
                 self.deliver(effect.conn, effect.data, after)
             elif isinstance(effect, Broadcast):
-                for conn in list(self.room.members):  # as the real server does
+                self.expect_recipients(effect, after)
+                for conn in effect.to:  # as the real server does
                     if conn != effect.exclude:
                         self.deliver(conn, effect.data, after)
             elif isinstance(effect, Close):
@@ -125,12 +126,23 @@ class Driver:
                 pytest.fail(_("after {after}, your room returned {effect}: effects are Send, Broadcast "
                               "and Close.").format(after=after, effect=repr(effect)), pytrace=False)
 
+    def expect_recipients(self, effect: Broadcast, after: str) -> None:
+        """A Broadcast made by hand, without `to`, would silently reach nobody: say so instead."""
+        others = self.welcomed - self.closed - {effect.exclude}
+        if not effect.to and others:
+            pytest.fail(_("after {after}, your room returned a Broadcast with nobody in `to`, while {names} "
+                          "had joined: make it with self.broadcast(data, exclude), which puts the members in "
+                          "`to`.").format(after=after, names=", ".join(sorted(self.names[conn] for conn in others))),
+                        pytrace=False)
+
     def deliver(self, conn: int, data: bytes, after: str) -> None:
         who = self.names.get(conn) or _("connection {conn}").format(conn=conn)
         frames = parse(data)
         assert conn not in self.closed, _(
             "after {after}, your room sent {frames} to {who}, whose connection it had closed.").format(
             after=after, frames=show_all(frames), who=who)
+        if any(kind == WELCOME for kind, _payload in frames):
+            self.welcomed.add(conn)
         self.inbox[who].extend(frames)
 
     def take(self, who: str) -> list[Frame]:

@@ -10,13 +10,14 @@ The real server keeps this logic apart from all I/O (as h11 does for HTTP): a dr
 tells the room what happened and carries out the effects the room returns, in order:
 
     Send(conn, data)          these bytes to one connection
-    Broadcast(data, exclude)  these bytes to every member (but `exclude`)
+    Broadcast(data, exclude, to)
+                              these bytes to every connection in `to` (but `exclude`)
     Close(conn)               flush, then close that connection
 
 so the room is checked with no network at all, by the same rules as the real server
-(PROTOCOL.md). Like the real server, the check's driver sends a Broadcast to every
-connection in `self.members` once your method has returned: keep that dict up to date
-(a newcomer added, a leaver removed) before you return the effects.
+(PROTOCOL.md). A Broadcast names who receives it, as the real server's room does: make
+it with `self.broadcast(data, exclude)` (given below), which puts the members of that
+moment in `to`, so update `self.members` first (a newcomer added, a leaver removed).
 The frames, names and effects are given below; the rules are yours:
 
 - JOIN name: WELCOME (the normalized name) to the joiner, JOINED name to every other
@@ -65,9 +66,9 @@ class Room:
         #         name = normalize(text); why_invalid(name) -> NAME_INVALID; name_key(name)
         #         in self.by_key -> NAME_TAKEN; else remember the member and return
         #         [Send(conn, codec.encode_text(Kind.WELCOME, name)),
-        #          Broadcast(codec.encode_text(Kind.JOINED, name), exclude=conn)].
+        #          self.broadcast(codec.encode_text(Kind.JOINED, name), exclude=conn)].
         # TODO 3: SAY: decode, text_problem(text) -> BAD_FRAME, not a member -> NOT_JOINED,
-        #         else [Broadcast(codec.encode_message(name, text), exclude=conn)].
+        #         else [self.broadcast(codec.encode_message(name, text), exclude=conn)].
         # TODO 4: LEAVE: forget the member, LEFT to the others, then Close(conn).
         # TODO 5: PING: PONG with the payload (over codec.MAX_PING bytes: BAD_FRAME).
         #         WHO: codec.encode_members(names in join order), or NOT_JOINED.
@@ -80,9 +81,13 @@ class Room:
 
     def announce(self, text: str) -> list[Effect]:
         """The administrator's shout: ANNOUNCE to every member."""
-        # TODO: one Broadcast of codec.encode_text(Kind.ANNOUNCE, text), excluding nobody.
+        # TODO: one self.broadcast() of codec.encode_text(Kind.ANNOUNCE, text), excluding nobody.
         raise NotImplementedError("TODO: write Room.announce()")
 
     def error(self, conn: int, code: ErrorCode, reason: str) -> list[Effect]:
         """An ERROR frame for one connection; the connection stays open."""
         return [Send(conn, codec.encode_error(code, reason))]
+
+    def broadcast(self, data: bytes, exclude: int | None = None) -> Broadcast:
+        """`data` for every member as of now (but `exclude`): call it after updating self.members."""
+        return Broadcast(data, exclude, to=tuple(self.members))

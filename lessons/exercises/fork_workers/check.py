@@ -20,11 +20,11 @@ from typing import Callable
 import pytest
 
 from lessons.toolkit import procfs
-from lessons.exercises.harness import NotStarted, describe_exception, is_todo, todo_text
+from lessons.exercises.harness import NotStarted, describe_exception, is_todo, patience, todo_text
 from lessons.toolkit.i18n import N_, _
 
 ESCAPED = 70  # the exit code of a worker that ran on into the caller's code
-BARRIER_WAIT = 8.0  # seconds a worker waits for the others (generous: forking takes milliseconds)
+BARRIER_WAIT = patience(8.0)  # seconds a worker waits for the others (generous: forking takes milliseconds)
 REAP_GRACE = 1.0  # seconds the slow worker gives a waiting parent to collect the fast one
 
 

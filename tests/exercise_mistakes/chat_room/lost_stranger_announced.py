@@ -10,4 +10,4 @@ from capstone.exercises.chat_room.solution import *  # noqa: F401,F403
 class Room(solution.Room):
     def disconnect(self, conn):
         effects = super().disconnect(conn)
-        return effects or [solution.Broadcast(solution.codec.encode_text(solution.Kind.LEFT, ""))]
+        return effects or [self.broadcast(solution.codec.encode_text(solution.Kind.LEFT, ""))]

@@ -13,4 +13,4 @@ class Room(solution.Room):
         name = self.members.pop(conn, None)
         if name is None:
             return []
-        return [solution.Broadcast(solution.codec.encode_text(solution.Kind.LEFT, name))]
+        return [self.broadcast(solution.codec.encode_text(solution.Kind.LEFT, name))]

@@ -9,5 +9,5 @@ from capstone.exercises.chat_room.solution import *  # noqa: F401,F403
 
 class Room(solution.Room):
     def join(self, conn, payload):
-        return [solution.Broadcast(effect.data) if isinstance(effect, solution.Send) else effect
+        return [self.broadcast(effect.data) if isinstance(effect, solution.Send) else effect
                 for effect in super().join(conn, payload)]
