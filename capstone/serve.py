@@ -13,6 +13,7 @@ from capstone.irc.session import IrcNetwork, channel_problem
 from capstone.room import Limits
 from capstone.server import ChatServer, Listeners, OutputLimits, plain_log, rich_log
 from lessons.toolkit.common import DEFAULT_HOST, DEFAULT_PORT, UserError, address_text, open_listener
+from lessons.toolkit.exits import print_error
 from lessons.toolkit.i18n import _
 from lessons.toolkit.logsink import LogSink
 from lessons.toolkit.unixsock import SocketFile, bind_socket_file
@@ -49,16 +50,18 @@ class ClusterOptions:
 def pick_engine(engine: str):  # noqa: ANN201 - (server class, backend class)
     """The server class and multiplexer for an engine name, or one sentence why not here."""
     if engine not in ENGINES:
-        raise UserError(f"there is no engine {engine!r}; choose one of {', '.join(ENGINES)}.")
+        raise UserError(_("there is no engine {engine!r}; choose one of {engines}.").format(
+            engine=engine, engines=", ".join(ENGINES)))
     backends = multiplexers.available()
     if engine == "fork":
         if not hasattr(os, "fork"):
-            raise UserError("the fork engine needs os.fork(), which this platform lacks; use --engine selectors.")
+            raise UserError(_("the fork engine needs os.fork(), which this platform lacks; use --engine selectors."))
         from capstone.fork_engine import ForkingChatServer
 
         return ForkingChatServer, backends.get("epoll") or backends["poll"]
     if engine not in backends:
-        raise UserError(f"the {engine} engine is not available on this platform; use --engine selectors.")
+        raise UserError(_("the {engine} engine is not available on this platform; use --engine selectors.").format(
+            engine=engine))
     return ChatServer, backends[engine]
 
 
@@ -206,7 +209,7 @@ def fork_node(options: ServeOptions, holder: socket.socket) -> int:
     try:
         serve(options)
     except UserError as err:
-        sys.stderr.write(f"error: {err}\n")
+        print_error(str(err))
         code = 2
     except BaseException:  # noqa: BLE001 - a child must end here, never return into the parent's code
         code = 1

@@ -32,6 +32,7 @@ from capstone.cluster.broker import (Broker, BrokerState, Claim, ClaimRefused, D
 from capstone.codec import ErrorCode, Kind
 from capstone.names import name_key, normalize
 from capstone.room import Connection, Defer, Effect, Limits, Log, Resume, Room, Send
+from lessons.toolkit.i18n import _
 
 WAKE_BATCH = 512  # stream events applied per wake-up, so a long replay never starves the members
 LAG_WARNING = 1000  # events behind the stream worth a log line
@@ -122,7 +123,7 @@ class ClusterRoom(Room):
         connection = self.connections.get(self.conn_of.get(mid, -1))
         if connection is None:  # another node's member (or ours, gone while its JOINED travelled)
             return effects + [self._broadcast(codec.encode_text(Kind.JOINED, name)),
-                              Log("join", f"{name} joined on another node")]
+                              Log("join", _("{name} joined on another node").format(name=name))]
         connection.held = None
         return effects + self._welcome(connection, name, now) + self._read_on(connection, now)
 
@@ -161,10 +162,10 @@ class ClusterRoom(Room):
     @staticmethod
     def _why_text(why: str) -> str:
         if why == events.LEFT_KICKED:
-            return "was kicked by the administrator"
+            return _("was kicked by the administrator")
         if why == events.LEFT_LOST:
-            return "was lost with its node (the name's lease ran out)"
-        return "left on another node"
+            return _("was lost with its node (the name's lease ran out)")
+        return _("left on another node")
 
     def _claim_refused(self, refused: ClaimRefused, now: float) -> list[Effect]:
         conn = self.conn_of.pop(refused.mid, None)
@@ -214,21 +215,22 @@ class ClusterRoom(Room):
     def _broker_state(self, up: bool) -> Log:
         self.broker_up = up
         if up:
-            return Log("cluster", "in touch with the message broker again: JOIN and SAY work again")
-        return Log("cluster", "lost the message broker: refusing JOIN and SAY while reconnecting")
+            return Log("cluster", _("in touch with the message broker again: JOIN and SAY work again"))
+        return Log("cluster", _("lost the message broker: refusing JOIN and SAY while reconnecting"))
 
     def _lag_report(self, now: float) -> list[Effect]:
         """How far behind the stream the loop is: a line when it first catches up (after
         reading the room's history at start), then one every few seconds while it lags."""
         if self.behind == 0 and not self.in_step and self.last_seq:
             self.in_step = True
-            return [Log("cluster", f"in step with the room's stream at event #{self.last_seq}: "
-                                   f"{len(self.roster)} in the room")]
+            return [Log("cluster", _("in step with the room's stream at event #{seq}: {count} in the room").format(
+                seq=self.last_seq, count=len(self.roster)))]
         if self.behind < LAG_WARNING or now - self._lag_logged_at < LAG_LOG_EVERY:
             return []
         self._lag_logged_at = now
         self.in_step = False
-        return [Log("cluster", f"{self.behind} events behind the room's stream (applied up to #{self.last_seq})")]
+        return [Log("cluster", _("{behind} events behind the room's stream (applied up to #{seq})").format(
+            behind=self.behind, seq=self.last_seq))]
 
     # ----- where the room's own rules give way to the stream -----------------------------
 
@@ -255,9 +257,9 @@ class ClusterRoom(Room):
 
     def announce(self, text: str, source: str = "console") -> list[Effect]:
         if not self.broker_up:
-            return [Log("admin", f"not announced, the message broker is unreachable: {text}")]
+            return [Log("admin", _("not announced, the message broker is unreachable: {text}").format(text=text))]
         self.broker.submit(Publish(*events.announced(self.node, text, next(self._serials))))
-        return [Log("admin", f"{source} announced: {text}")]
+        return [Log("admin", _("{source} announced: {text}").format(source=source, text=text))]
 
     def kick(self, wanted: str) -> list[Effect] | None:
         """Any member of the room, on any node: its LEFT goes to the stream, and its own node
@@ -266,7 +268,7 @@ class ClusterRoom(Room):
         if seat is None:
             return None
         self.broker.submit(Kick(seat.mid, seat.name))
-        return [Log("admin", f"asked the room to remove {seat.name}")]
+        return [Log("admin", _("asked the room to remove {name}").format(name=seat.name))]
 
     def member_names(self) -> list[str]:
         return [seat.name for seat in self.roster.values()]

@@ -375,14 +375,16 @@ class Broker:
 
         key = events.name_bucket_key(claim.name)
         value = events.encode_claim(self.node, claim.mid, claim.name)
+        # A refusal's reason goes on the wire in ERROR NAME_TAKEN: protocol text, English like
+        # the room's own (the client translates the reasons it knows), so never through _().
         try:
             revision = await self._kv.create(key, value)
         except KeyWrongLastSequenceError:
-            self._post(ClaimRefused(claim.mid, _("the name {name} is taken").format(name=claim.name)))
+            self._post(ClaimRefused(claim.mid, f"the name {claim.name} is taken"))
             return
         except (asyncio.TimeoutError, nats.errors.Error):
-            self._post(ClaimRefused(claim.mid, _(
-                "the room cannot check names now: this server lost its message broker; try again soon")))
+            self._post(ClaimRefused(claim.mid, "the room cannot check names now: this server lost its "
+                                               "message broker; try again soon"))
             return
         self._leases[claim.mid] = NameLease(key, claim.name, value, revision)
         await self._publish(*events.joined(claim.mid, claim.name))
