@@ -62,7 +62,7 @@ class Room:
         self.members[conn] = name
         self.by_key[name_key(name)] = conn
         return [Send(conn, codec.encode_text(Kind.WELCOME, name)),
-                Broadcast(codec.encode_text(Kind.JOINED, name), exclude=conn)]
+                self.broadcast(codec.encode_text(Kind.JOINED, name), exclude=conn)]
 
     def say(self, conn: int, payload: bytes) -> list[Effect]:
         try:
@@ -74,7 +74,7 @@ class Room:
             return self.error(conn, ErrorCode.BAD_FRAME, problem)
         if conn not in self.members:
             return self.error(conn, ErrorCode.NOT_JOINED, "JOIN before SAY")
-        return [Broadcast(codec.encode_message(self.members[conn], text), exclude=conn)]
+        return [self.broadcast(codec.encode_message(self.members[conn], text), exclude=conn)]
 
     def leave(self, conn: int) -> list[Effect]:
         return self.disconnect(conn) + [Close(conn)]
@@ -86,12 +86,16 @@ class Room:
         if name is None:
             return []
         del self.by_key[name_key(name)]
-        return [Broadcast(codec.encode_text(Kind.LEFT, name))]
+        return [self.broadcast(codec.encode_text(Kind.LEFT, name))]
 
     def announce(self, text: str) -> list[Effect]:
         """管理员的喊话：给每个成员发 ANNOUNCE。"""
-        return [Broadcast(codec.encode_text(Kind.ANNOUNCE, text))]
+        return [self.broadcast(codec.encode_text(Kind.ANNOUNCE, text))]
 
     def error(self, conn: int, code: ErrorCode, reason: str) -> list[Effect]:
         """给一个连接的 ERROR 帧；连接保持打开。"""
         return [Send(conn, codec.encode_error(code, reason))]
+
+    def broadcast(self, data: bytes, exclude: int | None = None) -> Broadcast:
+        """把 `data` 发给此刻的每个成员（`exclude` 除外）：先更新 self.members，再调用它。"""
+        return Broadcast(data, exclude, to=tuple(self.members))

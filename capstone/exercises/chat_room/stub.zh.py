@@ -10,12 +10,13 @@
 发生了什么，再按顺序执行聊天室返回的效果：
 
     Send(conn, data)          把这些字节发给一个连接
-    Broadcast(data, exclude)  把这些字节发给每个成员（`exclude` 除外）
+    Broadcast(data, exclude, to)
+                              把这些字节发给 `to` 里的每个连接（`exclude` 除外）
     Close(conn)               先把没发完的发完，再关闭这个连接
 
-所以检查聊天室完全不需要网络，用的规则和真正的服务器一样（PROTOCOL.md）。和真正的服务器
-一样，你的方法返回以后，检查程序的驱动会把 Broadcast 发给 `self.members` 里的每个连接：
-返回效果之前，先把这个字典更新好（新来的加进去，离开的删掉）。
+所以检查聊天室完全不需要网络，用的规则和真正的服务器一样（PROTOCOL.md）。和真正服务器的
+聊天室一样，Broadcast 自己写明发给谁：用下面给好的 `self.broadcast(data, exclude)` 来做，
+它把这一刻的成员放进 `to`，所以要先更新 `self.members`（新来的加进去，离开的删掉）。
 下面已经给好了帧（frame）、名字和效果；规则由你来写：
 
 - JOIN name：给加入者回 WELCOME（规范化以后的名字），给其他每个成员（member）发 JOINED name。
@@ -64,9 +65,9 @@ class Room:
         #         name = normalize(text)；why_invalid(name) -> NAME_INVALID；name_key(name)
         #         在 self.by_key 里 -> NAME_TAKEN；否则记住这个成员，返回
         #         [Send(conn, codec.encode_text(Kind.WELCOME, name)),
-        #          Broadcast(codec.encode_text(Kind.JOINED, name), exclude=conn)]。
+        #          self.broadcast(codec.encode_text(Kind.JOINED, name), exclude=conn)]。
         # TODO 3：SAY：解码，text_problem(text) -> BAD_FRAME，不是成员 -> NOT_JOINED，
-        #         否则 [Broadcast(codec.encode_message(name, text), exclude=conn)]。
+        #         否则 [self.broadcast(codec.encode_message(name, text), exclude=conn)]。
         # TODO 4：LEAVE：忘掉这个成员，给其他人发 LEFT，然后 Close(conn)。
         # TODO 5：PING：带着原载荷回 PONG（超过 codec.MAX_PING 字节：BAD_FRAME）。
         #         WHO：codec.encode_members(按加入顺序的名字)，或者 NOT_JOINED。
@@ -79,9 +80,13 @@ class Room:
 
     def announce(self, text: str) -> list[Effect]:
         """管理员的喊话：给每个成员发 ANNOUNCE。"""
-        # TODO：一个 codec.encode_text(Kind.ANNOUNCE, text) 的 Broadcast，谁都不排除。
+        # TODO：用 self.broadcast() 发一个 codec.encode_text(Kind.ANNOUNCE, text)，谁都不排除。
         raise NotImplementedError("TODO：写出 Room.announce()")
 
     def error(self, conn: int, code: ErrorCode, reason: str) -> list[Effect]:
         """给一个连接的 ERROR 帧；连接保持打开。"""
         return [Send(conn, codec.encode_error(code, reason))]
+
+    def broadcast(self, data: bytes, exclude: int | None = None) -> Broadcast:
+        """把 `data` 发给此刻的每个成员（`exclude` 除外）：先更新 self.members，再调用它。"""
+        return Broadcast(data, exclude, to=tuple(self.members))
