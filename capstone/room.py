@@ -33,6 +33,7 @@ from capstone import codec
 from capstone.codec import ADMIN_KINDS, CHAT_KINDS, ErrorCode, Kind
 from capstone.names import name_key, normalize, text_problem, why_invalid
 from lessons.toolkit.framing import FrameDecoder, FrameTooLarge
+from lessons.toolkit.i18n import _
 
 
 @dataclass(frozen=True)
@@ -169,7 +170,7 @@ class Room:
     def announce(self, text: str, source: str = "console") -> list[Effect]:
         """The administrator's shout (console line or ADMIN_SAY): ANNOUNCE to every member."""
         return [self._broadcast(codec.encode_text(Kind.ANNOUNCE, text)),
-                Log("admin", f"{source} announced: {text}")]
+                Log("admin", _("{source} announced: {text}").format(source=source, text=text))]
 
     def kick(self, wanted: str) -> list[Effect] | None:
         """Remove the member called `wanted` (matched as JOIN compares names); None: nobody is."""
@@ -312,7 +313,7 @@ class Room:
         self.members[conn] = connection
         self._members_changed()
         return [Send(conn, codec.encode_text(Kind.WELCOME, name)),
-                self._broadcast(codec.encode_text(Kind.JOINED, name), exclude=conn), Log("join", f"{name} joined")]
+                self._broadcast(codec.encode_text(Kind.JOINED, name), exclude=conn), Log("join", _("{name} joined").format(name=name))]
 
     def _say(self, connection: Connection, payload: bytes, now: float) -> list[Effect]:
         conn = connection.id
