@@ -95,11 +95,17 @@ def scale(
     workers: Annotated[int, typer.Option(help=_("Load-generator processes."), min=1)] = 2,
     timeout: Annotated[float, typer.Option(help=_("Seconds joining or one broadcast may take."), min=1)] = 120.0,
     json: Annotated[bool, typer.Option("--json", help=_("Print one JSON document instead of the table."))] = False,
+    cluster: Annotated[Optional[int], typer.Option(
+        help=_("Compare 1 cluster node, N nodes on one port and N nodes on N ports, through a NATS "
+               "server the benchmark starts (epoll nodes)."), show_default=False)] = None,
 ) -> None:
     from capstone.bench.scale import run_scale
     from capstone.bench.servers import parse_targets
     from lessons.toolkit.common import UserError
 
+    if cluster is not None:
+        scale_cluster(cluster, members, repeat, engine, workers, timeout, json)
+        return
     targets = parse_targets(engine)
     if len(targets) != 1:
         raise UserError(_("scale measures one server at a time; give one --engine."))
@@ -115,6 +121,28 @@ def scale(
     with Console(stderr=True).status(_("joining {members} members to {targets}...").format(members=members, targets=targets[0])):
         report = run_scale(targets[0], members, repeat, workers, timeout)
     show_scale(report)
+
+
+def scale_cluster(nodes: int, members: int, repeat: int, engine: str, workers: int, timeout: float,
+                  json: bool) -> None:
+    """`learn bench scale --cluster N`: the three setups in one run, one NATS server for all."""
+    from capstone.bench.cluster import ENGINE, check_cluster
+    from capstone.bench.scale import run_scale_cluster
+    from lessons.toolkit.common import UserError
+
+    check_cluster(nodes)
+    if engine != ENGINE:
+        raise UserError(_("--cluster runs {engine} nodes; leave out --engine.").format(engine=ENGINE))
+    if json:
+        report = run_scale_cluster(nodes, members, repeat, workers, timeout)
+        print_json({**report.as_json(), "machine": _machine()})
+        return
+    from rich.console import Console
+
+    with Console(stderr=True).status("") as status:
+        report = run_scale_cluster(nodes, members, repeat, workers, timeout, on_setup=lambda name: status.update(
+            _("joining {members} members to {setup}...").format(members=members, setup=name)))
+    show_scale_cluster(report)
 
 
 @app.command(help=_(
@@ -346,6 +374,31 @@ def show_scale(report) -> None:  # noqa: ANN001 - scale.ScaleReport
     console.print(table)
     for note in report.notes:
         console.print("[dim]" + _("note:") + f"[/] {note}")
+
+
+def show_scale_cluster(report) -> None:  # noqa: ANN001 - scale.ClusterScaleReport
+    from rich.table import Table
+
+    console = wide_console()
+    repeat = report.setups[0].repeat
+    table = Table(title=_("{members:,} idle members, one broadcast at a time ({repeat} timed), through NATS").format(
+        members=report.members, repeat=repeat), title_justify="left")
+    columns = (_("setup"), _("join s"), "p50 ms", "p99 ms", _("max ms"), _("x 1 node (p50)"),
+               _("server CPU ms"), _("receivers' CPU ms"), _("KiB/member"))
+    for number, column in enumerate(columns):
+        table.add_column(column, justify="left" if number == 0 else "right", no_wrap=True)
+    for setup in report.setups:
+        ms = setup.broadcast_ms
+        table.add_row(setup.target, f"{setup.join_seconds:.1f}", f"{ms['p50']:.1f}", f"{ms['p99']:.1f}",
+                      f"{ms['max']:.1f}", f"{report.ratio(setup):.2f}", f"{setup.server_cpu_ms_per_broadcast:.1f}",
+                      f"{setup.receivers_cpu_ms_per_broadcast:.1f}", f"{setup.kib_per_member:.2f}")
+    console.print(table)
+    console.print(_(
+        "[dim]x 1 node: the median time for one broadcast to reach every member, over one node's (below 1: "
+        "faster). Every setup goes through NATS: the node that takes the SAY publishes it and every node "
+        "reads it back, then sends it to its own members. server CPU: all nodes together, per broadcast "
+        "(nats-server not included). With one port the kernel spreads the connections, not evenly to the "
+        "member.[/]"))
 
 
 def stopped_by_ctrl_c(line: str) -> None:
