@@ -62,21 +62,28 @@ def chat(
     json: Annotated[bool, typer.Option("--json", help=_("Print one JSON document instead of the table."))] = False,
     irc: Annotated[int, typer.Option(
         help=_("How many of the listening members join over IRC (our engines only)."), min=0)] = 0,
+    cluster: Annotated[Optional[int], typer.Option(
+        help=_("Compare 1 cluster node, N nodes on one port and N nodes on N ports, through a NATS "
+               "server the benchmark starts (epoll nodes)."), show_default=False)] = None,
 ) -> None:
-    from capstone.bench.load import compare
+    from capstone.bench.load import compare, compare_cluster
     from capstone.bench.load_spec import Load
     from capstone.bench.servers import parse_targets
     from lessons.toolkit.common import UserError
 
     load = Load(clients, senders, messages, size, rate, workers, timeout, irc)
-    problem = load.check()
+    problem = load.check() or cluster_problem(cluster, engine, against, irc)
     if problem:
         raise UserError(problem)
-    targets = parse_targets(against if against else engine)
-    if json:
-        comparison = compare(targets, load, repeat)
+    if cluster is not None:
+        def measure(on_run=None):  # noqa: ANN001, ANN202
+            return compare_cluster(cluster, load, repeat, on_run)
     else:
-        comparison = compare_with_progress(targets, load, repeat)
+        targets = parse_targets(against if against else engine)
+
+        def measure(on_run=None):  # noqa: ANN001, ANN202
+            return compare(targets, load, repeat, on_run=on_run)
+    comparison = measure() if json else compare_with_progress(load, repeat, measure)
     if not comparison.results:
         raise UserError(_("nothing was measured: ") + "; ".join(comparison.skipped.values()) + ".")
     if json:
@@ -123,14 +130,29 @@ def scale(
     show_scale(report)
 
 
+def cluster_problem(cluster: int | None, engine: str, against: str | None, irc: int) -> str | None:
+    """What is wrong with `learn bench chat --cluster N` as given (one sentence), or None."""
+    from capstone.bench.cluster import ENGINE, size_problem
+
+    if cluster is None:
+        return None
+    if size_problem(cluster):
+        return size_problem(cluster)
+    if against or engine != ENGINE or irc:
+        return _("--cluster compares setups of {engine} nodes over the binary protocol; leave out "
+                 "--against, --engine and --irc.").format(engine=ENGINE)
+    return None
+
+
 def scale_cluster(nodes: int, members: int, repeat: int, engine: str, workers: int, timeout: float,
                   json: bool) -> None:
     """`learn bench scale --cluster N`: the three setups in one run, one NATS server for all."""
-    from capstone.bench.cluster import ENGINE, check_cluster
+    from capstone.bench.cluster import ENGINE, size_problem
     from capstone.bench.scale import run_scale_cluster
     from lessons.toolkit.common import UserError
 
-    check_cluster(nodes)
+    if size_problem(nodes):
+        raise UserError(size_problem(nodes))
     if engine != ENGINE:
         raise UserError(_("--cluster runs {engine} nodes; leave out --engine.").format(engine=ENGINE))
     if json:
@@ -255,14 +277,12 @@ def log_bars(report) -> object:  # noqa: ANN001
     return text
 
 
-def compare_with_progress(targets: list[str], load, repeat: int):  # noqa: ANN001, ANN201
-    """compare() with a rich progress bar per run, on stderr so stdout stays the report."""
+def compare_with_progress(load, repeat: int, measure):  # noqa: ANN001, ANN201
+    """measure(on_run) (a compare) with a rich progress bar per run, on stderr so stdout stays the report."""
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from capstone.bench.load import compare
-
-    columns = (TextColumn("{task.description:<14}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+    columns = (TextColumn("{task.description:<18}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
     with Progress(*columns, console=Console(stderr=True), transient=False) as progress:
         def finish_last_run() -> None:
             if progress.tasks:  # a run's last progress report may precede its final count
@@ -276,7 +296,7 @@ def compare_with_progress(targets: list[str], load, repeat: int):  # noqa: ANN00
             task = progress.add_task(label, total=load.expected_deliveries)
             return lambda done: progress.update(task, completed=done)
 
-        comparison = compare(targets, load, repeat, on_run=on_run)
+        comparison = measure(on_run)
         finish_last_run()
     return comparison
 
@@ -330,6 +350,14 @@ def show_chat(comparison) -> None:  # noqa: ANN001
     for m in comparison.results:
         for error in m.errors[:3]:
             console.print(f"[red]{m.target}:[/] {escape(error)}")
+    if comparison.baseline != "epoll":  # learn bench chat --cluster N
+        console.print(_("[dim]x 1 node: deliveries/s relative to one cluster node. Every setup goes "
+                        "through NATS: each SAY is one acknowledged publish, then every node reads it "
+                        "back and sends it to its own members. us/delivery and MiB: all nodes together "
+                        "(nats-server not counted). gen busy: near 100% the load generator, not the "
+                        "nodes, set the rate (the generator, the nodes and nats-server share this "
+                        "machine's cores).[/]"))
+        return
     console.print(
         _("[dim]x epoll: deliveries/s relative to our default engine. us/delivery: the server's "
           "CPU time per delivery, children included (fair even when the generator is the limit). "

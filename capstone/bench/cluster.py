@@ -131,6 +131,8 @@ def room_name(number: int) -> str:
     return f"bench-{os.getpid()}-{number}"
 
 
-def check_cluster(nodes: int | None) -> None:
-    if nodes is not None and nodes < 2:
-        raise UserError(_("--cluster N compares 1 node with N nodes; give N of at least 2."))
+def size_problem(nodes: int) -> str | None:
+    """One sentence when `--cluster N` cannot be compared, else None."""
+    if nodes < 2:
+        return _("--cluster N compares 1 node with N nodes; give N of at least 2.")
+    return None

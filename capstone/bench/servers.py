@@ -139,6 +139,11 @@ class Nodes:
     def memory_kib(self) -> int:
         return sum(tree_kib(pid) for pid in self.pids)
 
+    def memory(self) -> Memory:
+        """memory_of() summed over the nodes: peak RSS, PSS and processes."""
+        each = [memory_of(pid) for pid in self.pids]
+        return Memory(sum(m.peak_rss_kib for m in each), sum(m.pss_kib for m in each), sum(m.processes for m in each))
+
     def stop(self) -> None:
         for server in self.servers:
             server.stop()
