@@ -425,8 +425,8 @@ def show_scale_cluster(report) -> None:  # noqa: ANN001 - scale.ClusterScaleRepo
         "[dim]x 1 node: the median time for one broadcast to reach every member, over one node's (below 1: "
         "faster). Every setup goes through NATS: the node that takes the SAY publishes it and every node "
         "reads it back, then sends it to its own members. server CPU: all nodes together, per broadcast "
-        "(nats-server not included). With one port the kernel spreads the connections, not evenly to the "
-        "member.[/]"))
+        "(nats-server not included). With one port the kernel spreads the "
+        "connections, not exactly evenly.[/]"))
 
 
 def stopped_by_ctrl_c(line: str) -> None:
