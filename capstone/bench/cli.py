@@ -411,21 +411,24 @@ def show_scale_cluster(report) -> None:  # noqa: ANN001 - scale.ClusterScaleRepo
     repeat = report.setups[0].repeat
     table = Table(title=_("{members:,} idle members, one broadcast at a time ({repeat} timed), through NATS").format(
         members=report.members, repeat=repeat), title_justify="left")
-    columns = (_("setup"), _("join s"), "p50 ms", "p99 ms", _("max ms"), _("x 1 node (p50)"),
-               _("server CPU ms"), _("receivers' CPU ms"), _("KiB/member"))
+    columns = (_("setup"), _("join s"), "p50 ms", "p99 ms", _("max ms"), _("x 1 node"),
+               _("server CPU ms"), _("busiest node ms"), _("receivers ms"), _("KiB/member"))
     for number, column in enumerate(columns):
         table.add_column(column, justify="left" if number == 0 else "right", no_wrap=True)
     for setup in report.setups:
         ms = setup.broadcast_ms
         table.add_row(setup.target, f"{setup.join_seconds:.1f}", f"{ms['p50']:.1f}", f"{ms['p99']:.1f}",
                       f"{ms['max']:.1f}", f"{report.ratio(setup):.2f}", f"{setup.server_cpu_ms_per_broadcast:.1f}",
+                      f"{setup.busiest_node_cpu_ms_per_broadcast:.1f}",
                       f"{setup.receivers_cpu_ms_per_broadcast:.1f}", f"{setup.kib_per_member:.2f}")
     console.print(table)
     console.print(_(
         "[dim]x 1 node: the median time for one broadcast to reach every member, over one node's (below 1: "
         "faster). Every setup goes through NATS: the node that takes the SAY publishes it and every node "
         "reads it back, then sends it to its own members. server CPU: all nodes together, per broadcast "
-        "(nats-server not included). With one port the kernel spreads the "
+        "(nats-server not included); busiest node: the CPU of the node that worked most, what a broadcast "
+        "needs at least when every node has a core of its own; receivers: the load generator's CPU to "
+        "read one broadcast, on the same cores. With one port the kernel spreads the "
         "connections, not exactly evenly.[/]"))
 
 

@@ -45,6 +45,7 @@ class ScaleReport:
     broadcast_ms: dict[str, float]
     samples_ms: list[float]
     server_cpu_ms_per_broadcast: float  # median: the server's own share of one fan-out
+    busiest_node_cpu_ms_per_broadcast: float  # median: with several nodes, the one that worked most
     receivers_cpu_ms_per_broadcast: float  # median: the generator's workers reading it
     send_floor_ms: float | None  # a bare loop of one send() per member: no server does less
     rss_before_kib: int
@@ -192,18 +193,22 @@ class Rounds:
 
     latency: list[float] = field(default_factory=list)
     server_cpu: list[float] = field(default_factory=list)
+    busiest_node_cpu: list[float] = field(default_factory=list)  # with one server: the same as server_cpu
     receivers_cpu: list[float] = field(default_factory=list)
 
 
-def time_broadcasts(speaker: socket.socket, pool: Workers, server_cpu: Callable[[], float], repeat: int,
+def time_broadcasts(speaker: socket.socket, pool: Workers, server_cpu: Callable[[], list[float]], repeat: int,
                     timeout: float) -> Rounds:
+    """`server_cpu()` gives each server process's CPU seconds so far (one per node)."""
     rounds = Rounds()
     _, receivers_before = broadcast_once(speaker, pool, 0, timeout)  # untimed: the JOINED flood is read
     for number in range(1, repeat + 1):
         server_before = server_cpu()
         latency, receivers_now = broadcast_once(speaker, pool, number, timeout)
         rounds.latency.append(latency)
-        rounds.server_cpu.append((server_cpu() - server_before) * 1000)
+        used = [(now - then) * 1000 for now, then in zip(server_cpu(), server_before)]
+        rounds.server_cpu.append(sum(used))
+        rounds.busiest_node_cpu.append(max(used))
         rounds.receivers_cpu.append((sum(receivers_now) - sum(receivers_before)) * 1000)
         receivers_before = receivers_now
     return rounds
@@ -241,7 +246,7 @@ def measure_scale(nodes, members: int, repeat: int, workers: int, timeout: float
         pool.collect("joined", started + timeout)
         speaker = speaker_joins(addresses[0], started + timeout)
         join_seconds = time.monotonic() - started
-        rounds = time_broadcasts(speaker, pool, nodes.cpu_seconds, repeat, timeout)
+        rounds = time_broadcasts(speaker, pool, nodes.cpu_seconds_each, repeat, timeout)
         after = nodes.memory_kib()  # every member joined, the JOINED flood long delivered
         speaker.close()
     except TimeoutError:
@@ -254,7 +259,8 @@ def measure_scale(nodes, members: int, repeat: int, workers: int, timeout: float
     return ScaleReport(
         target=nodes.setup, members=members, repeat=repeat, join_seconds=round(join_seconds, 3),
         broadcast_ms=latency_summary_ms(rounds.latency), samples_ms=[round(s, 3) for s in rounds.latency],
-        server_cpu_ms_per_broadcast=median(rounds.server_cpu), receivers_cpu_ms_per_broadcast=median(rounds.receivers_cpu),
+        server_cpu_ms_per_broadcast=median(rounds.server_cpu),
+        busiest_node_cpu_ms_per_broadcast=median(rounds.busiest_node_cpu), receivers_cpu_ms_per_broadcast=median(rounds.receivers_cpu),
         send_floor_ms=floor,
         rss_before_kib=before, rss_after_kib=after, kib_per_member=round((after - before) / members, 2),
         fd_limit=fd_limit, notes=notes,

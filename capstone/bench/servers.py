@@ -134,7 +134,10 @@ class Nodes:
         return [server.pid for server in self.servers]
 
     def cpu_seconds(self) -> float:
-        return sum(cpu_seconds(pid) for pid in self.pids)
+        return sum(self.cpu_seconds_each())
+
+    def cpu_seconds_each(self) -> list[float]:
+        return [cpu_seconds(pid) for pid in self.pids]
 
     def memory_kib(self) -> int:
         return sum(tree_kib(pid) for pid in self.pids)
