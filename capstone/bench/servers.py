@@ -119,7 +119,8 @@ class RunningServer:
 
 @dataclass
 class Nodes:
-    """The servers of one measured setup (one, or the nodes of a cluster): where members connect, and whose CPU and memory count."""
+    """The servers of one measured setup (one server, or the nodes of a cluster): where the
+    members connect, and whose CPU and memory count."""
 
     setup: str
     servers: list[RunningServer]
