@@ -253,7 +253,7 @@ def measure_scale(nodes, members: int, repeat: int, workers: int, timeout: float
         raise RunFailure(_("the {members} members did not all join {target} within {timeout:g} "
                            "s.").format(members=members, target=nodes.setup, timeout=timeout)) from None
     except RuntimeError as err:
-        raise RunFailure(str(err)) from None
+        raise RunFailure(str(err) + nodes.last_words()) from None
     finally:
         pool.close()
     return ScaleReport(

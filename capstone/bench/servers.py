@@ -152,6 +152,11 @@ class Nodes:
         for server in self.servers:
             server.stop()
 
+    def last_words(self) -> str:
+        """Each server's last log line, to explain a failure (empty when they said nothing)."""
+        lines = [f"{server.pid}: {server.tail[-1]}" for server in self.servers if server.tail]
+        return (" " + _("The servers' last log lines: {lines}").format(lines=" | ".join(lines))) if lines else ""
+
 
 BANNER_LINES = 3  # listening on, admin socket, irc listening on
 
