@@ -143,6 +143,18 @@ def test_tiny_scale_run() -> None:
     assert report["rss_after_kib"] > 0
 
 
+CLUSTER_SETUPS = ("1 node", "2 nodes, one port", "2 nodes, 2 ports")
+
+
+def test_tiny_cluster_scale_run_prints_all_three_setups() -> None:
+    """One NATS server, a fresh room per setup: the table has a row for each and the ratio."""
+    result = learn("bench", "scale", "--cluster", "2", "--members", "6", "--repeat", "2")
+    assert result.returncode == 0, result.stderr
+    rows = [line for line in result.stdout.splitlines() if line.startswith("│")]  # the table's body
+    assert [row.split("│")[1].strip() for row in rows] == list(CLUSTER_SETUPS)
+    assert "1.00" in rows[0]  # 1 node's ratio to itself
+
+
 @pytest.mark.parametrize("args, words", [
     (["chat", "--against", "nosuch"], "unknown server"),
     (["chat", "--size", "10"], "--size"),
@@ -151,6 +163,10 @@ def test_tiny_scale_run() -> None:
     (["chat", "--irc", "1", "--size", "401"], "--size"),
     (["scale", "--engine", "epoll,poll"], "one server at a time"),
     (["scale", "--engine", "fork", "--members", "5000"], "process per member"),
+    (["scale", "--cluster", "1"], "at least 2"),
+    (["scale", "--cluster", "2", "--engine", "poll"], "leave out --engine"),
+    (["chat", "--cluster", "0"], "at least 2"),
+    (["chat", "--cluster", "2", "--against", "asyncio"], "leave out --against"),
 ])
 def test_bad_options_get_one_sentence(args: list[str], words: str) -> None:
     result = learn("bench", *args)

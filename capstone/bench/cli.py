@@ -62,21 +62,28 @@ def chat(
     json: Annotated[bool, typer.Option("--json", help=_("Print one JSON document instead of the table."))] = False,
     irc: Annotated[int, typer.Option(
         help=_("How many of the listening members join over IRC (our engines only)."), min=0)] = 0,
+    cluster: Annotated[Optional[int], typer.Option(
+        help=_("Compare 1 cluster node, N nodes on one port and N nodes on N ports, through a NATS "
+               "server the benchmark starts (epoll nodes)."), show_default=False)] = None,
 ) -> None:
-    from capstone.bench.load import compare
+    from capstone.bench.load import compare, compare_cluster
     from capstone.bench.load_spec import Load
     from capstone.bench.servers import parse_targets
     from lessons.toolkit.common import UserError
 
     load = Load(clients, senders, messages, size, rate, workers, timeout, irc)
-    problem = load.check()
+    problem = load.check() or cluster_problem(cluster, engine, against, irc)
     if problem:
         raise UserError(problem)
-    targets = parse_targets(against if against else engine)
-    if json:
-        comparison = compare(targets, load, repeat)
+    if cluster is not None:
+        def measure(on_run=None):  # noqa: ANN001, ANN202
+            return compare_cluster(cluster, load, repeat, on_run)
     else:
-        comparison = compare_with_progress(targets, load, repeat)
+        targets = parse_targets(against if against else engine)
+
+        def measure(on_run=None):  # noqa: ANN001, ANN202
+            return compare(targets, load, repeat, on_run=on_run)
+    comparison = measure() if json else compare_with_progress(load, repeat, measure)
     if not comparison.results:
         raise UserError(_("nothing was measured: ") + "; ".join(comparison.skipped.values()) + ".")
     if json:
@@ -95,11 +102,17 @@ def scale(
     workers: Annotated[int, typer.Option(help=_("Load-generator processes."), min=1)] = 2,
     timeout: Annotated[float, typer.Option(help=_("Seconds joining or one broadcast may take."), min=1)] = 120.0,
     json: Annotated[bool, typer.Option("--json", help=_("Print one JSON document instead of the table."))] = False,
+    cluster: Annotated[Optional[int], typer.Option(
+        help=_("Compare 1 cluster node, N nodes on one port and N nodes on N ports, through a NATS "
+               "server the benchmark starts (epoll nodes)."), show_default=False)] = None,
 ) -> None:
     from capstone.bench.scale import run_scale
     from capstone.bench.servers import parse_targets
     from lessons.toolkit.common import UserError
 
+    if cluster is not None:
+        scale_cluster(cluster, members, repeat, engine, workers, timeout, json)
+        return
     targets = parse_targets(engine)
     if len(targets) != 1:
         raise UserError(_("scale measures one server at a time; give one --engine."))
@@ -115,6 +128,43 @@ def scale(
     with Console(stderr=True).status(_("joining {members} members to {targets}...").format(members=members, targets=targets[0])):
         report = run_scale(targets[0], members, repeat, workers, timeout)
     show_scale(report)
+
+
+def cluster_problem(cluster: int | None, engine: str, against: str | None, irc: int) -> str | None:
+    """What is wrong with `learn bench chat --cluster N` as given (one sentence), or None."""
+    from capstone.bench.cluster import ENGINE, size_problem
+
+    if cluster is None:
+        return None
+    if size_problem(cluster):
+        return size_problem(cluster)
+    if against or engine != ENGINE or irc:
+        return _("--cluster compares setups of {engine} nodes over the binary protocol; leave out "
+                 "--against, --engine and --irc.").format(engine=ENGINE)
+    return None
+
+
+def scale_cluster(nodes: int, members: int, repeat: int, engine: str, workers: int, timeout: float,
+                  json: bool) -> None:
+    """`learn bench scale --cluster N`: the three setups in one run, one NATS server for all."""
+    from capstone.bench.cluster import ENGINE, size_problem
+    from capstone.bench.scale import run_scale_cluster
+    from lessons.toolkit.common import UserError
+
+    if size_problem(nodes):
+        raise UserError(size_problem(nodes))
+    if engine != ENGINE:
+        raise UserError(_("--cluster runs {engine} nodes; leave out --engine.").format(engine=ENGINE))
+    if json:
+        report = run_scale_cluster(nodes, members, repeat, workers, timeout)
+        print_json({**report.as_json(), "machine": _machine()})
+        return
+    from rich.console import Console
+
+    with Console(stderr=True).status("") as status:
+        report = run_scale_cluster(nodes, members, repeat, workers, timeout, on_setup=lambda name: status.update(
+            _("joining {members} members to {setup}...").format(members=members, setup=name)))
+    show_scale_cluster(report)
 
 
 @app.command(help=_(
@@ -227,14 +277,12 @@ def log_bars(report) -> object:  # noqa: ANN001
     return text
 
 
-def compare_with_progress(targets: list[str], load, repeat: int):  # noqa: ANN001, ANN201
-    """compare() with a rich progress bar per run, on stderr so stdout stays the report."""
+def compare_with_progress(load, repeat: int, measure):  # noqa: ANN001, ANN201
+    """measure(on_run) (a compare) with a rich progress bar per run, on stderr so stdout stays the report."""
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from capstone.bench.load import compare
-
-    columns = (TextColumn("{task.description:<14}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+    columns = (TextColumn("{task.description:<18}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
     with Progress(*columns, console=Console(stderr=True), transient=False) as progress:
         def finish_last_run() -> None:
             if progress.tasks:  # a run's last progress report may precede its final count
@@ -248,7 +296,7 @@ def compare_with_progress(targets: list[str], load, repeat: int):  # noqa: ANN00
             task = progress.add_task(label, total=load.expected_deliveries)
             return lambda done: progress.update(task, completed=done)
 
-        comparison = compare(targets, load, repeat, on_run=on_run)
+        comparison = measure(on_run)
         finish_last_run()
     return comparison
 
@@ -302,6 +350,14 @@ def show_chat(comparison) -> None:  # noqa: ANN001
     for m in comparison.results:
         for error in m.errors[:3]:
             console.print(f"[red]{m.target}:[/] {escape(error)}")
+    if comparison.baseline != "epoll":  # learn bench chat --cluster N
+        console.print(_("[dim]x 1 node: deliveries/s relative to one cluster node. Every setup goes "
+                        "through NATS: each SAY is one acknowledged publish, then every node reads it "
+                        "back and sends it to its own members. us/delivery and MiB: all nodes together "
+                        "(nats-server not counted). gen busy: near 100% the load generator, not the "
+                        "nodes, set the rate (the generator, the nodes and nats-server share this "
+                        "machine's cores).[/]"))
+        return
     console.print(
         _("[dim]x epoll: deliveries/s relative to our default engine. us/delivery: the server's "
           "CPU time per delivery, children included (fair even when the generator is the limit). "
@@ -346,6 +402,34 @@ def show_scale(report) -> None:  # noqa: ANN001 - scale.ScaleReport
     console.print(table)
     for note in report.notes:
         console.print("[dim]" + _("note:") + f"[/] {note}")
+
+
+def show_scale_cluster(report) -> None:  # noqa: ANN001 - scale.ClusterScaleReport
+    from rich.table import Table
+
+    console = wide_console()
+    repeat = report.setups[0].repeat
+    table = Table(title=_("{members:,} idle members, one broadcast at a time ({repeat} timed), through NATS").format(
+        members=report.members, repeat=repeat), title_justify="left")
+    columns = (_("setup"), _("join s"), "p50 ms", "p99 ms", _("max ms"), _("x 1 node"),
+               _("server CPU ms"), _("busiest node ms"), _("receivers ms"), _("KiB/member"))
+    for number, column in enumerate(columns):
+        table.add_column(column, justify="left" if number == 0 else "right", no_wrap=True)
+    for setup in report.setups:
+        ms = setup.broadcast_ms
+        table.add_row(setup.target, f"{setup.join_seconds:.1f}", f"{ms['p50']:.1f}", f"{ms['p99']:.1f}",
+                      f"{ms['max']:.1f}", f"{report.ratio(setup):.2f}", f"{setup.server_cpu_ms_per_broadcast:.1f}",
+                      f"{setup.busiest_node_cpu_ms_per_broadcast:.1f}",
+                      f"{setup.receivers_cpu_ms_per_broadcast:.1f}", f"{setup.kib_per_member:.2f}")
+    console.print(table)
+    console.print(_(
+        "[dim]x 1 node: the median time for one broadcast to reach every member, over one node's (below 1: "
+        "faster). Every setup goes through NATS: the node that takes the SAY publishes it and every node "
+        "reads it back, then sends it to its own members. server CPU: all nodes together, per broadcast "
+        "(nats-server not included); busiest node: the CPU of the node that worked most, what a broadcast "
+        "needs at least when every node has a core of its own; receivers: the load generator's CPU to "
+        "read one broadcast, on the same cores. With one port the kernel spreads the "
+        "connections, not exactly evenly.[/]"))
 
 
 def stopped_by_ctrl_c(line: str) -> None:

@@ -91,10 +91,10 @@ class WorkerResult:
 class Worker:
     """Drives its share of the members from one epoll loop, in the phases the parent calls."""
 
-    def __init__(self, control: Connection, address: tuple[str, int], load: Load, indexes: list[int],
+    def __init__(self, control: Connection, addresses: list[tuple[str, int]], load: Load, indexes: list[int],
                  irc_address: tuple[str, int] | None = None) -> None:
         self.control = control
-        self.address = address
+        self.addresses = addresses  # member i joins through addresses[i % len]: nodes get even shares
         self.irc_address = irc_address
         self.load = load
         self.members = [Member(index, load) for index in indexes]
@@ -179,7 +179,7 @@ class Worker:
             if member.irc:
                 sock = member.sock = connect_irc(self.irc_address, member.name)
             else:
-                sock = member.sock = connect_and_join(self.address, member.name)
+                sock = member.sock = connect_and_join(self.addresses[member.index % len(self.addresses)], member.name)
             self.by_fd[sock.fileno()] = member
             self.epoll.register(sock.fileno(), select.EPOLLIN)
             started += 1
@@ -333,9 +333,9 @@ class Worker:
         self.phase = "closed"
 
 
-def worker_main(control: Connection, indexes: list[int], address: tuple[str, int], load: Load,
+def worker_main(control: Connection, indexes: list[int], addresses: list[tuple[str, int]], load: Load,
                 irc_address: tuple[str, int] | None = None) -> None:
-    run_in_worker(control, lambda: Worker(control, address, load, indexes, irc_address).run())
+    run_in_worker(control, lambda: Worker(control, addresses, load, indexes, irc_address).run())
 
 
 # -- the parent side ---------------------------------------------------------------------
@@ -362,30 +362,27 @@ class Measurement:
     errors: list[str]
 
 
-def run_load(address: tuple[str, int], load: Load, server_pid: int, target: str = "",
-             on_progress: Callable[[int], None] | None = None,
+def run_load(nodes, load: Load, on_progress: Callable[[int], None] | None = None,  # noqa: ANN001 - servers.Nodes
              irc_address: tuple[str, int] | None = None) -> Measurement:
-    """Join, send, count and analyse one run against a server that is already listening."""
-    from capstone.bench.servers import cpu_seconds as server_cpu
-    from capstone.bench.servers import memory_of
-
+    """Join, send, count and analyse one run against server(s) already listening."""
+    target = nodes.setup
     workers = Workers(load.clients, load.workers,
-                      partial(worker_main, address=address, load=load, irc_address=irc_address))
+                      partial(worker_main, addresses=nodes.addresses, load=load, irc_address=irc_address))
     try:
         try:
             workers.collect("joined", time.monotonic() + load.timeout)
         except TimeoutError:
             raise RunFailure(_("the {clients} members did not all join {target} within {timeout:g} "
                                "s.").format(clients=load.clients, target=target, timeout=load.timeout)) from None
-        cpu_before = server_cpu(server_pid)
+        cpu_before = nodes.cpu_seconds()
         workers.tell("go")
         try:
             results = workers.collect("done", time.monotonic() + load.timeout, on_progress)
         except TimeoutError:
             workers.tell("stop")  # report what arrived: the rest counts as lost
             results = workers.collect("done", time.monotonic() + 30, on_progress)
-        server_cpu_used = server_cpu(server_pid) - cpu_before
-        memory = memory_of(server_pid)  # while every member is still connected
+        server_cpu_used = nodes.cpu_seconds() - cpu_before
+        memory = nodes.memory()  # while every member is still connected
     except (RuntimeError, TimeoutError) as err:  # a worker failed, or did not even report
         raise RunFailure(_("the load against {target} failed: {err}.").format(target=target, err=err)) from None
     finally:
@@ -449,12 +446,12 @@ class Comparison:
 
 def run_target(target: str, load: Load, on_progress: Callable[[int], None] | None = None) -> Measurement:
     """Start `target` on a fresh port, run the load once, stop it."""
-    from capstone.bench.servers import start_server
+    from capstone.bench.servers import Nodes, start_server
 
     server = start_server(target, irc=load.irc > 0)
     try:
         irc_address = (server.host, server.irc_port) if load.irc else None
-        return run_load((server.host, server.port), load, server.pid, target, on_progress, irc_address)
+        return run_load(Nodes(target, [server]), load, on_progress, irc_address)
     finally:
         server.stop()
 
@@ -478,4 +475,30 @@ def compare(targets: list[str], load: Load, repeat: int = 1, baseline: str = "ep
         runs.sort(key=lambda m: m.deliveries_per_second)
         comparison.results.append(runs[len(runs) // 2])
         comparison.runs[target] = [m.deliveries_per_second for m in runs]
+    return comparison
+
+
+def compare_cluster(nodes: int, load: Load, repeat: int = 1,
+                    on_run: Callable[[str, int], Callable[[int], None] | None] | None = None) -> Comparison:
+    """The same load on 1 node, `nodes` nodes on one port and on `nodes` ports (cluster.py),
+    each run on a fresh room of one NATS server the comparison starts and stops."""
+    from capstone.bench.cluster import NatsBroker, room_name, setup_names, start_setup
+
+    names = setup_names(nodes)
+    comparison = Comparison(load, baseline=names[0])
+    broker = NatsBroker()
+    try:
+        for number, name in enumerate(names):
+            runs = []
+            for attempt in range(repeat):
+                setup = start_setup(number, nodes, broker, room_name(number * repeat + attempt))
+                try:
+                    runs.append(run_load(setup, load, on_run(name, attempt) if on_run else None))
+                finally:
+                    setup.stop()
+            runs.sort(key=lambda m: m.deliveries_per_second)
+            comparison.results.append(runs[len(runs) // 2])
+            comparison.runs[name] = [m.deliveries_per_second for m in runs]
+    finally:
+        broker.stop()
     return comparison

@@ -23,6 +23,7 @@ from dataclasses import asdict, dataclass, field
 from functools import partial
 from itertools import islice
 from multiprocessing.connection import Connection
+from typing import Callable
 
 from capstone.bench.pool import Workers, own_cpu_seconds, run_in_worker
 from capstone.bench.stats import latency_summary_ms, median
@@ -44,6 +45,7 @@ class ScaleReport:
     broadcast_ms: dict[str, float]
     samples_ms: list[float]
     server_cpu_ms_per_broadcast: float  # median: the server's own share of one fan-out
+    busiest_node_cpu_ms_per_broadcast: float  # median: with several nodes, the one that worked most
     receivers_cpu_ms_per_broadcast: float  # median: the generator's workers reading it
     send_floor_ms: float | None  # a bare loop of one send() per member: no server does less
     rss_before_kib: int
@@ -88,9 +90,9 @@ def send_floor_ms(count: int, repeat: int = 5) -> float:
 class ScaleWorker:
     """Joins its members, then reports each broadcast round once all its members have it."""
 
-    def __init__(self, control: Connection, indexes: list[int], address: tuple[str, int]) -> None:
+    def __init__(self, control: Connection, indexes: list[int], addresses: list[tuple[str, int]]) -> None:
         self.control = control
-        self.address = address
+        self.addresses = addresses  # member i joins through addresses[i % len]: nodes get even shares
         self.indexes = indexes
         self.epoll = select.epoll()
         self.socks: dict[int, socket.socket] = {}
@@ -114,7 +116,7 @@ class ScaleWorker:
         in_flight = 0
         while self.welcomed < len(self.indexes):
             for index in islice(waiting, JOIN_WINDOW - in_flight):
-                self.add(connect_and_join(self.address, b"m%d" % index))
+                self.add(connect_and_join(self.addresses[index % len(self.addresses)], b"m%d" % index))
                 in_flight += 1
             before = self.welcomed
             for fd, _unused in self.epoll.poll(1.0):
@@ -155,8 +157,8 @@ class ScaleWorker:
             sock.close()
 
 
-def scale_worker(control: Connection, indexes: list[int], address: tuple[str, int]) -> None:
-    run_in_worker(control, lambda: ScaleWorker(control, indexes, address).run())
+def scale_worker(control: Connection, indexes: list[int], addresses: list[tuple[str, int]]) -> None:
+    run_in_worker(control, lambda: ScaleWorker(control, indexes, addresses).run())
 
 
 def speaker_joins(address: tuple[str, int], deadline: float) -> socket.socket:
@@ -191,19 +193,22 @@ class Rounds:
 
     latency: list[float] = field(default_factory=list)
     server_cpu: list[float] = field(default_factory=list)
+    busiest_node_cpu: list[float] = field(default_factory=list)  # with one server: the same as server_cpu
     receivers_cpu: list[float] = field(default_factory=list)
 
 
-def time_broadcasts(speaker: socket.socket, pool: Workers, server_pid: int, repeat: int, timeout: float) -> Rounds:
-    from capstone.bench.servers import cpu_seconds as server_cpu
-
+def time_broadcasts(speaker: socket.socket, pool: Workers, server_cpu: Callable[[], list[float]], repeat: int,
+                    timeout: float) -> Rounds:
+    """`server_cpu()` gives each server process's CPU seconds so far (one per node)."""
     rounds = Rounds()
     _, receivers_before = broadcast_once(speaker, pool, 0, timeout)  # untimed: the JOINED flood is read
     for number in range(1, repeat + 1):
-        server_before = server_cpu(server_pid)
+        server_before = server_cpu()
         latency, receivers_now = broadcast_once(speaker, pool, number, timeout)
         rounds.latency.append(latency)
-        rounds.server_cpu.append((server_cpu(server_pid) - server_before) * 1000)
+        used = [(now - then) * 1000 for now, then in zip(server_cpu(), server_before)]
+        rounds.server_cpu.append(sum(used))
+        rounds.busiest_node_cpu.append(max(used))
         rounds.receivers_cpu.append((sum(receivers_now) - sum(receivers_before)) * 1000)
         receivers_before = receivers_now
     return rounds
@@ -211,7 +216,7 @@ def time_broadcasts(speaker: socket.socket, pool: Workers, server_pid: int, repe
 
 def run_scale(target: str, members: int = 5000, repeat: int = 20, workers: int = 2,
               timeout: float = 120.0) -> ScaleReport:
-    from capstone.bench.servers import raise_fd_limit, start_server, tree_kib
+    from capstone.bench.servers import Nodes, raise_fd_limit, start_server
 
     fd_limit = raise_fd_limit(members + 200, "--members")
     notes: list[str] = []
@@ -221,36 +226,83 @@ def run_scale(target: str, members: int = 5000, repeat: int = 20, workers: int =
     else:
         notes.append(_("the send() floor needs {needed} descriptors at once; the limit {fd_limit} "
                        "is too low.").format(needed=2 * members, fd_limit=fd_limit))
-    server = start_server(target)
     if target == "fork":
         notes.append(_("the fork engine runs one process per member: its memory is the sum of their PSS."))
-
+    nodes = Nodes(target, [start_server(target)])
     try:
-        address = (server.host, server.port)
-        before = tree_kib(server.pid)
-        started = time.monotonic()
-        pool = Workers(members, workers, partial(scale_worker, address=address))
-        try:
-            pool.collect("joined", started + timeout)
-            speaker = speaker_joins(address, started + timeout)
-            join_seconds = time.monotonic() - started
-            rounds = time_broadcasts(speaker, pool, server.pid, repeat, timeout)
-            after = tree_kib(server.pid)  # every member joined, the JOINED flood long delivered
-            speaker.close()
-        except TimeoutError:
-            raise RunFailure(_("the {members} members did not all join {target} within {timeout:g} "
-                               "s.").format(members=members, target=target, timeout=timeout)) from None
-        except RuntimeError as err:
-            raise RunFailure(str(err)) from None
-        finally:
-            pool.close()
+        return measure_scale(nodes, members, repeat, workers, timeout, floor, fd_limit, notes)
     finally:
-        server.stop()
+        nodes.stop()
+
+
+def measure_scale(nodes, members: int, repeat: int, workers: int, timeout: float,  # noqa: ANN001 - servers.Nodes
+                  floor: float | None, fd_limit: int, notes: list[str]) -> ScaleReport:
+    """Join the members to `nodes` (already listening), time the broadcasts, read the memory."""
+    addresses = nodes.addresses
+    before = nodes.memory_kib()
+    started = time.monotonic()
+    pool = Workers(members, workers, partial(scale_worker, addresses=addresses))
+    try:
+        pool.collect("joined", started + timeout)
+        speaker = speaker_joins(addresses[0], started + timeout)
+        join_seconds = time.monotonic() - started
+        rounds = time_broadcasts(speaker, pool, nodes.cpu_seconds_each, repeat, timeout)
+        after = nodes.memory_kib()  # every member joined, the JOINED flood long delivered
+        speaker.close()
+    except TimeoutError:
+        raise RunFailure(_("the {members} members did not all join {target} within {timeout:g} "
+                           "s.").format(members=members, target=nodes.setup, timeout=timeout)) from None
+    except RuntimeError as err:
+        raise RunFailure(str(err) + nodes.last_words()) from None
+    finally:
+        pool.close()
     return ScaleReport(
-        target=target, members=members, repeat=repeat, join_seconds=round(join_seconds, 3),
+        target=nodes.setup, members=members, repeat=repeat, join_seconds=round(join_seconds, 3),
         broadcast_ms=latency_summary_ms(rounds.latency), samples_ms=[round(s, 3) for s in rounds.latency],
-        server_cpu_ms_per_broadcast=median(rounds.server_cpu), receivers_cpu_ms_per_broadcast=median(rounds.receivers_cpu),
+        server_cpu_ms_per_broadcast=median(rounds.server_cpu),
+        busiest_node_cpu_ms_per_broadcast=median(rounds.busiest_node_cpu), receivers_cpu_ms_per_broadcast=median(rounds.receivers_cpu),
         send_floor_ms=floor,
         rss_before_kib=before, rss_after_kib=after, kib_per_member=round((after - before) / members, 2),
         fd_limit=fd_limit, notes=notes,
     )
+
+
+@dataclass
+class ClusterScaleReport:
+    """The same scale run on each cluster setup, in one run, and their ratios to 1 node."""
+
+    nodes: int
+    members: int
+    setups: list[ScaleReport]
+
+    def ratio(self, report: ScaleReport) -> float:
+        """Its median broadcast time over 1 node's: below 1, the extra nodes made it faster."""
+        single = self.setups[0].broadcast_ms["p50"]
+        return round(report.broadcast_ms["p50"] / single, 2) if single else 0.0
+
+    def as_json(self) -> dict:
+        return {"benchmark": "scale-cluster", "nodes": self.nodes, "members": self.members,
+                "setups": [{**asdict(report), "ratio_p50_to_1_node": self.ratio(report)} for report in self.setups]}
+
+
+def run_scale_cluster(nodes: int, members: int = 5000, repeat: int = 20, workers: int = 2,
+                      timeout: float = 120.0, on_setup: Callable[[str], None] | None = None) -> ClusterScaleReport:
+    """1 node, then `nodes` nodes on one port, then on `nodes` ports: one NATS server for the run."""
+    from capstone.bench.cluster import NatsBroker, room_name, setup_names, start_setup
+    from capstone.bench.servers import raise_fd_limit
+
+    fd_limit = raise_fd_limit(members + 200, "--members")
+    broker = NatsBroker()
+    reports = []
+    try:
+        for number, name in enumerate(setup_names(nodes)):
+            if on_setup:
+                on_setup(name)
+            setup = start_setup(number, nodes, broker, room_name(number))
+            try:
+                reports.append(measure_scale(setup, members, repeat, workers, timeout, None, fd_limit, []))
+            finally:
+                setup.stop()
+    finally:
+        broker.stop()
+    return ClusterScaleReport(nodes, members, reports)

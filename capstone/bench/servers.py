@@ -51,13 +51,14 @@ def uvloop_missing() -> bool:
     return False
 
 
-def server_command(target: str, workdir: str, options: tuple[str, ...] = UNLIMITED) -> list[str]:
-    """The argv that starts `target` on an ephemeral loopback port, with `options` for our engines."""
+def server_command(target: str, workdir: str, options: tuple[str, ...] = UNLIMITED, port: int = 0) -> list[str]:
+    """The argv that starts `target` on loopback (`port` 0: one the kernel picks), with
+    `options` for our engines."""
     if target in PEERS:
         argv = [sys.executable, "-m", "capstone.bench.peers.asyncio_chat", "--port", "0"]
         return argv + (["--uvloop"] if target == "uvloop" else [])
     return [
-        sys.executable, "-m", "lessons", "chat", "serve", "--host", "127.0.0.1", "--port", "0",
+        sys.executable, "-m", "lessons", "chat", "serve", "--host", "127.0.0.1", "--port", str(port),
         "--engine", target, *options, "--admin-socket", os.path.join(workdir, "admin.sock"),
     ]
 
@@ -116,6 +117,47 @@ class RunningServer:
         return lines[-1] if lines else ""
 
 
+@dataclass
+class Nodes:
+    """The servers of one measured setup (one server, or the nodes of a cluster): where the
+    members connect, and whose CPU and memory count."""
+
+    setup: str
+    servers: list[RunningServer]
+
+    @property
+    def addresses(self) -> list[tuple[str, int]]:
+        """Distinct addresses: one for nodes sharing a port, one per node otherwise."""
+        return list(dict.fromkeys((server.host, server.port) for server in self.servers))
+
+    @property
+    def pids(self) -> list[int]:
+        return [server.pid for server in self.servers]
+
+    def cpu_seconds(self) -> float:
+        return sum(self.cpu_seconds_each())
+
+    def cpu_seconds_each(self) -> list[float]:
+        return [cpu_seconds(pid) for pid in self.pids]
+
+    def memory_kib(self) -> int:
+        return sum(tree_kib(pid) for pid in self.pids)
+
+    def memory(self) -> Memory:
+        """memory_of() summed over the nodes: peak RSS, PSS and processes."""
+        each = [memory_of(pid) for pid in self.pids]
+        return Memory(sum(m.peak_rss_kib for m in each), sum(m.pss_kib for m in each), sum(m.processes for m in each))
+
+    def stop(self) -> None:
+        for server in self.servers:
+            server.stop()
+
+    def last_words(self) -> str:
+        """Each server's last log line, to explain a failure (empty when they said nothing)."""
+        lines = [f"{server.pid}: {server.tail[-1]}" for server in self.servers if server.tail]
+        return (" " + _("The servers' last log lines: {lines}").format(lines=" | ".join(lines))) if lines else ""
+
+
 BANNER_LINES = 3  # listening on, admin socket, irc listening on
 
 
@@ -133,7 +175,7 @@ def drain_output(server: RunningServer, head: queue.Queue) -> None:
 
 
 def start_server(target: str, options: tuple[str, ...] = UNLIMITED, memory_limit: int = 0,
-                 irc: bool = False) -> RunningServer:
+                 irc: bool = False, port: int = 0) -> RunningServer:
     """Start `target` and wait (with a deadline) for its "listening on HOST:PORT" line (and,
     with `irc`, an IRC listener and its "irc listening on HOST:PORT" line, the third).
 
@@ -147,7 +189,7 @@ def start_server(target: str, options: tuple[str, ...] = UNLIMITED, memory_limit
         options = (*options, "--irc-port", "0")
     with open(os.path.join(workdir, "stderr.txt"), "wb") as errors:
         process = subprocess.Popen(
-            server_command(target, workdir, options), stdin=subprocess.DEVNULL,
+            server_command(target, workdir, options, port), stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE, stderr=errors,
         )
     if memory_limit:  # set from outside before it has done much: no preexec_fn in a threaded parent
