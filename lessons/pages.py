@@ -30,15 +30,6 @@ class Page:
     notes: tuple[str, ...] = ()  # one line each, printed above the page
 
 
-def chosen_language() -> str:
-    """The language `--lang`, `LEARN_LANG` or the locale chose; lessons.toolkit.i18n decides.
-
-    i18n has no public getter for it yet: until it has one, read what `use_language`
-    settled on, and let it decide from the environment if nobody has asked yet.
-    """
-    return i18n._language or i18n.use_language(None)
-
-
 def short_hash(path: Path) -> str:
     """What a translation records of its English page: 12 hex digits of the sha256 of its bytes."""
     return hashlib.sha256(path.read_bytes()).hexdigest()[:12]
@@ -57,7 +48,7 @@ def twin_of(english: Path, language: str) -> Path:
 
 
 def page_to_show(english: Path, language: str | None = None) -> Page:
-    language = language or chosen_language()
+    language = language or i18n.current_language()
     if language == ENGLISH:
         return Page(english.read_text(encoding="utf-8"))
     twin = twin_of(english, language)
