@@ -52,8 +52,13 @@ def speak_typer_words() -> None:
     if current_language() == "en":
         return
     import typer.core
-    from typer._click import core as click_core
-    from typer._click import formatting
+
+    try:  # recent typer vendors its own click
+        from typer._click import core as click_core
+        from typer._click import formatting
+    except ImportError:  # pragma: no cover - older typer depends on click
+        from click import core as click_core  # type: ignore[no-redef]
+        from click import formatting  # type: ignore[no-redef]
 
     typer.core._ = _  # type: ignore[attr-defined]
     patch_once(formatting.HelpFormatter, "write_usage", lambda write_usage: (
