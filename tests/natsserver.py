@@ -9,24 +9,16 @@ store directory, as an operator restarting it would.
 
 from __future__ import annotations
 
-import re
-import shutil
 import socket
 import subprocess
-import sys
 from pathlib import Path
 
 from chatserver import OutputPipe
 
+from capstone.bench.cluster import NATS_LISTENING as LISTENING
+from capstone.bench.cluster import nats_server_binary
+
 READY_TIMEOUT = 20.0
-LISTENING = re.compile(r"Listening for client connections on (\S+):(\d+)")
-
-
-def nats_server_binary() -> str | None:
-    beside_python = Path(sys.executable).with_name("nats-server")
-    if beside_python.exists():
-        return str(beside_python)
-    return shutil.which("nats-server")
 
 
 class NatsServer:
